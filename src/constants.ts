@@ -1,0 +1,38 @@
+// Wire strings, close codes and defaults live here and nowhere else.
+
+export const PUBLICATION = 'walcast';
+export const SCHEMA = 'walcast';
+export const MIGRATIONS_TABLE = 'walcast.migrations';
+/** Advisory lock key that serialises concurrent `walcast migrate` runs ("walcast" as ASCII). */
+export const MIGRATE_LOCK_KEY = 0x77616c63;
+
+export const DEFAULTS = {
+  slot: 'walcast',
+  host: '127.0.0.1',
+  port: 4000,
+  /** Reconnect backoff of the replication stream: full jitter between 0 and min(cap, base * 2^n). */
+  backoffBaseMs: 200,
+  backoffCapMs: 10_000,
+  /** How often our own standby status update is sent when something changed. */
+  statusIntervalMs: 1_000,
+  /** Committed transactions waiting downstream before the replication socket is paused. */
+  maxPendingTransactions: 64,
+} as const;
+
+/**
+ * GUCs for the replication session. pgoutput renders values with the walsender's own output
+ * functions, so these fix the text forms that src/capture/values.ts parses.
+ */
+export const REPLICATION_SESSION_OPTIONS = [
+  '-c DateStyle=ISO',
+  '-c TimeZone=UTC',
+  '-c IntervalStyle=iso_8601',
+  '-c extra_float_digits=3',
+  '-c bytea_output=hex',
+].join(' ');
+
+/** pgoutput protocol version: 1 sends whole transactions only (no in-progress streaming). */
+export const PGOUTPUT_PROTO_VERSION = 1;
+
+/** Exit codes of the CLI. */
+export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;

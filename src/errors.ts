@@ -1,0 +1,65 @@
+// One class per failure, each with a stable `code` (listed in docs/errors.md) and, where the
+// operator can act on it, a `hint` saying how to fix it. The CLI prints `message` and `hint`
+// on one line each and a stack trace only with --verbose.
+
+export abstract class WalcastError extends Error {
+  abstract readonly code: string;
+  readonly hint: string | undefined;
+  constructor(message: string, hint?: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.hint = hint;
+  }
+}
+
+export class ConfigError extends WalcastError {
+  readonly code = 'bad_config';
+}
+
+export class BadUrlError extends WalcastError {
+  readonly code = 'bad_url';
+}
+
+export class DbUnreachableError extends WalcastError {
+  readonly code = 'db_unreachable';
+}
+
+export class DbAuthError extends WalcastError {
+  readonly code = 'db_auth_failed';
+}
+
+export class WalLevelError extends WalcastError {
+  readonly code = 'wal_level_not_logical';
+}
+
+export class ReplicationPrivilegeError extends WalcastError {
+  readonly code = 'no_replication_privilege';
+}
+
+export class SlotInUseError extends WalcastError {
+  readonly code = 'slot_in_use';
+}
+
+export class SlotInvalidError extends WalcastError {
+  readonly code = 'slot_invalid';
+}
+
+export class NotMigratedError extends WalcastError {
+  readonly code = 'not_migrated';
+}
+
+export class MigrationError extends WalcastError {
+  readonly code = 'migration_failed';
+}
+
+export class ProtocolDecodeError extends WalcastError {
+  readonly code = 'pgoutput_decode';
+}
+
+export class PositionError extends WalcastError {
+  readonly code = 'bad_position';
+}
+
+export class PostgresNotFoundError extends WalcastError {
+  readonly code = 'postgres_not_found';
+}
