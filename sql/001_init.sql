@@ -1,0 +1,46 @@
+-- walcast 001: the publication and the functions that add tables to it.
+-- Applied by `walcast migrate` in one transaction, recorded in walcast.migrations.
+
+-- The publication walcast streams. Created empty: tables join it through walcast.enable().
+do $$
+begin
+  if not exists (select 1 from pg_publication where pubname = 'walcast') then
+    create publication walcast;
+  end if;
+end
+$$;
+
+-- Adds a table to the publication. REPLICA IDENTITY FULL puts whole old rows in the WAL for
+-- updates and deletes: authorization and `leave` need them, and unchanged TOAST values are
+-- filled in from them.
+create or replace function walcast.enable(rel regclass) returns void
+language plpgsql as $$
+begin
+  if (select relkind from pg_class where oid = rel) not in ('r', 'p') then
+    raise exception 'walcast.enable: % is not a table', rel using errcode = 'wrong_object_type';
+  end if;
+  execute format('alter table %s replica identity full', rel);
+  if not exists (
+    select 1 from pg_publication_rel pr join pg_publication p on p.oid = pr.prpubid
+     where p.pubname = 'walcast' and pr.prrelid = rel
+  ) then
+    execute format('alter publication walcast add table %s', rel);
+  end if;
+end
+$$;
+
+-- Removes a table from the publication; its replica identity is left as it is.
+create or replace function walcast.disable(rel regclass) returns void
+language plpgsql as $$
+begin
+  if exists (
+    select 1 from pg_publication_rel pr join pg_publication p on p.oid = pr.prpubid
+     where p.pubname = 'walcast' and pr.prrelid = rel
+  ) then
+    execute format('alter publication walcast drop table %s', rel);
+  end if;
+end
+$$;
+
+comment on function walcast.enable(regclass) is 'Stream this table''s changes through walcast (sets REPLICA IDENTITY FULL).';
+comment on function walcast.disable(regclass) is 'Stop streaming this table''s changes.';

@@ -1,0 +1,405 @@
+// Capture: one permanent (or, for `walcast tail`, temporary) logical slot read through pgoutput,
+// committed transactions handed downstream in commit order, acknowledged only as far as allowed.
+//
+//   start() ─► preflight ─► connecting ─► streaming ──(stream lost)──► backoff ─┐
+//                 │fatal         ▲                                             │
+//                 ▼              └─────────────── full-jitter delay ◄───────────┘
+//               failed           stop() from any state ─► stopping ─► stopped
+//
+// Checkpoint (DESIGN §1): the slot's confirmed_flush_lsn is set to
+//   min(end of the last transaction fully processed downstream, hold())
+// where hold() is the commit LSN of the oldest transaction downstream still needs (the start of
+// its history window). A commit at or after confirmed_flush_lsn is sent again after a restart,
+// so acknowledging a commit LSN keeps that transaction. While idle, keepalives move the
+// processed mark to the server's WAL end, so an idle slot does not pin WAL.
+import { EventEmitter } from 'node:events';
+import pg from 'pg';
+import { DEFAULTS } from '../constants.js';
+import { ProtocolDecodeError } from '../errors.js';
+import { silentLogger, type Logger } from '../log.js';
+import { clientConfig, connect } from '../pg/connect.js';
+import { Backoff } from '../util/backoff.js';
+import { TransactionAssembler } from './assembler.js';
+import { formatLsn } from './lsn.js';
+import { PgoutputDecoder } from './pgoutput.js';
+import type { Position } from './position.js';
+import { checkServer, ensureSlot } from './preflight.js';
+import { ReplicationStream } from './stream.js';
+import { ALL_TYPES_SQL, TYPE_INFO_SQL, TypeRegistry, type PgTypeInfo } from './types-registry.js';
+import type { CaptureState, Transaction } from './types.js';
+
+export interface CaptureOptions {
+  url: string;
+  slot: string;
+  publication: string;
+  /** A temporary slot, created on the replication connection and gone with it (tail). */
+  temporary?: boolean;
+  /** Hand on only changes after this position. */
+  after?: Position | null;
+  /** Downstream. A returned promise holds the next transaction (and the socket) until it settles. */
+  onTransaction: (tx: Transaction) => void | Promise<void>;
+  /** Commit LSN of the oldest transaction downstream still needs, or null for none. */
+  hold?: () => bigint | null;
+  logger?: Logger;
+  backoffBaseMs?: number;
+  backoffCapMs?: number;
+  statusIntervalMs?: number;
+  maxPendingTransactions?: number;
+  /** Silence after which a status update asks the server to answer, and after which the stream is declared dead. */
+  pingAfterMs?: number;
+  deadAfterMs?: number;
+}
+
+interface Pending {
+  tx: Transaction | null; // null: a replayed transaction, skipped, that only advances the mark
+  endLsn: bigint;
+}
+
+export class Capture extends EventEmitter {
+  private state: CaptureState = 'idle';
+  private readonly log: Logger;
+  private readonly types = new TypeRegistry();
+  private readonly assembler: TransactionAssembler;
+  private readonly backoff: Backoff;
+  private meta: pg.Pool | null = null;
+  private stream: ReplicationStream | null = null;
+  private decoder: PgoutputDecoder;
+  private generation = 0;
+  // Checkpoint marks (LSNs).
+  private processed = 0n;
+  private acked = 0n;
+  private received = 0n;
+  // Flow: raw messages waiting while type metadata loads, transactions waiting downstream.
+  private blocked = false;
+  private backlog: Buffer[] = [];
+  private pending: Pending[] = [];
+  private draining = false;
+  private paused = false;
+  private lastMessageAt = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private firstStart: { resolve: () => void; reject: (e: Error) => void } | null = null;
+  private readonly limits: Required<Pick<CaptureOptions, 'statusIntervalMs' | 'maxPendingTransactions' | 'pingAfterMs' | 'deadAfterMs'>>;
+
+  constructor(private readonly opts: CaptureOptions) {
+    super();
+    this.log = opts.logger ?? silentLogger;
+    this.assembler = new TransactionAssembler(opts.after ?? null);
+    this.backoff = new Backoff(opts.backoffBaseMs ?? DEFAULTS.backoffBaseMs, opts.backoffCapMs ?? DEFAULTS.backoffCapMs);
+    this.decoder = new PgoutputDecoder(this.types);
+    this.limits = {
+      statusIntervalMs: opts.statusIntervalMs ?? DEFAULTS.statusIntervalMs,
+      maxPendingTransactions: opts.maxPendingTransactions ?? DEFAULTS.maxPendingTransactions,
+      pingAfterMs: opts.pingAfterMs ?? 10_000,
+      deadAfterMs: opts.deadAfterMs ?? 30_000,
+    };
+  }
+
+  get status(): { state: CaptureState; acked: string; processed: string; pending: number } {
+    return { state: this.state, acked: formatLsn(this.acked), processed: formatLsn(this.processed), pending: this.pending.length };
+  }
+
+  /** Resolves once streaming; rejects (state `failed`) when a preflight check fails. */
+  async start(): Promise<void> {
+    if (this.state !== 'idle') throw new Error(`capture already ${this.state}`);
+    this.setState('connecting');
+    try {
+      await this.preflight();
+    } catch (err) {
+      this.setState('failed');
+      await this.meta?.end().catch(() => {});
+      throw err;
+    }
+    const started = new Promise<void>((resolve, reject) => (this.firstStart = { resolve, reject }));
+    this.timer = setInterval(() => this.tick(), this.limits.statusIntervalMs);
+    this.connectStream();
+    return started;
+  }
+
+  /** Final acknowledgement of what was processed, then close. */
+  async stop(): Promise<void> {
+    if (this.state === 'stopped' || this.state === 'stopping') return;
+    this.setState('stopping');
+    if (this.timer) clearInterval(this.timer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.sendStatus(false);
+    const stream = this.stream;
+    this.stream = null;
+    this.generation++;
+    await stream?.close();
+    await this.meta?.end().catch(() => {});
+    this.setState('stopped');
+    this.firstStart?.reject(new Error('stopped before streaming'));
+  }
+
+  private async preflight(): Promise<void> {
+    const client = await connect(this.opts.url);
+    try {
+      await checkServer(client, this.opts.publication);
+      if (!this.opts.temporary) {
+        const slot = await ensureSlot(client, this.opts.slot);
+        this.acked = slot.confirmedFlush;
+        if (slot.created) this.emit('slotCreated', { invalidated: slot.invalidated });
+        if (slot.invalidated) this.log.warn({ slot: this.opts.slot }, 'slot had been invalidated and was recreated');
+      }
+      const { rows } = await client.query<PgTypeInfo>(ALL_TYPES_SQL);
+      for (const row of rows) this.types.add(row);
+    } finally {
+      await client.end().catch(() => {});
+    }
+    this.meta = new pg.Pool({ ...clientConfig(this.opts.url), max: 1 });
+    this.meta.on('error', () => {}); // an idle pooled client losing its server is not fatal
+  }
+
+  private connectStream(): void {
+    const gen = ++this.generation;
+    this.setState('connecting');
+    this.decoder = new PgoutputDecoder(this.types); // relations are sent again per session
+    this.assembler.reset();
+    this.backlog = [];
+    this.blocked = false;
+    this.paused = false;
+    this.lastMessageAt = Date.now();
+    this.stream = new ReplicationStream(
+      { url: this.opts.url, slot: this.opts.slot, publication: this.opts.publication, temporary: !!this.opts.temporary, startLsn: this.acked },
+      {
+        data: (payload) => gen === this.generation && this.onData(payload),
+        keepalive: (walEnd, reply) => gen === this.generation && this.onKeepalive(walEnd, reply),
+        started: () => gen === this.generation && this.onStarted(),
+        ended: (err) => gen === this.generation && this.onEnded(err),
+      },
+    );
+    this.stream.open();
+  }
+
+  private onStarted(): void {
+    this.setState('streaming');
+    this.log.info({ slot: this.opts.slot, from: formatLsn(this.acked) }, 'replication streaming');
+    const first = this.firstStart;
+    this.firstStart = null;
+    first?.resolve();
+  }
+
+  private onEnded(err: Error | null): void {
+    if (this.state === 'stopping' || this.state === 'stopped') return;
+    this.stream = null;
+    if (this.firstStart && isFatalAtStart(err)) {
+      // Nothing streamed yet: report it like a preflight failure.
+      const first = this.firstStart;
+      this.firstStart = null;
+      void this.stop().then(() => this.setState('failed'));
+      first.reject(err as Error);
+      return;
+    }
+    if (this.opts.temporary) {
+      // A temporary slot died with its connection: what committed meanwhile is unrecoverable.
+      this.setState('failed');
+      if (this.timer) clearInterval(this.timer);
+      void this.meta?.end().catch(() => {});
+      this.emit('fatal', err ?? new Error('replication stream ended'));
+      return;
+    }
+    const delay = this.backoff.next();
+    this.log.warn({ err: err?.message, retryInMs: delay, attempt: this.backoff.attempts }, 'replication stream lost; reconnecting');
+    this.setState('backoff');
+    this.retryTimer = setTimeout(() => void this.reconnect(), delay);
+  }
+
+  private async reconnect(): Promise<void> {
+    if (this.state !== 'backoff') return;
+    try {
+      const client = await connect(this.opts.url);
+      try {
+        const slot = await ensureSlot(client, this.opts.slot);
+        if (slot.created) {
+          // Dropped or invalidated from outside: positions before now cannot be honoured.
+          this.log.warn({ slot: this.opts.slot, invalidated: slot.invalidated }, 'slot was gone and has been recreated');
+          this.acked = slot.confirmedFlush;
+          this.emit('slotCreated', { invalidated: slot.invalidated });
+        }
+      } finally {
+        await client.end().catch(() => {});
+      }
+    } catch (err) {
+      // Server still down, or the old walsender has not yet released the slot: wait again.
+      if (this.state !== 'backoff') return;
+      const delay = this.backoff.next();
+      this.log.warn({ err: (err as Error).message, retryInMs: delay, attempt: this.backoff.attempts }, 'reconnect failed');
+      this.retryTimer = setTimeout(() => void this.reconnect(), delay);
+      return;
+    }
+    if (this.state === 'backoff') this.connectStream();
+  }
+
+  private onData(payload: Buffer): void {
+    this.lastMessageAt = Date.now();
+    if (this.blocked) {
+      this.backlog.push(Buffer.from(payload)); // pg reuses its read buffer: copy what we keep
+      return;
+    }
+    this.process(payload);
+  }
+
+  private process(payload: Buffer): void {
+    let msg;
+    try {
+      msg = this.decoder.decode(payload);
+    } catch (err) {
+      this.failStream(err as Error);
+      return;
+    }
+    if (msg.tag === 'relation') {
+      const missing = this.decoder.unknownTypes(msg.relation);
+      if (missing.length > 0) this.loadTypes(missing, msg.relation.oid);
+      return;
+    }
+    let tx: Transaction | null;
+    try {
+      tx = this.assembler.push(msg);
+    } catch (err) {
+      this.failStream(err as Error);
+      return;
+    }
+    if (msg.tag === 'commit') {
+      this.received = msg.endLsn > this.received ? msg.endLsn : this.received;
+      this.enqueue({ tx, endLsn: msg.endLsn });
+    }
+  }
+
+  /** Types created after start (enums, domains, arrays of them): hold the stream until known. */
+  private loadTypes(oids: number[], relationOid: number): void {
+    const gen = this.generation;
+    this.blocked = true;
+    this.stream?.pause();
+    const meta = this.meta;
+    if (!meta) return;
+    meta.query<PgTypeInfo>(TYPE_INFO_SQL, [oids]).then(
+      ({ rows }) => {
+        if (gen !== this.generation) return;
+        for (const row of rows) this.types.add(row);
+        this.decoder.refreshDecoders(relationOid);
+        this.blocked = false;
+        const backlog = this.backlog;
+        this.backlog = [];
+        for (let i = 0; i < backlog.length; i++) {
+          if (this.blocked) {
+            this.backlog.push(...backlog.slice(i)); // blocked again by a later relation
+            return;
+          }
+          this.process(backlog[i]);
+        }
+        if (!this.blocked && !this.paused) this.stream?.resume();
+      },
+      (err: Error) => gen === this.generation && this.failStream(err),
+    );
+  }
+
+  private onKeepalive(walEnd: bigint, replyRequested: boolean): void {
+    this.lastMessageAt = Date.now();
+    if (walEnd > this.received) this.received = walEnd;
+    // Nothing half-received or unprocessed: everything before walEnd has been handled.
+    if (!this.assembler.inTransaction && this.pending.length === 0 && !this.blocked && walEnd > this.processed) {
+      this.processed = walEnd;
+    }
+    if (replyRequested) this.sendStatus(false, true);
+  }
+
+  private enqueue(p: Pending): void {
+    this.pending.push(p);
+    if (this.pending.length >= this.limits.maxPendingTransactions && !this.paused) {
+      this.paused = true;
+      this.stream?.pause();
+    }
+    if (!this.draining) this.drain();
+  }
+
+  /** Hands transactions on in order; synchronous until a handler returns a promise. */
+  private drain(): void {
+    this.draining = true;
+    while (this.pending.length > 0) {
+      const p = this.pending[0];
+      let result: void | Promise<void> = undefined;
+      if (p.tx) {
+        try {
+          result = this.opts.onTransaction(p.tx);
+        } catch (err) {
+          this.downstreamFailed(err as Error);
+          return;
+        }
+      }
+      if (result && typeof (result as Promise<void>).then === 'function') {
+        (result as Promise<void>).then(
+          () => {
+            this.done();
+            this.drain();
+          },
+          (err: Error) => this.downstreamFailed(err),
+        );
+        return;
+      }
+      this.done();
+    }
+    this.draining = false;
+  }
+
+  private done(): void {
+    const p = this.pending.shift() as Pending;
+    if (p.endLsn > this.processed) this.processed = p.endLsn;
+    if (this.paused && this.pending.length <= this.limits.maxPendingTransactions >> 1) {
+      this.paused = false;
+      if (!this.blocked) this.stream?.resume();
+    }
+  }
+
+  /** Downstream could not take a transaction: stop without acknowledging it, so it is kept. */
+  private downstreamFailed(err: Error): void {
+    this.draining = false;
+    this.log.error({ err: err.message }, 'downstream failed; capture stops without acknowledging');
+    this.emit('fatal', err);
+    void this.stop();
+  }
+
+  private failStream(err: Error): void {
+    this.log.error({ err: err.message }, 'cannot decode the replication stream');
+    const stream = this.stream;
+    this.stream = null;
+    this.onEnded(err instanceof ProtocolDecodeError ? err : new ProtocolDecodeError(err.message, undefined, { cause: err }));
+    void stream?.close();
+  }
+
+  private tick(): void {
+    if (this.state !== 'streaming') return;
+    const silentFor = Date.now() - this.lastMessageAt;
+    if (silentFor > this.limits.deadAfterMs) {
+      this.log.warn({ silentForMs: silentFor }, 'replication stream silent; reconnecting');
+      this.failStream(new Error(`no message from the server for ${silentFor} ms`));
+      return;
+    }
+    this.sendStatus(silentFor > this.limits.pingAfterMs);
+  }
+
+  /** Our standby status update; `flushed` only ever moves forward. */
+  private sendStatus(requestReply: boolean, force = false): void {
+    const held = this.opts.hold?.();
+    let target = held != null && held < this.processed ? held : this.processed;
+    if (target < this.acked) target = this.acked;
+    if (!force && !requestReply && target === this.acked) return;
+    const received = this.received > target ? this.received : target;
+    if (this.stream?.sendStatus(received, target, requestReply)) this.acked = target;
+  }
+
+  private setState(s: CaptureState): void {
+    if (this.state === s) return;
+    this.state = s;
+    if (s === 'streaming') this.backoff.reset();
+    this.emit('state', s);
+  }
+}
+
+/** At the very first start, these end the program instead of being retried. */
+function isFatalAtStart(err: Error | null): boolean {
+  const code = (err as { code?: string } | null)?.code;
+  // 55006 object_in_use (slot active elsewhere), 42704 undefined_object, 42501 privileges,
+  // 55000 object_not_in_prerequisite_state (wal_level), 28xxx auth.
+  return !!code && (code === '55006' || code === '42704' || code === '42501' || code === '55000' || code.startsWith('28'));
+}

@@ -1,0 +1,30 @@
+// Positions (DESIGN §4, fixed): "<commit LSN>:<index>", the index of the change within its
+// transaction from 0. They order all changes: by commit LSN, then by index.
+import { PositionError } from '../errors.js';
+import { formatLsn, isLsn, parseLsn } from './lsn.js';
+
+export interface Position {
+  readonly lsn: bigint;
+  readonly index: number;
+}
+
+export function parsePosition(text: unknown): Position {
+  if (typeof text !== 'string') throw new PositionError('a position must be a string like "16/B374D848:3"');
+  const colon = text.lastIndexOf(':');
+  const lsnText = colon < 0 ? '' : text.slice(0, colon);
+  const indexText = colon < 0 ? '' : text.slice(colon + 1);
+  if (!isLsn(lsnText) || !/^\d{1,9}$/.test(indexText)) {
+    throw new PositionError(`not a position: ${JSON.stringify(text)}`, 'a position looks like "16/B374D848:3"');
+  }
+  return { lsn: parseLsn(lsnText), index: Number(indexText) };
+}
+
+export function formatPosition(lsn: bigint, index: number): string {
+  return `${formatLsn(lsn)}:${index}`;
+}
+
+/** Negative when a is before b, 0 when equal, positive when after. */
+export function comparePositions(a: Position, b: Position): number {
+  if (a.lsn !== b.lsn) return a.lsn < b.lsn ? -1 : 1;
+  return a.index - b.index;
+}

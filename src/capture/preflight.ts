@@ -1,0 +1,84 @@
+// Checks run before streaming, each failing with an error that names the cause and the fix,
+// and the creation of the permanent slot when it is missing.
+import type pg from 'pg';
+import { NotMigratedError, ReplicationPrivilegeError, SlotInUseError, SlotInvalidError, WalLevelError } from '../errors.js';
+import { parseLsn } from './lsn.js';
+
+export interface SlotState {
+  /** Where the slot will resume: nothing before it is sent again. */
+  confirmedFlush: bigint;
+  /** True when this call created the slot (a fresh start: nothing older can be replayed). */
+  created: boolean;
+  /** True when the slot existed but had been invalidated, and was recreated. */
+  invalidated: boolean;
+}
+
+export async function checkServer(client: pg.Client, publication: string): Promise<void> {
+  const { rows } = await client.query<{ wal_level: string; can_replicate: boolean; user: string; has_pub: boolean }>(
+    `select current_setting('wal_level') as wal_level,
+            (select rolsuper or rolreplication from pg_roles where rolname = current_user) as can_replicate,
+            current_user as user,
+            exists (select 1 from pg_publication where pubname = $1) as has_pub`,
+    [publication],
+  );
+  const r = rows[0];
+  if (r.wal_level !== 'logical') {
+    throw new WalLevelError(
+      `Postgres has wal_level = ${r.wal_level}; logical replication needs wal_level = logical`,
+      "run ALTER SYSTEM SET wal_level = 'logical' as a superuser and restart Postgres",
+    );
+  }
+  if (!r.can_replicate) {
+    throw new ReplicationPrivilegeError(
+      `role "${r.user}" has no REPLICATION privilege`,
+      `run ALTER ROLE "${r.user}" WITH REPLICATION as a superuser, or connect as a role that has it`,
+    );
+  }
+  if (!r.has_pub) {
+    throw new NotMigratedError(`publication "${publication}" does not exist`, 'run walcast migrate --db URL first');
+  }
+}
+
+/** Finds or creates the permanent slot; refuses one that is busy, of another plugin or database. */
+export async function ensureSlot(client: pg.Client, slot: string): Promise<SlotState> {
+  const { rows } = await client.query<{
+    plugin: string | null;
+    same_db: boolean;
+    active_pid: number | null;
+    wal_status: string | null;
+    confirmed_flush_lsn: string | null;
+  }>(
+    `select plugin, database = current_database() as same_db, active_pid, wal_status, confirmed_flush_lsn::text
+       from pg_replication_slots where slot_name = $1`,
+    [slot],
+  );
+  const s = rows[0];
+  if (!s) return createSlot(client, slot);
+  if (s.plugin !== 'pgoutput' || !s.same_db) {
+    throw new SlotInvalidError(
+      `replication slot "${slot}" exists but is ${s.plugin ? `a ${s.plugin}` : 'a physical'} slot${s.same_db ? '' : ' of another database'}`,
+      'give walcast its own slot with --slot NAME, or drop that slot',
+    );
+  }
+  if (s.active_pid !== null) {
+    throw new SlotInUseError(
+      `replication slot "${slot}" is in use by another process (pid ${s.active_pid})`,
+      'stop the other walcast reading it, or give this one its own slot with --slot NAME',
+    );
+  }
+  if (s.wal_status === 'lost') {
+    // The WAL it needed is gone (max_slot_wal_keep_size): no position before now can be honoured.
+    // Start afresh; downstream learns of it through `created` and tells clients to resync.
+    await client.query('select pg_drop_replication_slot($1)', [slot]);
+    return { ...(await createSlot(client, slot)), invalidated: true };
+  }
+  return { confirmedFlush: s.confirmed_flush_lsn ? parseLsn(s.confirmed_flush_lsn) : 0n, created: false, invalidated: false };
+}
+
+async function createSlot(client: pg.Client, slot: string): Promise<SlotState> {
+  const { rows } = await client.query<{ lsn: string }>(
+    `select lsn::text from pg_create_logical_replication_slot($1, 'pgoutput')`,
+    [slot],
+  );
+  return { confirmedFlush: parseLsn(rows[0].lsn), created: true, invalidated: false };
+}
