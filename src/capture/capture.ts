@@ -6,12 +6,7 @@
 //                 ▼              └─────────────── full-jitter delay ◄───────────┘
 //               failed           stop() from any state ─► stopping ─► stopped
 //
-// Checkpoint (DESIGN §1): the slot's confirmed_flush_lsn is set to
-//   min(end of the last transaction fully processed downstream, hold())
-// where hold() is the commit LSN of the oldest transaction downstream still needs (the start of
-// its history window). A commit at or after confirmed_flush_lsn is sent again after a restart,
-// so acknowledging a commit LSN keeps that transaction. While idle, keepalives move the
-// processed mark to the server's WAL end, so an idle slot does not pin WAL.
+// Checkpoint marks: src/capture/checkpoint.ts. Ordered delivery: src/capture/handoff.ts.
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import { DEFAULTS } from '../constants.js';
@@ -20,6 +15,8 @@ import { silentLogger, type Logger } from '../log.js';
 import { clientConfig, connect } from '../pg/connect.js';
 import { Backoff } from '../util/backoff.js';
 import { TransactionAssembler } from './assembler.js';
+import { Checkpoint } from './checkpoint.js';
+import { Handoff } from './handoff.js';
 import { formatLsn } from './lsn.js';
 import { PgoutputDecoder } from './pgoutput.js';
 import type { Position } from './position.js';
@@ -65,16 +62,11 @@ export class Capture extends EventEmitter {
   private stream: ReplicationStream | null = null;
   private decoder: PgoutputDecoder;
   private generation = 0;
-  // Checkpoint marks (LSNs).
-  private processed = 0n;
-  private acked = 0n;
-  private received = 0n;
-  // Flow: raw messages waiting while type metadata loads, transactions waiting downstream.
+  private readonly checkpoint: Checkpoint;
+  private readonly handoff: Handoff<Pending>;
+  // Raw messages waiting while type metadata loads.
   private blocked = false;
   private backlog: Buffer[] = [];
-  private pending: Pending[] = [];
-  private draining = false;
-  private paused = false;
   private lastMessageAt = 0;
   private timer: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
@@ -87,16 +79,27 @@ export class Capture extends EventEmitter {
     this.assembler = new TransactionAssembler(opts.after ?? null);
     this.backoff = new Backoff(opts.backoffBaseMs ?? DEFAULTS.backoffBaseMs, opts.backoffCapMs ?? DEFAULTS.backoffCapMs);
     this.decoder = new PgoutputDecoder(this.types);
+    this.checkpoint = new Checkpoint(opts.hold);
     this.limits = {
       statusIntervalMs: opts.statusIntervalMs ?? DEFAULTS.statusIntervalMs,
       maxPendingTransactions: opts.maxPendingTransactions ?? DEFAULTS.maxPendingTransactions,
       pingAfterMs: opts.pingAfterMs ?? 10_000,
       deadAfterMs: opts.deadAfterMs ?? 30_000,
     };
+    this.handoff = new Handoff<Pending>(
+      {
+        deliver: (p) => (p.tx ? opts.onTransaction(p.tx) : undefined),
+        done: (p) => this.checkpoint.markProcessed(p.endLsn),
+        failed: (err) => this.downstreamFailed(err),
+        pressure: (paused) => (paused ? this.stream?.pause() : !this.blocked && this.stream?.resume()),
+      },
+      this.limits.maxPendingTransactions,
+    );
   }
 
   get status(): { state: CaptureState; acked: string; processed: string; pending: number } {
-    return { state: this.state, acked: formatLsn(this.acked), processed: formatLsn(this.processed), pending: this.pending.length };
+    const c = this.checkpoint;
+    return { state: this.state, acked: formatLsn(c.ackedLsn), processed: formatLsn(c.processedLsn), pending: this.handoff.size };
   }
 
   /** Resolves once streaming; rejects (state `failed`) when a preflight check fails. */
@@ -138,7 +141,7 @@ export class Capture extends EventEmitter {
       await checkServer(client, this.opts.publication);
       if (!this.opts.temporary) {
         const slot = await ensureSlot(client, this.opts.slot);
-        this.acked = slot.confirmedFlush;
+        this.checkpoint.resumeFrom(slot.confirmedFlush);
         if (slot.created) this.emit('slotCreated', { invalidated: slot.invalidated });
         if (slot.invalidated) this.log.warn({ slot: this.opts.slot }, 'slot had been invalidated and was recreated');
       }
@@ -158,10 +161,9 @@ export class Capture extends EventEmitter {
     this.assembler.reset();
     this.backlog = [];
     this.blocked = false;
-    this.paused = false;
     this.lastMessageAt = Date.now();
     this.stream = new ReplicationStream(
-      { url: this.opts.url, slot: this.opts.slot, publication: this.opts.publication, temporary: !!this.opts.temporary, startLsn: this.acked },
+      { url: this.opts.url, slot: this.opts.slot, publication: this.opts.publication, temporary: !!this.opts.temporary, startLsn: this.checkpoint.ackedLsn },
       {
         data: (payload) => gen === this.generation && this.onData(payload),
         keepalive: (walEnd, reply) => gen === this.generation && this.onKeepalive(walEnd, reply),
@@ -174,7 +176,7 @@ export class Capture extends EventEmitter {
 
   private onStarted(): void {
     this.setState('streaming');
-    this.log.info({ slot: this.opts.slot, from: formatLsn(this.acked) }, 'replication streaming');
+    this.log.info({ slot: this.opts.slot, from: formatLsn(this.checkpoint.ackedLsn) }, 'replication streaming');
     const first = this.firstStart;
     this.firstStart = null;
     first?.resolve();
@@ -214,7 +216,7 @@ export class Capture extends EventEmitter {
         if (slot.created) {
           // Dropped or invalidated from outside: positions before now cannot be honoured.
           this.log.warn({ slot: this.opts.slot, invalidated: slot.invalidated }, 'slot was gone and has been recreated');
-          this.acked = slot.confirmedFlush;
+          this.checkpoint.reset(slot.confirmedFlush);
           this.emit('slotCreated', { invalidated: slot.invalidated });
         }
       } finally {
@@ -261,8 +263,8 @@ export class Capture extends EventEmitter {
       return;
     }
     if (msg.tag === 'commit') {
-      this.received = msg.endLsn > this.received ? msg.endLsn : this.received;
-      this.enqueue({ tx, endLsn: msg.endLsn });
+      this.checkpoint.markReceived(msg.endLsn);
+      this.handoff.push({ tx, endLsn: msg.endLsn });
     }
   }
 
@@ -288,7 +290,7 @@ export class Capture extends EventEmitter {
           }
           this.process(backlog[i]);
         }
-        if (!this.blocked && !this.paused) this.stream?.resume();
+        if (!this.blocked && !this.handoff.isPaused) this.stream?.resume();
       },
       (err: Error) => gen === this.generation && this.failStream(err),
     );
@@ -296,64 +298,14 @@ export class Capture extends EventEmitter {
 
   private onKeepalive(walEnd: bigint, replyRequested: boolean): void {
     this.lastMessageAt = Date.now();
-    if (walEnd > this.received) this.received = walEnd;
+    this.checkpoint.markReceived(walEnd);
     // Nothing half-received or unprocessed: everything before walEnd has been handled.
-    if (!this.assembler.inTransaction && this.pending.length === 0 && !this.blocked && walEnd > this.processed) {
-      this.processed = walEnd;
-    }
+    if (!this.assembler.inTransaction && this.handoff.size === 0 && !this.blocked) this.checkpoint.markProcessed(walEnd);
     if (replyRequested) this.sendStatus(false, true);
-  }
-
-  private enqueue(p: Pending): void {
-    this.pending.push(p);
-    if (this.pending.length >= this.limits.maxPendingTransactions && !this.paused) {
-      this.paused = true;
-      this.stream?.pause();
-    }
-    if (!this.draining) this.drain();
-  }
-
-  /** Hands transactions on in order; synchronous until a handler returns a promise. */
-  private drain(): void {
-    this.draining = true;
-    while (this.pending.length > 0) {
-      const p = this.pending[0];
-      let result: void | Promise<void> = undefined;
-      if (p.tx) {
-        try {
-          result = this.opts.onTransaction(p.tx);
-        } catch (err) {
-          this.downstreamFailed(err as Error);
-          return;
-        }
-      }
-      if (result && typeof (result as Promise<void>).then === 'function') {
-        (result as Promise<void>).then(
-          () => {
-            this.done();
-            this.drain();
-          },
-          (err: Error) => this.downstreamFailed(err),
-        );
-        return;
-      }
-      this.done();
-    }
-    this.draining = false;
-  }
-
-  private done(): void {
-    const p = this.pending.shift() as Pending;
-    if (p.endLsn > this.processed) this.processed = p.endLsn;
-    if (this.paused && this.pending.length <= this.limits.maxPendingTransactions >> 1) {
-      this.paused = false;
-      if (!this.blocked) this.stream?.resume();
-    }
   }
 
   /** Downstream could not take a transaction: stop without acknowledging it, so it is kept. */
   private downstreamFailed(err: Error): void {
-    this.draining = false;
     this.log.error({ err: err.message }, 'downstream failed; capture stops without acknowledging');
     this.emit('fatal', err);
     void this.stop();
@@ -378,14 +330,11 @@ export class Capture extends EventEmitter {
     this.sendStatus(silentFor > this.limits.pingAfterMs);
   }
 
-  /** Our standby status update; `flushed` only ever moves forward. */
+  /** Our standby status update; sent when the target moved, or when asked for. */
   private sendStatus(requestReply: boolean, force = false): void {
-    const held = this.opts.hold?.();
-    let target = held != null && held < this.processed ? held : this.processed;
-    if (target < this.acked) target = this.acked;
-    if (!force && !requestReply && target === this.acked) return;
-    const received = this.received > target ? this.received : target;
-    if (this.stream?.sendStatus(received, target, requestReply)) this.acked = target;
+    const target = this.checkpoint.target();
+    if (!force && !requestReply && target === this.checkpoint.ackedLsn) return;
+    if (this.stream?.sendStatus(this.checkpoint.receivedFor(target), target, requestReply)) this.checkpoint.confirm(target);
   }
 
   private setState(s: CaptureState): void {
