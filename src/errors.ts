@@ -44,6 +44,10 @@ export class SlotInvalidError extends WalcastError {
   readonly code = 'slot_invalid';
 }
 
+export class ReplicationLostError extends WalcastError {
+  readonly code = 'replication_lost';
+}
+
 export class NotMigratedError extends WalcastError {
   readonly code = 'not_migrated';
 }

@@ -10,7 +10,7 @@
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import { DEFAULTS } from '../constants.js';
-import { ProtocolDecodeError } from '../errors.js';
+import { ProtocolDecodeError, ReplicationLostError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { clientConfig, connect } from '../pg/connect.js';
 import { Backoff } from '../util/backoff.js';
@@ -20,7 +20,7 @@ import { Handoff } from './handoff.js';
 import { formatLsn } from './lsn.js';
 import { PgoutputDecoder } from './pgoutput.js';
 import type { Position } from './position.js';
-import { checkServer, ensureSlot } from './preflight.js';
+import { checkServer, ensureSlot, ensureSlotWhenFree, explainStreamError } from './preflight.js';
 import { ReplicationStream } from './stream.js';
 import { ALL_TYPES_SQL, TYPE_INFO_SQL, TypeRegistry, type PgTypeInfo } from './types-registry.js';
 import type { CaptureState, Transaction } from './types.js';
@@ -97,6 +97,11 @@ export class Capture extends EventEmitter {
     );
   }
 
+  /** The state, read through a getter so TypeScript does not narrow it across awaits. */
+  get current(): CaptureState {
+    return this.state;
+  }
+
   get status(): { state: CaptureState; acked: string; processed: string; pending: number } {
     const c = this.checkpoint;
     return { state: this.state, acked: formatLsn(c.ackedLsn), processed: formatLsn(c.processedLsn), pending: this.handoff.size };
@@ -109,9 +114,14 @@ export class Capture extends EventEmitter {
     try {
       await this.preflight();
     } catch (err) {
-      this.setState('failed');
+      if (this.current === 'connecting') this.setState('failed');
       await this.meta?.end().catch(() => {});
       throw err;
+    }
+    if (this.current !== 'connecting') {
+      // stop() was called while the checks ran: do not start streaming behind its back.
+      await this.meta?.end().catch(() => {});
+      throw new Error('capture stopped before it started');
     }
     const started = new Promise<void>((resolve, reject) => (this.firstStart = { resolve, reject }));
     this.timer = setInterval(() => this.tick(), this.limits.statusIntervalMs);
@@ -140,7 +150,7 @@ export class Capture extends EventEmitter {
     try {
       await checkServer(client, this.opts.publication);
       if (!this.opts.temporary) {
-        const slot = await ensureSlot(client, this.opts.slot);
+        const slot = await ensureSlotWhenFree(client, this.opts.slot);
         this.checkpoint.resumeFrom(slot.confirmedFlush);
         if (slot.created) this.emit('slotCreated', { invalidated: slot.invalidated });
         if (slot.invalidated) this.log.warn({ slot: this.opts.slot }, 'slot had been invalidated and was recreated');
@@ -190,7 +200,7 @@ export class Capture extends EventEmitter {
       const first = this.firstStart;
       this.firstStart = null;
       void this.stop().then(() => this.setState('failed'));
-      first.reject(err as Error);
+      first.reject(explainStreamError(err as Error, this.opts.slot));
       return;
     }
     if (this.opts.temporary) {
@@ -198,7 +208,14 @@ export class Capture extends EventEmitter {
       this.setState('failed');
       if (this.timer) clearInterval(this.timer);
       void this.meta?.end().catch(() => {});
-      this.emit('fatal', err ?? new Error('replication stream ended'));
+      this.emit(
+        'fatal',
+        new ReplicationLostError(
+          `replication connection lost (${err?.message ?? 'stream ended'}); a temporary slot cannot resume`,
+          'run it again, or read a permanent slot with --slot NAME to resume where it stopped',
+          { cause: err },
+        ),
+      );
       return;
     }
     const delay = this.backoff.next();

@@ -1,6 +1,7 @@
 // Checks run before streaming, each failing with an error that names the cause and the fix,
 // and the creation of the permanent slot when it is missing.
 import type pg from 'pg';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { NotMigratedError, ReplicationPrivilegeError, SlotInUseError, SlotInvalidError, WalLevelError } from '../errors.js';
 import { parseLsn } from './lsn.js';
 
@@ -44,11 +45,12 @@ export async function ensureSlot(client: pg.Client, slot: string): Promise<SlotS
   const { rows } = await client.query<{
     plugin: string | null;
     same_db: boolean;
+    physical: boolean;
     active_pid: number | null;
     wal_status: string | null;
     confirmed_flush_lsn: string | null;
   }>(
-    `select plugin, database = current_database() as same_db, active_pid, wal_status, confirmed_flush_lsn::text
+    `select plugin, coalesce(database = current_database(), false) as same_db, database is null as physical, active_pid, wal_status, confirmed_flush_lsn::text
        from pg_replication_slots where slot_name = $1`,
     [slot],
   );
@@ -56,7 +58,9 @@ export async function ensureSlot(client: pg.Client, slot: string): Promise<SlotS
   if (!s) return createSlot(client, slot);
   if (s.plugin !== 'pgoutput' || !s.same_db) {
     throw new SlotInvalidError(
-      `replication slot "${slot}" exists but is ${s.plugin ? `a ${s.plugin}` : 'a physical'} slot${s.same_db ? '' : ' of another database'}`,
+      s.physical
+        ? `replication slot "${slot}" exists but is a physical slot`
+        : `replication slot "${slot}" exists but is ${s.plugin === 'pgoutput' ? 'a' : `a ${s.plugin}`} slot${s.same_db ? '' : ' of another database'}`,
       'give walcast its own slot with --slot NAME, or drop that slot',
     );
   }
@@ -81,4 +85,39 @@ async function createSlot(client: pg.Client, slot: string): Promise<SlotState> {
     [slot],
   );
   return { confirmedFlush: parseLsn(rows[0].lsn), created: true, invalidated: false };
+}
+
+/**
+ * ensureSlot, waiting a little for a slot that is still held: after a crash or a lost network the
+ * old walsender keeps the slot until it notices its peer is gone.
+ */
+export async function ensureSlotWhenFree(client: pg.Client, slot: string, waitMs = 5_000): Promise<SlotState> {
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    try {
+      return await ensureSlot(client, slot);
+    } catch (err) {
+      if (!(err instanceof SlotInUseError) || Date.now() >= deadline) throw err;
+      await sleep(250);
+    }
+  }
+}
+
+/** Errors of START_REPLICATION itself, in the words of the checks above. */
+export function explainStreamError(err: Error, slot: string): Error {
+  const code = (err as { code?: string }).code;
+  if (code === '55006') {
+    return new SlotInUseError(
+      `replication slot "${slot}" is in use by another process`,
+      'stop the other walcast reading it, or give this one its own slot with --slot NAME',
+      { cause: err },
+    );
+  }
+  if (code === '42501') {
+    return new ReplicationPrivilegeError(err.message, 'grant the role REPLICATION: ALTER ROLE name WITH REPLICATION', { cause: err });
+  }
+  if (code === '55000') {
+    return new WalLevelError(err.message, "run ALTER SYSTEM SET wal_level = 'logical' as a superuser and restart Postgres", { cause: err });
+  }
+  return err;
 }
