@@ -60,8 +60,8 @@ export class PgoutputDecoder {
         return this.readUpdate();
       case 0x44 /* D */: {
         const relation = this.relationFor(this.u32());
-        this.pos += 1; // 'K' or 'O'
-        return { tag: 'delete', relation, old: this.tuple(relation) };
+        const keyOnly = this.buf[this.pos++] === 0x4b; /* 'K' (identity key) or 'O' (whole row) */
+        return { tag: 'delete', relation, old: this.tuple(relation, keyOnly) };
       }
       case 0x54 /* T */: {
         const n = this.u32();
@@ -88,7 +88,7 @@ export class PgoutputDecoder {
     let kind = this.buf[this.pos++];
     let old: Row | null = null;
     if (kind === 0x4b /* K */ || kind === 0x4f /* O */) {
-      old = this.tuple(relation);
+      old = this.tuple(relation, kind === 0x4b);
       kind = this.buf[this.pos++];
     }
     if (kind !== 0x4e /* N */) throw new ProtocolDecodeError(`unexpected update tuple kind 0x${kind.toString(16)}`);
@@ -140,8 +140,11 @@ export class PgoutputDecoder {
     return rel;
   }
 
-  /** TupleData: Int16 count, then per column 'n' | 'u' | 't' Int32 len bytes | 'b' Int32 len bytes. */
-  private tuple(rel: Relation): Row {
+  /**
+   * TupleData: Int16 count, then per column 'n' | 'u' | 't' Int32 len bytes | 'b' Int32 len bytes.
+   * A key-only tuple ('K') sends non-key columns as 'n': they are left out, not reported as null.
+   */
+  private tuple(rel: Relation, keyOnly = false): Row {
     const n = this.u16();
     const { columns, decoders } = rel;
     const row: Row = {};
@@ -163,6 +166,7 @@ export class PgoutputDecoder {
       } else {
         throw new ProtocolDecodeError(`unknown tuple value kind 0x${(kind ?? 0).toString(16)}`);
       }
+      if (keyOnly && !columns[i]?.key) continue;
       // A column named __proto__ must become a property, not the prototype.
       if (name === '__proto__') Object.defineProperty(row, name, { value, enumerable: true, writable: true, configurable: true });
       else row[name] = value;
