@@ -6,7 +6,7 @@ import { formatLsn } from './lsn.js';
 import { isoFromMicros } from './pgoutput.js';
 import type { MsgBegin, MsgCommit, PgoutputMessage } from './pgoutput.types.js';
 import type { Position } from './position.js';
-import type { Change, Transaction, UnindexedChange } from './types.js';
+import type { Change, Transaction } from './types.js';
 
 export class TransactionAssembler {
   private open: MsgBegin | null = null;
@@ -42,7 +42,7 @@ export class TransactionAssembler {
         return null;
       case 'truncate':
         for (const relation of msg.relations) {
-          this.add({ tag: 'truncate', relation, cascade: msg.cascade, restartIdentity: msg.restartIdentity });
+          this.add({ index: -1, tag: 'truncate', relation, cascade: msg.cascade, restartIdentity: msg.restartIdentity });
         }
         return null;
       case 'message':
@@ -56,10 +56,10 @@ export class TransactionAssembler {
     }
   }
 
-  private add(c: UnindexedChange): void {
+  private add(c: Change): void {
     if (!this.open) throw new ProtocolDecodeError(`${c.tag} outside a transaction`);
-    (c as Change).index = this.changes.length;
-    this.changes.push(c as Change);
+    c.index = this.changes.length;
+    this.changes.push(c);
   }
 
   private commit(msg: MsgCommit): Transaction | null {

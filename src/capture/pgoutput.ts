@@ -54,14 +54,14 @@ export class PgoutputDecoder {
       case 0x49 /* I */: {
         const relation = this.relationFor(this.u32());
         this.pos += 1; // 'N'
-        return { tag: 'insert', relation, new: this.tuple(relation) };
+        return { index: -1, tag: 'insert', relation, new: this.tuple(relation) };
       }
       case 0x55 /* U */:
         return this.readUpdate();
       case 0x44 /* D */: {
         const relation = this.relationFor(this.u32());
         const keyOnly = this.buf[this.pos++] === 0x4b; /* 'K' (identity key) or 'O' (whole row) */
-        return { tag: 'delete', relation, old: this.tuple(relation, keyOnly) };
+        return { index: -1, tag: 'delete', relation, old: this.tuple(relation, keyOnly) };
       }
       case 0x54 /* T */: {
         const n = this.u32();
@@ -76,7 +76,7 @@ export class PgoutputDecoder {
         const prefix = this.cstring();
         const len = this.u32();
         const content = Buffer.from(this.bytes(len));
-        return { tag: 'message', transactional: (flags & 1) !== 0, lsn, prefix, content };
+        return { index: -1, tag: 'message', transactional: (flags & 1) !== 0, lsn, prefix, content };
       }
       default:
         throw new ProtocolDecodeError(`unknown pgoutput message type 0x${(buf[0] ?? 0).toString(16)}`);
@@ -104,7 +104,7 @@ export class PgoutputDecoder {
         (unchangedToast ??= []).push(col.name);
       }
     }
-    return { tag: 'update', relation, old, new: row, unchangedToast };
+    return { index: -1, tag: 'update', relation, old, new: row, unchangedToast };
   }
 
   private readRelation(): Relation {

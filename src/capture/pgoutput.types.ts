@@ -61,12 +61,16 @@ export interface MsgType {
 }
 
 export interface MsgInsert {
+  /** Index within the transaction (the second half of a position); set by the assembler, -1 before. */
+  index: number;
   tag: 'insert';
   relation: Relation;
   new: Row;
 }
 
 export interface MsgUpdate {
+  /** Index within the transaction (the second half of a position); set by the assembler, -1 before. */
+  index: number;
   tag: 'update';
   relation: Relation;
   /** The whole old row with REPLICA IDENTITY FULL, only its key columns with a key identity. */
@@ -77,6 +81,8 @@ export interface MsgUpdate {
 }
 
 export interface MsgDelete {
+  /** Index within the transaction (the second half of a position); set by the assembler, -1 before. */
+  index: number;
   tag: 'delete';
   relation: Relation;
   old: Row;
@@ -90,6 +96,8 @@ export interface MsgTruncate {
 }
 
 export interface MsgMessage {
+  /** Index within the transaction (the second half of a position); set by the assembler, -1 before. */
+  index: number;
   tag: 'message';
   transactional: boolean;
   lsn: bigint;

@@ -2,16 +2,15 @@
 import type { MsgDelete, MsgInsert, MsgMessage, MsgUpdate, Relation } from './pgoutput.types.js';
 
 export interface TruncateChange {
+  index: number;
   tag: 'truncate';
   relation: Relation;
   cascade: boolean;
   restartIdentity: boolean;
 }
 
-export type UnindexedChange = MsgInsert | MsgUpdate | MsgDelete | TruncateChange | MsgMessage;
-
 /** A change within its transaction; `index` is the second half of its position. */
-export type Change = UnindexedChange & { index: number };
+export type Change = MsgInsert | MsgUpdate | MsgDelete | TruncateChange | MsgMessage;
 
 export interface Transaction {
   xid: number;
