@@ -1,0 +1,143 @@
+// pgoutput messages built byte by byte as the protocol documents them, decoded and assembled.
+// https://www.postgresql.org/docs/current/protocol-logicalrep-message-formats.html
+import t from 'tap';
+import { TransactionAssembler } from '../../src/capture/assembler.js';
+import { PgoutputDecoder, isoFromMicros } from '../../src/capture/pgoutput.js';
+import { TypeRegistry } from '../../src/capture/types-registry.js';
+
+class W {
+  parts: Buffer[] = [];
+  byte(c: string | number) {
+    this.parts.push(Buffer.from([typeof c === 'string' ? c.charCodeAt(0) : c]));
+    return this;
+  }
+  i16(n: number) {
+    const b = Buffer.alloc(2);
+    b.writeUInt16BE(n);
+    this.parts.push(b);
+    return this;
+  }
+  i32(n: number) {
+    const b = Buffer.alloc(4);
+    b.writeInt32BE(n);
+    this.parts.push(b);
+    return this;
+  }
+  i64(n: bigint) {
+    const b = Buffer.alloc(8);
+    b.writeBigInt64BE(n);
+    this.parts.push(b);
+    return this;
+  }
+  str(s: string) {
+    this.parts.push(Buffer.from(s + '\0'));
+    return this;
+  }
+  text(s: string) {
+    const v = Buffer.from(s);
+    return this.byte('t').i32(v.length).raw(v);
+  }
+  raw(b: Buffer) {
+    this.parts.push(b);
+    return this;
+  }
+  done() {
+    return Buffer.concat(this.parts);
+  }
+}
+
+const US_2000 = 946_684_800_000_000n;
+const begin = (lsn: bigint, xid = 7) => new W().byte('B').i64(lsn).i64(1_000_000n).i32(xid).done();
+const commit = (lsn: bigint, end: bigint) => new W().byte('C').byte(0).i64(lsn).i64(end).i64(1_000_000n).done();
+// relation 16384 public.t (id int8 key, body text, tags int4[])
+const relation = (cols: [string, number, boolean][] = [['id', 20, true], ['body', 25, false], ['tags', 1007, false]]) => {
+  const w = new W().byte('R').i32(16384).str('public').str('t').byte('f').i16(cols.length);
+  for (const [name, oid, key] of cols) w.byte(key ? 1 : 0).str(name).i32(oid).i32(-1);
+  return w.done();
+};
+
+t.test('decodes relation, insert, update with unchanged TOAST, key-only delete, truncate, message', async (t) => {
+  const d = new PgoutputDecoder(new TypeRegistry());
+  const rel = d.decode(relation());
+  t.equal(rel.tag, 'relation');
+  const ins = d.decode(new W().byte('I').i32(16384).byte('N').i16(3).text('9007199254740993').text('héllo 🎉').text('{1,NULL,3}').done());
+  t.same(ins, { index: -1, tag: 'insert', relation: d.relation(16384), new: { id: '9007199254740993', body: 'héllo 🎉', tags: [1, null, 3] } });
+  const upd = d.decode(
+    new W().byte('U').i32(16384).byte('O').i16(3).text('1').text('big value').byte('n')
+      .byte('N').i16(3).text('1').byte('u').text('{2}').done(),
+  );
+  t.equal(upd.tag, 'update');
+  if (upd.tag === 'update') {
+    t.same(upd.new, { id: 1, body: 'big value', tags: [2] }, 'unchanged TOAST filled from the full old row');
+    t.same(upd.old, { id: 1, body: 'big value', tags: null });
+    t.equal(upd.unchangedToast, null);
+  }
+  const del = d.decode(new W().byte('D').i32(16384).byte('K').i16(3).text('5').byte('n').byte('n').done());
+  t.same(del.tag === 'delete' && del.old, { id: 5 }, 'key-only old row has only key columns');
+  const tr = d.decode(new W().byte('T').i32(1).byte(3).i32(16384).done());
+  t.same(tr.tag === 'truncate' && [tr.cascade, tr.restartIdentity, tr.relations.length], [true, true, 1]);
+  const msg = d.decode(new W().byte('M').byte(1).i64(99n).str('walcast').i32(2).raw(Buffer.from('hi')).done());
+  t.same(msg.tag === 'message' && [msg.transactional, msg.prefix, msg.content.toString()], [true, 'walcast', 'hi']);
+});
+
+t.test('unchanged TOAST without a full old row is named, not nulled', async (t) => {
+  const d = new PgoutputDecoder(new TypeRegistry());
+  const w = new W().byte('R').i32(1).str('public').str('k').byte('d').i16(2);
+  w.byte(1).str('id').i32(23).i32(-1).byte(0).str('doc').i32(25).i32(-1);
+  d.decode(w.done());
+  const upd = d.decode(new W().byte('U').i32(1).byte('N').i16(2).text('1').byte('u').done());
+  t.same(upd.tag === 'update' && [upd.new, upd.unchangedToast], [{ id: 1 }, ['doc']]);
+});
+
+t.test('bad input raises pgoutput_decode, never a crash', async (t) => {
+  const d = new PgoutputDecoder(new TypeRegistry());
+  t.throws(() => d.decode(Buffer.from('Z')), { code: 'pgoutput_decode' }, 'unknown message type');
+  t.throws(() => d.decode(new W().byte('I').i32(42).byte('N').i16(0).done()), { code: 'pgoutput_decode' }, 'unknown relation');
+  d.decode(relation());
+  t.throws(() => d.decode(new W().byte('I').i32(16384).byte('N').i16(1).byte('x').done()), { code: 'pgoutput_decode' }, 'bad tuple kind');
+  t.throws(() => d.decode(new W().byte('R').i32(1).raw(Buffer.from('no-terminator')).done()), { code: 'pgoutput_decode' });
+  const col = new W().byte('R').i32(2).str('s').str('x').byte('f').i16(1).byte(0).str('__proto__').i32(25).i32(-1).done();
+  d.decode(col);
+  const odd = d.decode(new W().byte('I').i32(2).byte('N').i16(1).text('polluted?').done());
+  t.equal(odd.tag === 'insert' && Object.getPrototypeOf(odd.new), Object.prototype, 'a column named __proto__ is a plain property');
+  t.same(odd.tag === 'insert' && Object.keys(odd.new), ['__proto__']);
+});
+
+t.test('assembler: indexes, one change per truncated table, resume filter, replays skipped', async (t) => {
+  const d = new PgoutputDecoder(new TypeRegistry());
+  const a = new TransactionAssembler({ lsn: 0x200n, index: 0 });
+  const feed = (b: Buffer) => a.push(d.decode(b));
+  feed(relation([['id', 23, true]]));
+  const row = (id: number) => new W().byte('I').i32(16384).byte('N').i16(1).text(String(id)).done();
+  // A transaction before the resume position: skipped entirely.
+  feed(begin(0x100n));
+  feed(row(1));
+  t.equal(feed(commit(0x100n, 0x108n)), null, 'before the resume position');
+  // The transaction of the resume position: only changes after index 0.
+  feed(begin(0x200n));
+  feed(row(2));
+  feed(row(3));
+  t.ok(a.inTransaction);
+  const tx = feed(commit(0x200n, 0x208n));
+  t.same(tx?.changes.map((c) => c.index), [1], 'only index 1 remains');
+  t.equal(tx?.lsnText, '0/200');
+  t.equal(tx?.commitTime, isoFromMicros(1_000_000n + US_2000));
+  // Replay of the same transaction after a reconnect: skipped.
+  feed(begin(0x200n));
+  feed(row(2));
+  t.equal(feed(commit(0x200n, 0x208n)), null, 'replay skipped');
+  feed(begin(0x300n));
+  feed(row(4));
+  feed(new W().byte('T').i32(2).byte(0).i32(16384).i32(16384).done());
+  const tx3 = feed(commit(0x300n, 0x308n));
+  t.same(tx3?.changes.map((c) => [c.tag, c.index]), [['insert', 0], ['truncate', 1], ['truncate', 2]]);
+  a.reset();
+  t.notOk(a.inTransaction);
+  t.throws(() => a.push(d.decode(row(5))), { code: 'pgoutput_decode' }, 'a change outside a transaction');
+  t.throws(() => a.push(d.decode(commit(0x400n, 0x408n))), { code: 'pgoutput_decode' }, 'commit without begin');
+});
+
+t.test('commit time keeps microseconds', async (t) => {
+  t.equal(isoFromMicros(1_700_000_000_123_456n), '2023-11-14T22:13:20.123456Z');
+  t.equal(isoFromMicros(1_700_000_000_000_001n), '2023-11-14T22:13:20.000001Z');
+});
