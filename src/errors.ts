@@ -64,6 +64,10 @@ export class PositionError extends WalcastError {
   readonly code = 'bad_position';
 }
 
+export class PostgresStartError extends WalcastError {
+  readonly code = 'postgres_start_failed';
+}
+
 export class PostgresNotFoundError extends WalcastError {
   readonly code = 'postgres_not_found';
 }
