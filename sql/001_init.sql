@@ -12,6 +12,14 @@ begin
 end
 $$;
 
+-- Whether a table is in the publication.
+create or replace function walcast.enabled(rel regclass) returns boolean
+language sql stable as $$
+  select exists (
+    select 1 from pg_publication_rel pr join pg_publication p on p.oid = pr.prpubid
+     where p.pubname = 'walcast' and pr.prrelid = rel)
+$$;
+
 -- Adds a table to the publication. REPLICA IDENTITY FULL puts whole old rows in the WAL for
 -- updates and deletes: authorization and `leave` need them, and unchanged TOAST values are
 -- filled in from them. WAL is written per partition, so a partitioned table's partitions get it
@@ -27,10 +35,7 @@ begin
   for part in select rel union select relid from pg_partition_tree(rel) loop
     execute format('alter table %s replica identity full', part);
   end loop;
-  if not exists (
-    select 1 from pg_publication_rel pr join pg_publication p on p.oid = pr.prpubid
-     where p.pubname = 'walcast' and pr.prrelid = rel
-  ) then
+  if not walcast.enabled(rel) then
     execute format('alter publication walcast add table %s', rel);
   end if;
 end
@@ -40,14 +45,12 @@ $$;
 create or replace function walcast.disable(rel regclass) returns void
 language plpgsql as $$
 begin
-  if exists (
-    select 1 from pg_publication_rel pr join pg_publication p on p.oid = pr.prpubid
-     where p.pubname = 'walcast' and pr.prrelid = rel
-  ) then
+  if walcast.enabled(rel) then
     execute format('alter publication walcast drop table %s', rel);
   end if;
 end
 $$;
 
 comment on function walcast.enable(regclass) is 'Stream this table''s changes through walcast (sets REPLICA IDENTITY FULL).';
+comment on function walcast.enabled(regclass) is 'Whether walcast streams this table''s changes.';
 comment on function walcast.disable(regclass) is 'Stop streaming this table''s changes.';

@@ -7,21 +7,12 @@ import pg from 'pg';
 import t, { type Test } from 'tap';
 import { migrate } from '../../src/sql/migrate.js';
 import { runCli, spawnCli, type CliProcess, type CliResult } from '../helpers/cli.js';
+import { query as sql } from '../helpers/capture.js';
 import { withPostgres } from '../helpers/pg.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const STACK_LINE = /^\s+at /;
 
-async function sql<R extends pg.QueryResultRow = pg.QueryResultRow>(url: string, text: string, params: unknown[] = []): Promise<R[]> {
-  const c = new pg.Client({ connectionString: url });
-  c.on('error', () => {});
-  await c.connect();
-  try {
-    return (await c.query<R>(text, params)).rows;
-  } finally {
-    await c.end().catch(() => {});
-  }
-}
 
 /** A TCP port on 127.0.0.1 that nothing listens on (bound then released). */
 function freePort(): Promise<number> {

@@ -68,8 +68,10 @@ t.test('walcast.enable / walcast.disable', async (t) => {
   t.equal(await replident('"Mixed Case"'), 'f', 'REPLICA IDENTITY FULL on the mixed-case table too');
   t.same(await published(), ['public.Mixed Case', 'public.plain'], 'a quoted, mixed-case name works');
 
+  t.equal((await c.query(`select walcast.enabled('plain') as e`)).rows[0].e, true, 'walcast.enabled says so');
   await c.query(`select walcast.disable('plain')`);
   t.same(await published(), ['public.Mixed Case'], 'disable removes it');
+  t.equal((await c.query(`select walcast.enabled('plain') as e`)).rows[0].e, false, 'walcast.enabled follows');
   t.equal(await replident('plain'), 'f', 'disable leaves the replica identity as it was');
   await c.query(`select walcast.disable('plain')`);
   t.same(await published(), ['public.Mixed Case'], 'disable twice is fine');
