@@ -193,7 +193,8 @@ export class Capture extends EventEmitter {
   }
 
   private onEnded(err: Error | null): void {
-    if (this.state === 'stopping' || this.state === 'stopped') return;
+    // Already stopping, failed, or waiting to reconnect: one retry loop at a time.
+    if (this.state === 'stopping' || this.state === 'stopped' || this.state === 'failed' || this.state === 'backoff') return;
     this.stream = null;
     if (this.firstStart && isFatalAtStart(err)) {
       // Nothing streamed yet: report it like a preflight failure.
@@ -264,7 +265,7 @@ export class Capture extends EventEmitter {
     try {
       msg = this.decoder.decode(payload);
     } catch (err) {
-      this.failStream(err as Error);
+      this.failStream(asDecodeError(err));
       return;
     }
     if (msg.tag === 'relation') {
@@ -276,7 +277,7 @@ export class Capture extends EventEmitter {
     try {
       tx = this.assembler.push(msg);
     } catch (err) {
-      this.failStream(err as Error);
+      this.failStream(asDecodeError(err));
       return;
     }
     if (msg.tag === 'commit') {
@@ -328,12 +329,14 @@ export class Capture extends EventEmitter {
     void this.stop();
   }
 
+  /** Drops the current stream (its late callbacks become stale) and goes the way of a lost one. */
   private failStream(err: Error): void {
-    this.log.error({ err: err.message }, 'cannot decode the replication stream');
+    this.log.error({ err: err.message }, 'replication stream failed');
     const stream = this.stream;
     this.stream = null;
-    this.onEnded(err instanceof ProtocolDecodeError ? err : new ProtocolDecodeError(err.message, undefined, { cause: err }));
+    this.generation++;
     void stream?.close();
+    this.onEnded(err);
   }
 
   private tick(): void {
@@ -360,6 +363,12 @@ export class Capture extends EventEmitter {
     if (s === 'streaming') this.backoff.reset();
     this.emit('state', s);
   }
+}
+
+/** Out-of-range reads of a truncated message surface as RangeError: same failure, same code. */
+function asDecodeError(err: unknown): Error {
+  if (err instanceof ProtocolDecodeError) return err;
+  return new ProtocolDecodeError(`cannot decode a replication message: ${(err as Error)?.message ?? String(err)}`, undefined, { cause: err });
 }
 
 /** At the very first start, these end the program instead of being retried. */
