@@ -1,6 +1,6 @@
 // Configuration resolved in one place: command-line flag, then environment variable, then
 // default, each value validated into a typed error that says what to pass instead.
-import { DEFAULTS } from './constants.js';
+import { DEFAULTS, SERVER_DEFAULTS } from './constants.js';
 import { ConfigError } from './errors.js';
 import { checkDatabaseUrl } from './pg/connect.js';
 import { parsePosition, type Position } from './capture/position.js';
@@ -53,4 +53,72 @@ export function resolveSlot(name: string): string {
 
 function truthy(v: string | undefined): boolean {
   return v === '1' || v === 'true' || v === 'yes';
+}
+
+export interface ServeFlags extends Flags {
+  host?: string;
+  port?: string;
+  /** commander's --no-auth: false when given. */
+  auth?: boolean;
+  historyBytes?: string;
+  historyAge?: string;
+  maxBackpressure?: string;
+  maxMessageBytes?: string;
+  progressInterval?: string;
+}
+
+export interface ServeConfig extends Config {
+  host: string;
+  port: number;
+  noAuth: boolean;
+  historyBytes: number;
+  historyAgeMs: number;
+  maxBackpressure: number;
+  maxMessageBytes: number;
+  maxFrameBytes: number;
+  maxSubscriptions: number;
+  progressIntervalMs: number;
+  idleTimeoutSec: number;
+}
+
+export function resolveServeConfig(flags: ServeFlags, env: Env = process.env): ServeConfig {
+  const pick = (flag: string | undefined, name: string) => flag ?? env[name];
+  const port = Number(pick(flags.port, 'WALCAST_PORT') ?? DEFAULTS.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`bad port ${JSON.stringify(pick(flags.port, 'WALCAST_PORT'))}`, 'a port is 0-65535 (0 picks a free one)');
+  const maxMessageBytes = parseBytes(pick(flags.maxMessageBytes, 'WALCAST_MAX_MESSAGE_BYTES'), SERVER_DEFAULTS.maxMessageBytes, '--max-message-bytes');
+  return {
+    ...resolveConfig(flags, env),
+    host: pick(flags.host, 'WALCAST_HOST') ?? DEFAULTS.host,
+    port,
+    noAuth: flags.auth === false || truthy(env.WALCAST_NO_AUTH),
+    historyBytes: parseBytes(pick(flags.historyBytes, 'WALCAST_HISTORY_BYTES'), SERVER_DEFAULTS.historyBytes, '--history-bytes'),
+    historyAgeMs: parseDuration(pick(flags.historyAge, 'WALCAST_HISTORY_AGE'), SERVER_DEFAULTS.historyAgeMs, '--history-age'),
+    maxBackpressure: parseBytes(pick(flags.maxBackpressure, 'WALCAST_MAX_BACKPRESSURE'), SERVER_DEFAULTS.maxBackpressure, '--max-backpressure'),
+    maxMessageBytes,
+    maxFrameBytes: Math.max(SERVER_DEFAULTS.maxFrameBytes, maxMessageBytes * 2),
+    maxSubscriptions: SERVER_DEFAULTS.maxSubscriptionsPerSocket,
+    progressIntervalMs: parseDuration(pick(flags.progressInterval, 'WALCAST_PROGRESS_INTERVAL'), SERVER_DEFAULTS.progressIntervalMs, '--progress-interval'),
+    idleTimeoutSec: SERVER_DEFAULTS.idleTimeoutSec,
+  };
+}
+
+const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3 };
+const TIME_UNITS: Record<string, number> = { ms: 1, '': 1000, s: 1000, m: 60_000, min: 60_000, h: 3_600_000 };
+
+/** "256MiB", "64k", "1048576" (bytes; units are powers of 1024). */
+export function parseBytes(text: string | undefined, fallback: number, what: string): number {
+  if (text === undefined) return fallback;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
+  const unit = m ? BYTE_UNITS[m[2].toLowerCase()] : undefined;
+  if (!m || unit === undefined || Number(m[1]) * unit < 1) throw new ConfigError(`bad size for ${what}: ${JSON.stringify(text)}`, 'sizes look like 65536, 64KiB or 256MiB');
+  return Math.floor(Number(m[1]) * unit);
+}
+
+/** "10m", "30s", "500ms", "1h"; a bare number is seconds. */
+export function parseDuration(text: string | undefined, fallback: number, what: string): number {
+  if (text === undefined) return fallback;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
+  const unit = m ? TIME_UNITS[m[2].toLowerCase()] : undefined;
+  if (!m || unit === undefined || Number(m[1]) * unit < 1) throw new ConfigError(`bad duration for ${what}: ${JSON.stringify(text)}`, 'durations look like 500ms, 30s, 10m or 1h');
+  return Math.floor(Number(m[1]) * unit);
 }

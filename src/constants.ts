@@ -36,3 +36,31 @@ export const PGOUTPUT_PROTO_VERSION = 1;
 
 /** Exit codes of the CLI. */
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
+
+/** Wire protocol v1 (DESIGN §4). */
+export const PROTOCOL_VERSION = 1;
+export const WS_PATH = '/ws';
+
+export const CLOSE = {
+  goingAway: 1001,
+  authFailed: 4001,
+  tooSlow: 4008,
+  protocolViolation: 4400,
+} as const;
+
+export const SERVER_DEFAULTS = {
+  /** History ring (the resume window). */
+  historyBytes: 256 * 1024 * 1024,
+  historyAgeMs: 10 * 60 * 1000,
+  /** Bytes buffered for one socket past which it is closed with 4008. */
+  maxBackpressure: 4 * 1024 * 1024,
+  /** Largest client frame answered with too_large rather than parsed. */
+  maxMessageBytes: 64 * 1024,
+  /** Frames beyond this are refused by the WebSocket layer itself (close 1009). */
+  maxFrameBytes: 1024 * 1024,
+  maxSubscriptionsPerSocket: 100,
+  /** How often idle clients get a `progress` position. */
+  progressIntervalMs: 3_000,
+  /** Seconds without traffic after which uWS pings, then closes a dead socket. */
+  idleTimeoutSec: 60,
+} as const;

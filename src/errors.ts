@@ -71,3 +71,40 @@ export class PostgresStartError extends WalcastError {
 export class PostgresNotFoundError extends WalcastError {
   readonly code = 'postgres_not_found';
 }
+
+// Wire protocol errors (DESIGN §4): answered as {type:"error", code, message, ref?, id?}; the
+// connection stays open.
+
+export abstract class WireError extends WalcastError {}
+
+export class BadRequestError extends WireError {
+  readonly code = 'bad_request';
+}
+
+export class BadFilterError extends WireError {
+  readonly code = 'bad_filter';
+}
+
+export class UnknownTableError extends WireError {
+  readonly code = 'unknown_table';
+}
+
+export class ForbiddenError extends WireError {
+  readonly code = 'forbidden';
+}
+
+export class DuplicateIdError extends WireError {
+  readonly code = 'duplicate_id';
+}
+
+export class UnknownSubscriptionError extends WireError {
+  readonly code = 'unknown_subscription';
+}
+
+export class TooLargeError extends WireError {
+  readonly code = 'too_large';
+}
+
+export class LimitExceededError extends WireError {
+  readonly code = 'limit_exceeded';
+}

@@ -97,6 +97,12 @@ export class Capture extends EventEmitter {
     );
   }
 
+  /** Checkpoint marks for metrics: the furthest WAL position seen and the acknowledged one. */
+  get lsns(): { received: bigint; acked: bigint; processed: bigint } {
+    const c = this.checkpoint;
+    return { received: c.receivedFor(0n), acked: c.ackedLsn, processed: c.processedLsn };
+  }
+
   /** The state, read through a getter so TypeScript does not narrow it across awaits. */
   get current(): CaptureState {
     return this.state;
@@ -152,7 +158,9 @@ export class Capture extends EventEmitter {
       if (!this.opts.temporary) {
         const slot = await ensureSlotWhenFree(client, this.opts.slot);
         this.checkpoint.resumeFrom(slot.confirmedFlush);
-        if (slot.created) this.emit('slotCreated', { invalidated: slot.invalidated });
+        // Downstream's window starts here: nothing before it will be sent again.
+        this.emit('ready', { confirmedFlush: slot.confirmedFlush, created: slot.created });
+        if (slot.created) this.emit('slotCreated', { invalidated: slot.invalidated, confirmedFlush: slot.confirmedFlush });
         if (slot.invalidated) this.log.warn({ slot: this.opts.slot }, 'slot had been invalidated and was recreated');
       }
       const { rows } = await client.query<PgTypeInfo>(ALL_TYPES_SQL);
@@ -235,7 +243,7 @@ export class Capture extends EventEmitter {
           // Dropped or invalidated from outside: positions before now cannot be honoured.
           this.log.warn({ slot: this.opts.slot, invalidated: slot.invalidated }, 'slot was gone and has been recreated');
           this.checkpoint.reset(slot.confirmedFlush);
-          this.emit('slotCreated', { invalidated: slot.invalidated });
+          this.emit('slotCreated', { invalidated: slot.invalidated, confirmedFlush: slot.confirmedFlush });
         }
       } finally {
         await client.end().catch(() => {});
@@ -269,6 +277,7 @@ export class Capture extends EventEmitter {
       return;
     }
     if (msg.tag === 'relation') {
+      this.emit('relation', msg.relation); // sent at first use and after schema changes
       const missing = this.decoder.unknownTypes(msg.relation);
       if (missing.length > 0) this.loadTypes(missing, msg.relation.oid);
       return;
@@ -318,7 +327,10 @@ export class Capture extends EventEmitter {
     this.lastMessageAt = Date.now();
     this.checkpoint.markReceived(walEnd);
     // Nothing half-received or unprocessed: everything before walEnd has been handled.
-    if (!this.assembler.inTransaction && this.handoff.size === 0 && !this.blocked) this.checkpoint.markProcessed(walEnd);
+    if (!this.assembler.inTransaction && this.handoff.size === 0 && !this.blocked && walEnd > this.checkpoint.processedLsn) {
+      this.checkpoint.markProcessed(walEnd);
+      this.emit('progress', walEnd);
+    }
     if (replyRequested) this.sendStatus(false, true);
   }
 

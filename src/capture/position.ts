@@ -3,6 +3,9 @@
 import { PositionError } from '../errors.js';
 import { formatLsn, isLsn, parseLsn } from './lsn.js';
 
+/** Indexes are int32 in Postgres terms; the largest one also marks "everything at this LSN". */
+export const MAX_INDEX = 2_147_483_647;
+
 export interface Position {
   readonly lsn: bigint;
   readonly index: number;
@@ -13,7 +16,7 @@ export function parsePosition(text: unknown): Position {
   const colon = text.lastIndexOf(':');
   const lsnText = colon < 0 ? '' : text.slice(0, colon);
   const indexText = colon < 0 ? '' : text.slice(colon + 1);
-  if (!isLsn(lsnText) || !/^\d{1,9}$/.test(indexText)) {
+  if (!isLsn(lsnText) || !/^\d{1,10}$/.test(indexText) || Number(indexText) > MAX_INDEX) {
     throw new PositionError(`not a position: ${JSON.stringify(text)}`, 'a position looks like "16/B374D848:3"');
   }
   return { lsn: parseLsn(lsnText), index: Number(indexText) };

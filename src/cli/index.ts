@@ -4,6 +4,7 @@ import { EXIT } from '../constants.js';
 import { WalcastError } from '../errors.js';
 import { registerDev } from './dev.js';
 import { registerMigrate } from './migrate.js';
+import { registerServe } from './serve.js';
 import { registerTail } from './tail.js';
 
 export function buildProgram(): Command {
@@ -13,6 +14,7 @@ export function buildProgram(): Command {
     .exitOverride()
     .showHelpAfterError();
   registerMigrate(program);
+  registerServe(program);
   registerTail(program);
   registerDev(program);
   return program;

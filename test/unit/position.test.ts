@@ -16,12 +16,13 @@ t.test('LSN round trip in Postgres text form', async (t) => {
 t.test('positions parse, format and order', async (t) => {
   const p = parsePosition('16/B374D848:3');
   t.equal(p.index, 3);
+  t.equal(parsePosition('0/10:2147483647').index, 2147483647, 'the largest index');
   t.equal(formatPosition(p.lsn, p.index), '16/B374D848:3');
   t.ok(comparePositions(parsePosition('0/10:5'), parsePosition('0/11:0')) < 0, 'LSN orders first');
   t.ok(comparePositions(parsePosition('0/11:2'), parsePosition('0/11:1')) > 0, 'then the index');
   t.equal(comparePositions(parsePosition('0/11:2'), parsePosition('0/11:2')), 0);
   t.ok(comparePositions(parsePosition('1/0:0'), parsePosition('0/FFFFFFFF:9')) > 0, 'high word counts');
-  for (const bad of ['', '0/10', '0/10:', '0/10:-1', '0/10:1.5', ':1', 'x/1:1', 42, null, '0/10:1234567890']) {
+  for (const bad of ['', '0/10', '0/10:', '0/10:-1', '0/10:1.5', ':1', 'x/1:1', 42, null, '0/10:2147483648', '0/10:12345678901']) {
     t.throws(() => parsePosition(bad), { code: 'bad_position' }, `rejects ${JSON.stringify(bad)}`);
   }
 });

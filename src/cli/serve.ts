@@ -1,0 +1,43 @@
+// `walcast serve`: the daemon. SIGTERM/SIGINT: clients closed with 1001, final acknowledgement,
+// exit 0.
+import type { Command } from 'commander';
+import { resolveServeConfig, type ServeFlags } from '../config.js';
+import { startDaemon } from '../daemon.js';
+import { createLogger } from '../log.js';
+
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .description('stream row changes to WebSocket clients')
+    .option('--db <url>', 'Postgres URL (env DATABASE_URL, WALCAST_DB)')
+    .option('--host <host>', 'address to listen on (env WALCAST_HOST)', undefined)
+    .option('--port <port>', 'port to listen on, 0 for any free one (env WALCAST_PORT; default 4000)')
+    .option('--slot <name>', 'replication slot (env WALCAST_SLOT; default walcast)')
+    .option('--no-auth', 'allow every client everything: for development only (env WALCAST_NO_AUTH=1)')
+    .option('--history-bytes <size>', 'resume window bound by size (env WALCAST_HISTORY_BYTES; default 256MiB)')
+    .option('--history-age <duration>', 'resume window bound by age (env WALCAST_HISTORY_AGE; default 10m)')
+    .option('--max-backpressure <size>', 'bytes buffered per socket before it is closed with 4008 (default 4MiB)')
+    .option('--max-message-bytes <size>', 'largest client message accepted (default 64KiB)')
+    .option('--progress-interval <duration>', 'how often idle clients get a progress position (default 3s)')
+    .option('--log-level <level>', 'log level (env WALCAST_LOG_LEVEL; default info)')
+    .action(async (flags: ServeFlags, cmd: Command) => {
+      const verbose = !!cmd.optsWithGlobals<{ verbose?: boolean }>().verbose;
+      const cfg = resolveServeConfig({ ...flags, verbose });
+      const log = createLogger(cfg.logLevel);
+      if (cfg.noAuth) {
+        log.warn('AUTHORIZATION IS OFF (--no-auth): every client may read every enabled table. Development only.');
+        process.stderr.write('walcast: WARNING: --no-auth: every client may read every enabled table. Never use this in production.\n');
+      }
+      const daemon = await startDaemon(cfg, log);
+      process.stderr.write(`walcast: serving ws://${cfg.host}:${daemon.port}/ws (healthz, metrics on the same port)\n`);
+      await new Promise<void>((resolve, reject) => {
+        const shutdown = (signal: string) => {
+          log.info({ signal }, 'shutting down');
+          daemon.stop().then(resolve, reject);
+        };
+        process.once('SIGTERM', () => shutdown('SIGTERM'));
+        process.once('SIGINT', () => shutdown('SIGINT'));
+        daemon.failed.then((err) => daemon.stop().then(() => reject(err), reject));
+      });
+    });
+}

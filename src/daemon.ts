@@ -1,0 +1,96 @@
+// `walcast serve` assembled: capture → history ring → hub → WebSocket server, with the
+// checkpoint wired back (the slot is held at the start of the ring's window).
+import pg from 'pg';
+import { Capture } from './capture/capture.js';
+import { MAX_INDEX } from './capture/position.js';
+import type { Relation } from './capture/pgoutput.types.js';
+import type { ServeConfig } from './config.js';
+import { PUBLICATION } from './constants.js';
+import { HistoryRing } from './history/ring.js';
+import { Catalog } from './hub/catalog.js';
+import { Hub } from './hub/hub.js';
+import type { Logger } from './log.js';
+import { clientConfig } from './pg/connect.js';
+import { Handlers } from './server/handlers.js';
+import { createMetrics } from './server/metrics.js';
+import { Server } from './server/server.js';
+
+export interface Daemon {
+  readonly port: number;
+  readonly hub: Hub;
+  readonly capture: Capture;
+  readonly server: Server;
+  /** Graceful: clients closed with 1001, final acknowledgement, connections closed. */
+  stop(): Promise<void>;
+  /** Resolves with an error when the daemon cannot go on (downstream failure). */
+  readonly failed: Promise<Error>;
+}
+
+export async function startDaemon(cfg: ServeConfig, log: Logger): Promise<Daemon> {
+  const ring = new HistoryRing({ maxBytes: cfg.historyBytes, maxAgeMs: cfg.historyAgeMs });
+  const hub = new Hub({ ring, catchUpHighWater: Math.floor(cfg.maxBackpressure / 4) });
+  const capture = new Capture({
+    url: cfg.db,
+    slot: cfg.slot,
+    publication: PUBLICATION,
+    onTransaction: hub.onTransaction,
+    hold: hub.hold,
+    logger: log,
+  });
+  const pool = new pg.Pool({ ...clientConfig(cfg.db), max: 2 });
+  pool.on('error', () => {}); // idle clients losing the server: the next query reconnects
+  const catalog = new Catalog(pool);
+  // Nothing before the slot's position will be streamed again: the window starts there.
+  const floorAt = (lsn: bigint) => ({ lsn: lsn > 0n ? lsn - 1n : 0n, index: MAX_INDEX });
+  capture.on('ready', ({ confirmedFlush }: { confirmedFlush: bigint }) => hub.reset(floorAt(confirmedFlush), null));
+  capture.on('slotCreated', ({ confirmedFlush }: { confirmedFlush: bigint }) => hub.reset(floorAt(confirmedFlush), 'slot_recreated'));
+  capture.on('progress', hub.onProgress);
+  capture.on('relation', (rel: Relation) => catalog.invalidate(rel.qualified));
+  const failed = new Promise<Error>((resolve) => capture.on('fatal', resolve));
+
+  await capture.start();
+  await catalog.reload();
+  const handlers = new Handlers({ hub, catalog, log, maxMessageBytes: cfg.maxMessageBytes, maxSubscriptions: cfg.maxSubscriptions });
+  let server: Server;
+  const registry = createMetrics({ hub, capture, clients: () => server.clients, slowCloses: () => server.slowCloses });
+  server = new Server({
+    host: cfg.host,
+    port: cfg.port,
+    noAuth: cfg.noAuth,
+    maxBackpressure: cfg.maxBackpressure,
+    maxFrameBytes: cfg.maxFrameBytes,
+    idleTimeoutSec: cfg.idleTimeoutSec,
+    hub,
+    handlers,
+    log,
+    healthy: () => capture.current === 'streaming',
+    metrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
+  });
+  let port: number;
+  try {
+    port = await server.listen();
+  } catch (err) {
+    await capture.stop();
+    await pool.end().catch(() => {});
+    throw err;
+  }
+  const timers = [setInterval(() => hub.sendProgress(), cfg.progressIntervalMs), setInterval(() => ring.evict(), 1_000)];
+  log.info({ host: cfg.host, port, slot: cfg.slot, noAuth: cfg.noAuth }, 'walcast serving');
+  let stopping: Promise<void> | null = null;
+  return {
+    port,
+    hub,
+    capture,
+    server,
+    failed,
+    stop() {
+      stopping ??= (async () => {
+        for (const t of timers) clearInterval(t);
+        server.close();
+        await capture.stop();
+        await pool.end().catch(() => {});
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,172 @@
+// The history ring: recent committed transactions, bounded by bytes and age. It is the resume
+// window: a position at or after `floor` can be honoured, everything after it being either in
+// the ring or still to come; anything older gets `resync`.
+//
+// Besides transactions it holds marks: "the stream had reached WAL position W at this time, with
+// nothing for us". Marks let an idle window keep moving (so `progress` positions handed to idle
+// clients stay resumable, also across a daemon restart), at the cost of a few bytes each.
+import { comparePositions, MAX_INDEX, type Position } from '../capture/position.js';
+import type { Transaction } from '../capture/types.js';
+
+/** Index used in positions that stand for "everything up to this LSN" (marks, floors). */
+export const LAST_INDEX = MAX_INDEX;
+
+export interface RingEntry {
+  /** Stable sequence number: survives evictions, so catch-up cursors stay valid. */
+  readonly seq: number;
+  /** What acknowledging keeps: a transaction's commit LSN, or a mark's WAL position. */
+  readonly lsn: bigint;
+  /** The last position this entry covers. */
+  readonly last: Position;
+  readonly tx: Transaction | null;
+  /** Estimated bytes held. */
+  readonly bytes: number;
+  /** Milliseconds since the epoch: commit time of a transaction, arrival of a mark. */
+  readonly time: number;
+  /** Rendered wire bodies per change index, filled by the hub on first delivery. */
+  bodies: (string | undefined)[] | null;
+}
+
+export interface RingOptions {
+  maxBytes: number;
+  maxAgeMs: number;
+  now?: () => number;
+}
+
+export interface RingStats {
+  entries: number;
+  transactions: number;
+  bytes: number;
+  oldestTime: number | null;
+  floor: Position;
+  head: Position;
+}
+
+export class HistoryRing {
+  private entries: RingEntry[] = [];
+  private start = 0; // entries before `start` are evicted, kept until compaction
+  private nextSeq = 0;
+  private bytes = 0;
+  private txCount = 0;
+  private floorPos: Position = { lsn: 0n, index: 0 };
+  private headPos: Position = { lsn: 0n, index: 0 };
+  private readonly now: () => number;
+
+  constructor(private readonly opts: RingOptions) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Everything after this position is in the ring or still to come. */
+  get floor(): Position {
+    return this.floorPos;
+  }
+
+  /** The last position covered: everything up to it has been appended. */
+  get head(): Position {
+    return this.headPos;
+  }
+
+  get startSeq(): number {
+    return this.nextSeq - (this.entries.length - this.start);
+  }
+
+  get endSeq(): number {
+    return this.nextSeq;
+  }
+
+  /** Start afresh: nothing at or before `floor` can be honoured (daemon start, slot recreated). */
+  reset(floor: Position): void {
+    this.entries = [];
+    this.start = 0;
+    this.bytes = 0;
+    this.txCount = 0;
+    this.floorPos = floor;
+    if (comparePositions(floor, this.headPos) > 0) this.headPos = floor;
+  }
+
+  appendTransaction(tx: Transaction, bytes: number): RingEntry {
+    const lastIndex = tx.changes.length > 0 ? tx.changes[tx.changes.length - 1].index : 0;
+    const time = Date.parse(tx.commitTime);
+    const entry: RingEntry = { seq: this.nextSeq++, lsn: tx.lsn, last: { lsn: tx.lsn, index: lastIndex }, tx, bytes, time, bodies: null };
+    this.push(entry);
+    this.txCount++;
+    return entry;
+  }
+
+  /** The stream is past WAL position `walEnd` with nothing more for us. */
+  appendMark(walEnd: bigint): RingEntry | null {
+    const last = { lsn: walEnd - 1n, index: LAST_INDEX };
+    if (comparePositions(last, this.headPos) <= 0) return null;
+    const entry: RingEntry = { seq: this.nextSeq++, lsn: walEnd, last, tx: null, bytes: 64, time: this.now(), bodies: null };
+    this.push(entry);
+    return entry;
+  }
+
+  get(seq: number): RingEntry | undefined {
+    const i = seq - this.startSeq;
+    return i >= 0 && seq < this.nextSeq ? this.entries[this.start + i] : undefined;
+  }
+
+  /** Sequence number of the first entry that may hold changes after `pos`. */
+  seqAfter(pos: Position): number {
+    let lo = this.start;
+    let hi = this.entries.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (comparePositions(this.entries[mid].last, pos) <= 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return this.startSeq + (lo - this.start);
+  }
+
+  /** Whether resuming after `pos` is possible: nothing after it has been evicted. */
+  covers(pos: Position): boolean {
+    return comparePositions(pos, this.floorPos) >= 0;
+  }
+
+  /** Oldest LSN still needed: what the slot may be acknowledged up to, null when empty. */
+  oldestLsn(): bigint | null {
+    return this.start < this.entries.length ? this.entries[this.start].lsn : null;
+  }
+
+  /** Drops entries past the age or byte bound; the newest entry always stays. */
+  evict(): void {
+    const cutoff = this.now() - this.opts.maxAgeMs;
+    while (this.entries.length - this.start > 1) {
+      const e = this.entries[this.start];
+      if (e.time >= cutoff && this.bytes <= this.opts.maxBytes) break;
+      this.drop(e);
+    }
+    if (this.start > 1024 && this.start * 2 > this.entries.length) {
+      this.entries = this.entries.slice(this.start);
+      this.start = 0;
+    }
+  }
+
+  stats(): RingStats {
+    const oldest = this.entries[this.start];
+    return {
+      entries: this.entries.length - this.start,
+      transactions: this.txCount,
+      bytes: this.bytes,
+      oldestTime: oldest ? oldest.time : null,
+      floor: this.floorPos,
+      head: this.headPos,
+    };
+  }
+
+  private push(entry: RingEntry): void {
+    this.entries.push(entry);
+    this.bytes += entry.bytes;
+    if (comparePositions(entry.last, this.headPos) > 0) this.headPos = entry.last;
+    this.evict();
+  }
+
+  private drop(e: RingEntry): void {
+    this.entries[this.start] = undefined as unknown as RingEntry; // release for GC
+    this.start++;
+    this.bytes -= e.bytes;
+    if (e.tx) this.txCount--;
+    if (comparePositions(e.last, this.floorPos) > 0) this.floorPos = e.last;
+  }
+}

@@ -1,0 +1,66 @@
+// Which tables walcast streams, with their columns: what `subscribe` validates table names and
+// filters against. Read from the catalog at subscribe time (never per change), cached, and
+// reread when a name is not found (a table enabled since). Domain columns are typed by their base
+// type, as their values are decoded.
+import type pg from 'pg';
+import { PUBLICATION } from '../constants.js';
+import type { ColumnInfo } from './filter.js';
+
+export interface TableInfo {
+  qualified: string;
+  columns: ColumnInfo[];
+}
+
+const TABLES_SQL = `
+select n.nspname as schema, c.relname as name, a.attname as column,
+       (case when t.typtype = 'd' then t.typbasetype else a.atttypid end)::int as type_oid
+  from pg_publication_tables pt
+  join pg_namespace n on n.nspname = pt.schemaname
+  join pg_class c on c.relnamespace = n.oid and c.relname = pt.tablename
+  join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+  join pg_type t on t.oid = a.atttypid
+ where pt.pubname = $1
+ order by n.nspname, c.relname, a.attnum`;
+
+const MIN_RELOAD_MS = 1_000;
+
+export class Catalog {
+  private tables = new Map<string, TableInfo>();
+  private loadedAt = 0;
+  private loading: Promise<void> | null = null;
+
+  constructor(private readonly db: pg.Pool, private readonly publication = PUBLICATION) {}
+
+  async table(qualified: string): Promise<TableInfo | null> {
+    const known = this.tables.get(qualified);
+    if (known) return known;
+    // Unknown: perhaps enabled since the last read. Reread, but not more than once a second,
+    // so a client asking for a missing table in a loop does not turn into a query loop.
+    if (Date.now() - this.loadedAt >= MIN_RELOAD_MS) await this.reload();
+    return this.tables.get(qualified) ?? null;
+  }
+
+  /** Columns changed (ALTER TABLE): forget the table so the next subscribe rereads it. */
+  invalidate(qualified: string): void {
+    this.tables.delete(qualified);
+    this.loadedAt = 0;
+  }
+
+  async reload(): Promise<void> {
+    this.loading ??= this.read().finally(() => (this.loading = null));
+    return this.loading;
+  }
+
+  private async read(): Promise<void> {
+    const { rows } = await this.db.query<{ schema: string; name: string; column: string; type_oid: number }>(TABLES_SQL, [this.publication]);
+    const tables = new Map<string, TableInfo>();
+    for (const r of rows) {
+      const qualified = `${r.schema}.${r.name}`;
+      let t = tables.get(qualified);
+      if (!t) tables.set(qualified, (t = { qualified, columns: [] }));
+      t.columns.push({ name: r.column, typeOid: r.type_oid });
+    }
+    this.tables = tables;
+    this.loadedAt = Date.now();
+  }
+}

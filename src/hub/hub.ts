@@ -1,0 +1,283 @@
+// The hub: committed transactions in, deliveries out. Every transaction is appended to the
+// history ring, then dispatched to the live subscriptions its changes can reach (found through
+// the index, filtered on candidates only). A subscription resuming from a position first
+// catches up from the ring, in slices, then turns live in the same step that delivers the
+// ring's last entry, so the seam has no gap and no duplicate.
+//
+//   subscribe ─► (since outside window) ─► resync
+//       │
+//       ▼
+//   catching_up ──(cursor reached the ring's end)──► live ──► unsubscribed | resync | closed
+import { comparePositions, formatPosition, type Position } from '../capture/position.js';
+import type { Change, Transaction } from '../capture/types.js';
+import { HistoryRing, type RingEntry } from '../history/ring.js';
+import { changeBody, estimateBytes, leaveBody } from './render.js';
+import { Subscription, SubscriptionIndex, type SubscriptionInit } from './subscriptions.js';
+import { progress, resync, subscribed } from '../server/protocol.js';
+import type { ResyncReason } from '../server/protocol.types.js';
+import type { Peer } from './types.js';
+
+export interface HubOptions {
+  ring: HistoryRing;
+  /** Ring entries one catch-up slice may deliver before yielding to other work. */
+  catchUpSlice?: number;
+  /** A catching-up peer with more bytes than this unsent waits for its socket to drain. */
+  catchUpHighWater?: number;
+  /** Minimum spacing of idle marks in the ring. */
+  markIntervalMs?: number;
+}
+
+export interface HubCounters {
+  changesIn: number;
+  transactionsIn: number;
+  deliveries: number;
+  resyncs: number;
+}
+
+export class Hub {
+  readonly ring: HistoryRing;
+  readonly index = new SubscriptionIndex();
+  readonly counters: HubCounters = { changesIn: 0, transactionsIn: 0, deliveries: 0, resyncs: 0 };
+  private readonly peers = new Map<Peer, Map<string, Subscription>>();
+  private readonly catchingUp = new Set<Subscription>();
+  private readonly touched = new Set<Peer>();
+  private stampSeq = 0;
+  private catchUpScheduled = false;
+  private lastMarkAt = 0;
+  private readonly slice: number;
+  private readonly highWater: number;
+  private readonly markIntervalMs: number;
+
+  constructor(opts: HubOptions) {
+    this.ring = opts.ring;
+    this.slice = opts.catchUpSlice ?? 256;
+    this.highWater = opts.catchUpHighWater ?? 1024 * 1024;
+    this.markIntervalMs = opts.markIntervalMs ?? 1_000;
+  }
+
+  get subscriptionCount(): number {
+    return this.index.size + this.catchingUp.size;
+  }
+
+  /** The slot's commit LSN that must stay: the start of the window. */
+  hold = (): bigint | null => this.ring.oldestLsn();
+
+  // ── input from capture ──────────────────────────────────────────────────────────────────
+
+  onTransaction = (tx: Transaction): void => {
+    this.counters.transactionsIn++;
+    this.counters.changesIn += tx.changes.length;
+    const entry = this.ring.appendTransaction(tx, estimateBytes(tx));
+    for (const c of tx.changes) this.dispatch(entry, tx, c);
+    this.flushTouched(entry.last);
+    if (this.catchingUp.size > 0) this.scheduleCatchUp();
+  };
+
+  /** The stream moved on with nothing for us (idle keepalive). */
+  onProgress = (walEnd: bigint): void => {
+    const now = Date.now();
+    if (now - this.lastMarkAt < this.markIntervalMs) return;
+    if (this.ring.appendMark(walEnd)) this.lastMarkAt = now;
+  };
+
+  /** Positions before `floor` can no longer be honoured (start, or slot recreated). */
+  reset(floor: Position, reason: ResyncReason | null): void {
+    this.ring.reset(floor);
+    if (reason) this.resyncAll(reason);
+  }
+
+  // ── subscriptions ───────────────────────────────────────────────────────────────────────
+
+  subscriptionsOf(peer: Peer): Map<string, Subscription> {
+    let subs = this.peers.get(peer);
+    if (!subs) this.peers.set(peer, (subs = new Map()));
+    return subs;
+  }
+
+  /**
+   * Adds a subscription whose request was validated. Returns false (and sends resync) when its
+   * position is outside the window.
+   */
+  subscribe(init: Omit<SubscriptionInit, 'after'> & { since: Position | null }): Subscription | null {
+    const peer = init.peer;
+    if (init.since && !this.ring.covers(init.since)) {
+      this.counters.resyncs++;
+      peer.push(resync(init.id, 'position_outside_window', init.ref));
+      peer.flush();
+      return null;
+    }
+    const sub = new Subscription({ ...init, after: init.since ?? this.ring.head });
+    this.subscriptionsOf(peer).set(key(init.id), sub);
+    if (!init.since) {
+      this.goLive(sub);
+      peer.flush();
+      return sub;
+    }
+    sub.cursor = this.ring.seqAfter(init.since);
+    this.catchingUp.add(sub);
+    this.catchUp(sub);
+    return sub;
+  }
+
+  unsubscribe(peer: Peer, id: string | number): boolean {
+    const subs = this.peers.get(peer);
+    const sub = subs?.get(key(id));
+    if (!sub || !subs) return false;
+    subs.delete(key(id));
+    this.end(sub);
+    return true;
+  }
+
+  removePeer(peer: Peer): void {
+    const subs = this.peers.get(peer);
+    if (!subs) return;
+    for (const sub of subs.values()) this.end(sub);
+    this.peers.delete(peer);
+  }
+
+  /** Every subscription is told to refetch and subscribe anew. */
+  resyncAll(reason: ResyncReason): void {
+    for (const [peer, subs] of this.peers) {
+      for (const sub of subs.values()) {
+        this.end(sub);
+        this.counters.resyncs++;
+        peer.push(resync(sub.id, reason));
+      }
+      subs.clear();
+      peer.flush();
+    }
+  }
+
+  /** A catching-up peer's socket drained: go on. */
+  drained(peer: Peer): void {
+    const subs = this.peers.get(peer);
+    if (subs) for (const sub of subs.values()) if (sub.state === 'catching_up') this.scheduleCatchUp();
+  }
+
+  /** `progress` for idle clients whose last position is behind the head. */
+  sendProgress(): void {
+    const head = this.ring.head;
+    const frame = progress(formatPosition(head.lsn, head.index));
+    for (const [peer, subs] of this.peers) {
+      if (peer.closed || subs.size === 0) continue;
+      if (peer.lastPos && comparePositions(peer.lastPos, head) >= 0) continue;
+      let catching = false;
+      for (const sub of subs.values()) if (sub.state === 'catching_up') catching = true;
+      if (catching) continue;
+      peer.lastPos = head;
+      peer.push(frame);
+      peer.flush();
+    }
+  }
+
+  // ── delivery ────────────────────────────────────────────────────────────────────────────
+
+  private dispatch(entry: RingEntry, tx: Transaction, c: Change): void {
+    if (c.tag === 'message') return; // broadcast from SQL: later work
+    const stamp = ++this.stampSeq;
+    const visit = (sub: Subscription) => {
+      if (sub.state === 'live') this.deliver(entry, tx, c, sub, true);
+    };
+    if (c.tag === 'truncate') this.index.all(c.relation.qualified, stamp, visit);
+    else if (c.tag === 'insert') this.index.candidates(c.relation.qualified, c.new, null, stamp, visit);
+    else if (c.tag === 'update') this.index.candidates(c.relation.qualified, c.new, c.old, stamp, visit);
+    else this.index.candidates(c.relation.qualified, c.old, null, stamp, visit);
+  }
+
+  /** Sends one change to one subscription if it wants it; true when something was sent. */
+  private deliver(entry: RingEntry, tx: Transaction, c: Change, sub: Subscription, live: boolean): boolean {
+    if (tx.lsn <= sub.after.lsn && (tx.lsn < sub.after.lsn || c.index <= sub.after.index)) return false;
+    let leave = false;
+    switch (c.tag) {
+      case 'insert':
+        if (!sub.wantsInsert || !sub.predicate(c.new)) return false;
+        break;
+      case 'update':
+        if (sub.predicate(c.new)) {
+          if (!sub.wantsUpdate) return false;
+        } else if (c.old && (sub.wantsUpdate || sub.wantsDelete) && sub.predicate(c.old)) {
+          leave = true;
+        } else return false;
+        break;
+      case 'delete':
+        if (!sub.wantsDelete || !sub.predicate(c.old)) return false;
+        break;
+      case 'truncate':
+        if (!sub.wantsDelete) return false;
+        break;
+      default:
+        return false;
+    }
+    const bodies = (entry.bodies ??= []);
+    let body: string;
+    if (leave) body = leaveBody(tx, c as Change & { tag: 'update' });
+    else body = bodies[c.index] ??= changeBody(tx, c);
+    sub.peer.push(sub.prefix + body);
+    this.counters.deliveries++;
+    if (live) this.touched.add(sub.peer);
+    return true;
+  }
+
+  private flushTouched(last: Position): void {
+    for (const peer of this.touched) {
+      peer.lastPos = last;
+      peer.flush();
+    }
+    this.touched.clear();
+  }
+
+  private scheduleCatchUp(): void {
+    if (this.catchUpScheduled) return;
+    this.catchUpScheduled = true;
+    setImmediate(() => {
+      this.catchUpScheduled = false;
+      for (const sub of this.catchingUp) this.catchUp(sub);
+    });
+  }
+
+  /** Delivers one slice of the ring to a catching-up subscription; live when it reaches the end. */
+  private catchUp(sub: Subscription): void {
+    const peer = sub.peer;
+    if (sub.state !== 'catching_up' || peer.closed) return;
+    if (sub.cursor < this.ring.startSeq) {
+      // The window moved past what it had not yet received.
+      this.subscriptionsOf(peer).delete(key(sub.id));
+      this.end(sub);
+      this.counters.resyncs++;
+      peer.push(resync(sub.id, 'position_outside_window', sub.ref));
+      peer.flush();
+      return;
+    }
+    let budget = this.slice;
+    while (sub.cursor < this.ring.endSeq && budget-- > 0) {
+      const entry = this.ring.get(sub.cursor++) as RingEntry;
+      if (entry.tx) for (const c of entry.tx.changes) this.deliver(entry, entry.tx, c, sub, false);
+    }
+    if (sub.cursor >= this.ring.endSeq) this.goLive(sub);
+    peer.flush();
+    if (sub.state === 'catching_up' && !peer.closed) {
+      if (peer.backlog() <= this.highWater) this.scheduleCatchUp();
+      // else: wait for drained()
+    }
+  }
+
+  private goLive(sub: Subscription): void {
+    this.catchingUp.delete(sub);
+    sub.state = 'live';
+    this.index.add(sub);
+    const head = this.ring.head;
+    const pos = comparePositions(sub.after, head) > 0 ? sub.after : head;
+    sub.peer.push(subscribed(sub.id, formatPosition(pos.lsn, pos.index), sub.ref));
+  }
+
+  private end(sub: Subscription): void {
+    if (sub.state === 'live') this.index.remove(sub);
+    this.catchingUp.delete(sub);
+    sub.state = 'ended';
+  }
+}
+
+/** Map key of a subscription id: the number 5 and the string "5" are different ids. */
+export function key(id: string | number): string {
+  return typeof id === 'number' ? `n:${id}` : `s:${id}`;
+}

@@ -1,0 +1,167 @@
+// Subscriptions and the index that finds a change's candidate subscribers without scanning all
+// of them: per table, those without an equality filter, and those with one hashed by
+// column → value (a subscriber is registered under one `eq` term; the whole filter is then
+// evaluated on candidates only).
+import type { Position } from '../capture/position.js';
+import type { Row } from '../capture/pgoutput.types.js';
+import { eqTermKeys, rowValueKey, type Filter, type FilterTerm, type RowPredicate } from './filter.js';
+import { changePrefix } from '../server/protocol.js';
+import type { ChangeEvent, Peer, SubscriptionState } from './types.js';
+
+export interface SubscriptionInit {
+  peer: Peer;
+  /** As the client gave it (string or number), echoed back. */
+  id: string | number;
+  /** The subscribe message's ref, echoed in `subscribed` (or `resync`). */
+  ref?: string | number;
+  table: string;
+  events: ReadonlySet<ChangeEvent> | null;
+  filter: Filter;
+  predicate: RowPredicate;
+  /** The `eq` term to hash it under, when one is on a column whose values have index keys. */
+  indexTerm: FilterTerm | null;
+  after: Position;
+}
+
+export class Subscription {
+  readonly peer: Peer;
+  readonly id: string | number;
+  readonly ref: string | number | undefined;
+  /** JSON of the id, rendered once for every delivery's prefix. */
+  readonly prefix: string;
+  readonly table: string;
+  readonly wantsInsert: boolean;
+  readonly wantsUpdate: boolean;
+  readonly wantsDelete: boolean;
+  readonly predicate: RowPredicate;
+  readonly filter: Filter;
+  readonly indexTerm: FilterTerm | null;
+  /** Deliver only changes after this position (a resume position, possibly ahead of the head). */
+  after: Position;
+  state: SubscriptionState = 'catching_up';
+  /** Next ring sequence number to deliver from, while catching up. */
+  cursor = 0;
+  /** Dispatch stamp: a subscriber found twice for one change (old and new row) is visited once. */
+  stamp = 0;
+  /** The index slot it is registered in, for removal. */
+  indexKey: { column: string; keys: string[] } | null = null;
+
+  constructor(init: SubscriptionInit) {
+    this.peer = init.peer;
+    this.id = init.id;
+    this.ref = init.ref;
+    this.prefix = changePrefix(init.id);
+    this.table = init.table;
+    this.wantsInsert = !init.events || init.events.has('insert');
+    this.wantsUpdate = !init.events || init.events.has('update');
+    this.wantsDelete = !init.events || init.events.has('delete');
+    this.predicate = init.predicate;
+    this.filter = init.filter;
+    this.indexTerm = init.indexTerm;
+    this.after = init.after;
+  }
+}
+
+class TableIndex {
+  readonly unindexed = new Set<Subscription>();
+  readonly byEq = new Map<string, Map<string, Set<Subscription>>>();
+  size = 0;
+}
+
+export class SubscriptionIndex {
+  private readonly tables = new Map<string, TableIndex>();
+  private total = 0;
+
+  get size(): number {
+    return this.total;
+  }
+
+  has(table: string): boolean {
+    return this.tables.has(table);
+  }
+
+  add(sub: Subscription): void {
+    let t = this.tables.get(sub.table);
+    if (!t) this.tables.set(sub.table, (t = new TableIndex()));
+    const eq = sub.indexTerm;
+    if (eq) {
+      const keys = eqTermKeys(eq.values[0]);
+      sub.indexKey = { column: eq.column, keys };
+      let byValue = t.byEq.get(eq.column);
+      if (!byValue) t.byEq.set(eq.column, (byValue = new Map()));
+      for (const k of keys) {
+        let set = byValue.get(k);
+        if (!set) byValue.set(k, (set = new Set()));
+        set.add(sub);
+      }
+    } else {
+      t.unindexed.add(sub);
+    }
+    t.size++;
+    this.total++;
+  }
+
+  remove(sub: Subscription): void {
+    const t = this.tables.get(sub.table);
+    if (!t) return;
+    let removed = false;
+    if (sub.indexKey) {
+      const byValue = t.byEq.get(sub.indexKey.column);
+      for (const k of sub.indexKey.keys) {
+        const set = byValue?.get(k);
+        if (set?.delete(sub)) removed = true;
+        if (set && set.size === 0) byValue?.delete(k);
+      }
+      if (byValue && byValue.size === 0) t.byEq.delete(sub.indexKey.column);
+    } else {
+      removed = t.unindexed.delete(sub);
+    }
+    if (!removed) return;
+    t.size--;
+    this.total--;
+    if (t.size === 0) this.tables.delete(sub.table);
+  }
+
+  /**
+   * Calls `visit` once for every subscription of `table` that a row (or, for updates, either of
+   * two rows) could match; `stamp` must be new for every change.
+   */
+  candidates(table: string, row: Row | null, other: Row | null, stamp: number, visit: (sub: Subscription) => void): void {
+    const t = this.tables.get(table);
+    if (!t) return;
+    for (const sub of t.unindexed) visit(sub);
+    for (const [column, byValue] of t.byEq) {
+      this.visitKey(byValue, row, column, stamp, visit);
+      if (other) this.visitKey(byValue, other, column, stamp, visit);
+    }
+  }
+
+  /** Every subscription of a table, once each (truncate). */
+  all(table: string, stamp: number, visit: (sub: Subscription) => void): void {
+    const t = this.tables.get(table);
+    if (!t) return;
+    for (const sub of t.unindexed) visit(sub);
+    for (const byValue of t.byEq.values()) {
+      for (const set of byValue.values()) {
+        for (const sub of set) {
+          if (sub.stamp === stamp) continue;
+          sub.stamp = stamp;
+          visit(sub);
+        }
+      }
+    }
+  }
+
+  private visitKey(byValue: Map<string, Set<Subscription>>, row: Row | null, column: string, stamp: number, visit: (sub: Subscription) => void): void {
+    if (!row) return;
+    const key = rowValueKey(row[column]);
+    if (key === null) return;
+    const set = byValue.get(key);
+    if (!set) return;
+    for (const sub of set) {
+      if (sub.stamp === stamp) continue;
+      sub.stamp = stamp;
+      visit(sub);
+    }
+  }
+}

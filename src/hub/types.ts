@@ -1,0 +1,18 @@
+// What the hub needs of a connected client, implemented by the server's sessions.
+import type { Position } from '../capture/position.js';
+
+export interface Peer {
+  readonly id: string;
+  readonly closed: boolean;
+  /** Queue a frame; frames go out at flush(), corked together. */
+  push(frame: string): void;
+  /** Send what push() queued; closes the socket with 4008 when past its backpressure limit. */
+  flush(): void;
+  /** Bytes the socket has not yet written. */
+  backlog(): number;
+  /** The greatest position sent to this client (change or progress), for `progress`. */
+  lastPos: Position | null;
+}
+
+export type SubscriptionState = 'catching_up' | 'live' | 'ended';
+export type ChangeEvent = 'insert' | 'update' | 'delete';

@@ -1,0 +1,469 @@
+// Wire protocol v1 (DESIGN §4, docs/PROTOCOL.md): parsing and validation of client frames, and
+// builders of server messages as JSON strings.
+//
+// Parsing throws WireError subclasses (answered with an `error` message; the connection stays
+// open). Errors carry the `ref` of the frame and, for subscribe/unsubscribe, its valid `id`, as
+// own properties (WireContext), so the reply can echo them: see errorMsgFrom().
+//
+// Nothing here recurses over client data: JSON.parse is iterative in V8, and the nesting check
+// of broadcast payloads and presence states walks with an explicit stack.
+import { parsePosition, type Position } from '../capture/position.js';
+import { PROTOCOL_VERSION } from '../constants.js';
+import { BadRequestError, TooLargeError, WireError } from '../errors.js';
+import type {
+  ChangeEvent,
+  ClientMessage,
+  ClientMessageType,
+  Ref,
+  ResyncReason,
+  SubscribeMessage,
+  SubscriptionId,
+  TableName,
+  WireContext,
+  WireErrorCode,
+} from './protocol.types.js';
+
+export const CLIENT_MESSAGE_TYPES: readonly ClientMessageType[] = [
+  'auth',
+  'subscribe',
+  'unsubscribe',
+  'join',
+  'leave',
+  'broadcast',
+  'presence',
+  'ping',
+];
+
+export const LIMITS = {
+  /** Longest string subscription id, in UTF-16 code units. */
+  idLength: 128,
+  /** Longest `filter`, in UTF-16 code units. */
+  filterLength: 2048,
+  /** Longest `channel` and broadcast `event`, in UTF-16 code units. */
+  channelLength: 255,
+  eventLength: 255,
+  /** Longest `table` text, and longest identifier once unquoted (Postgres NAMEDATALEN - 1, bytes). */
+  tableLength: 512,
+  identifierBytes: 63,
+  /** Deepest nesting of arrays/objects in a broadcast payload or presence state. */
+  jsonDepth: 100,
+} as const;
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
+const CHANGE_EVENTS: readonly ChangeEvent[] = ['insert', 'update', 'delete'];
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+// ---- errors with context ----
+
+/** Attaches `ref`/`id` (when defined) to a wire error as own properties and returns it. */
+export function withContext<E extends WireError>(err: E, ctx: WireContext): E & WireContext {
+  const e = err as E & WireContext;
+  if (ctx.ref !== undefined) e.ref = ctx.ref;
+  if (ctx.id !== undefined) e.id = ctx.id;
+  return e;
+}
+
+/** The `ref`/`id` a thrown error carries (see withContext). */
+export function contextOf(err: unknown): WireContext {
+  if (typeof err !== 'object' || err === null) return {};
+  const e = err as WireContext;
+  const ctx: WireContext = {};
+  if (isRef(e.ref)) ctx.ref = e.ref;
+  if (isId(e.id)) ctx.id = e.id;
+  return ctx;
+}
+
+/** The `error` message for a wire error: its code and message, `ref`/`id` from ctx or the error. */
+export function errorMsgFrom(err: WireError, ctx?: WireContext): string {
+  const own = contextOf(err);
+  return errorMsg(err.code as WireErrorCode, err.message, ctx?.ref ?? own.ref, ctx?.id ?? own.id);
+}
+
+function fail(message: string, ctx: WireContext, cause?: unknown): never {
+  throw withContext(new BadRequestError(message, undefined, cause === undefined ? undefined : { cause }), ctx);
+}
+
+// ---- parsing ----
+
+/**
+ * One client frame, decoded and validated. `data` is what the WebSocket layer handed over (an
+ * ArrayBuffer from uWebSockets.js is read here, synchronously, and not kept).
+ * Throws BadRequestError / TooLargeError, with `ref`/`id` attached when they could be read.
+ */
+export function parseClientMessage(data: ArrayBuffer | Buffer | string, isBinary: boolean, maxBytes: number): ClientMessage {
+  if (isBinary) throw new BadRequestError('binary frames are not accepted; send JSON text');
+  let text: string;
+  if (typeof data === 'string') {
+    // UTF-8 needs at most 3 bytes per UTF-16 code unit: count bytes only when it matters.
+    if (data.length > maxBytes) throw tooLarge(`more than ${maxBytes}`, maxBytes);
+    if (data.length * 3 > maxBytes) {
+      const bytes = Buffer.byteLength(data, 'utf8');
+      if (bytes > maxBytes) throw tooLarge(String(bytes), maxBytes);
+    }
+    text = data.charCodeAt(0) === 0xfeff ? data.slice(1) : data; // as TextDecoder does for bytes
+  } else {
+    if (data.byteLength > maxBytes) throw tooLarge(String(data.byteLength), maxBytes);
+    try {
+      text = utf8.decode(data);
+    } catch {
+      throw new BadRequestError('the frame is not valid UTF-8');
+    }
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    // SyntaxError, or RangeError should the parser ever run out of stack on deep nesting.
+    const why = err instanceof RangeError ? 'nested too deeply' : err instanceof Error ? err.message : String(err);
+    throw new BadRequestError(`malformed JSON: ${why}`);
+  }
+  return validateClientMessage(value);
+}
+
+function tooLarge(size: string, maxBytes: number): TooLargeError {
+  return new TooLargeError(`the message is ${size} bytes; the limit is ${maxBytes}`);
+}
+
+/** The `ref` of a message if it has a usable one (a string or a finite number). */
+export function peekRef(obj: unknown): Ref | undefined {
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) return undefined;
+  const ref = own(obj, 'ref');
+  return isRef(ref) ? ref : undefined;
+}
+
+/** Validates an already parsed JSON value as a client message (parseClientMessage's second half). */
+export function validateClientMessage(value: unknown): ClientMessage {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    fail(`a message must be a JSON object with a "type", not ${describe(value)}`, {});
+  }
+  const obj = value as Record<string, unknown>;
+  const rawRef = own(obj, 'ref');
+  let ref: Ref | undefined;
+  if (rawRef !== undefined && rawRef !== null) {
+    if (!isRef(rawRef)) fail(`ref must be a string or a number, not ${describe(rawRef)}`, {});
+    ref = rawRef;
+  }
+  const ctx: WireContext = ref === undefined ? {} : { ref };
+  const type = own(obj, 'type');
+  if (typeof type !== 'string') {
+    fail(
+      type === undefined
+        ? `a message needs a "type" (one of ${CLIENT_MESSAGE_TYPES.join(', ')})`
+        : `type must be a string, not ${describe(type)}`,
+      ctx,
+    );
+  }
+  switch (type) {
+    case 'auth': {
+      const token = own(obj, 'token');
+      if (typeof token !== 'string' || token.length === 0) fail('auth.token must be a non-empty string', ctx);
+      return withRef({ type, token }, ref);
+    }
+    case 'subscribe':
+      return parseSubscribe(obj, ref, ctx);
+    case 'unsubscribe': {
+      const id = subscriptionId(obj, 'unsubscribe', ctx);
+      return withRef({ type, id }, ref);
+    }
+    case 'join':
+    case 'leave': {
+      const channel = boundedString(obj, type, 'channel', LIMITS.channelLength, ctx);
+      return withRef({ type, channel }, ref);
+    }
+    case 'broadcast': {
+      const channel = boundedString(obj, type, 'channel', LIMITS.channelLength, ctx);
+      const event = boundedString(obj, type, 'event', LIMITS.eventLength, ctx);
+      const payload = own(obj, 'payload') ?? null;
+      checkDepth(payload, 'broadcast.payload', ctx);
+      return withRef({ type, channel, event, payload, payloadJson: JSON.stringify(payload) }, ref);
+    }
+    case 'presence': {
+      const channel = boundedString(obj, type, 'channel', LIMITS.channelLength, ctx);
+      const state = own(obj, 'state');
+      if (state !== null && (typeof state !== 'object' || Array.isArray(state))) {
+        fail(`presence.state must be an object, or null to untrack${state === undefined ? '' : `, not ${describe(state)}`}`, ctx);
+      }
+      checkDepth(state, 'presence.state', ctx);
+      return withRef({ type, channel, state: state as Record<string, unknown> | null }, ref);
+    }
+    case 'ping':
+      return withRef({ type }, ref);
+    default:
+      fail(`unknown message type ${JSON.stringify(clip(type))}`, ctx);
+  }
+}
+
+function parseSubscribe(obj: Record<string, unknown>, ref: Ref | undefined, ctxIn: WireContext): ClientMessage {
+  const id = subscriptionId(obj, 'subscribe', ctxIn);
+  const ctx: WireContext = { ...ctxIn, id };
+
+  const tableText = own(obj, 'table');
+  if (typeof tableText !== 'string' || tableText.length === 0) {
+    fail('subscribe.table must be a string "schema.table" or "table"', ctx);
+  }
+  const table = tableName(tableText, ctx);
+
+  let events: ChangeEvent[] | undefined;
+  const rawEvents = own(obj, 'events');
+  if (rawEvents !== undefined && rawEvents !== null) {
+    if (!Array.isArray(rawEvents) || rawEvents.length === 0) {
+      fail('subscribe.events must be a non-empty array of "insert", "update", "delete"', ctx);
+    }
+    events = [];
+    for (const e of rawEvents as unknown[]) {
+      if (typeof e !== 'string' || !(CHANGE_EVENTS as readonly string[]).includes(e)) {
+        fail(`subscribe.events may list only "insert", "update", "delete", not ${describe(e)}`, ctx);
+      }
+      if (events.includes(e as ChangeEvent)) fail(`subscribe.events lists "${e}" more than once`, ctx);
+      events.push(e as ChangeEvent);
+    }
+  }
+
+  let filter: string | undefined;
+  const rawFilter = own(obj, 'filter');
+  if (rawFilter !== undefined && rawFilter !== null) {
+    if (typeof rawFilter !== 'string') fail(`subscribe.filter must be a string, not ${describe(rawFilter)}`, ctx);
+    if (rawFilter.length > LIMITS.filterLength) {
+      fail(`subscribe.filter is ${rawFilter.length} characters; the limit is ${LIMITS.filterLength}`, ctx);
+    }
+    if (rawFilter.length > 0) filter = rawFilter;
+  }
+
+  const rawSince = own(obj, 'since');
+  let since: Position | undefined;
+  if (rawSince !== undefined && rawSince !== null) {
+    if (typeof rawSince !== 'string') {
+      fail(`subscribe.since must be a position string like "16/B374D848:3", or null; not ${describe(rawSince)}`, ctx);
+    }
+    try {
+      since = parsePosition(rawSince);
+    } catch (err) {
+      fail(
+        `subscribe.since is not a position: ${JSON.stringify(clip(rawSince))}; ` +
+          'a position is "<commit LSN>:<index>", like "16/B374D848:3" (the "pos" of a change or progress message)',
+        ctx,
+        err,
+      );
+    }
+  }
+
+  const msg: Mutable<SubscribeMessage> = { type: 'subscribe', id, table };
+  if (events !== undefined) msg.events = events;
+  if (filter !== undefined) msg.filter = filter;
+  if (since !== undefined) msg.since = since;
+  if (ref !== undefined) msg.ref = ref;
+  return msg;
+}
+
+function subscriptionId(obj: Record<string, unknown>, type: string, ctx: WireContext): SubscriptionId {
+  const id = own(obj, 'id');
+  if (isId(id)) return id;
+  let detail = '';
+  if (typeof id === 'string' && id.length > LIMITS.idLength) detail = ` (a string of at most ${LIMITS.idLength} characters)`;
+  else if (typeof id === 'number' && Number.isInteger(id)) detail = ' (integers up to 2^53-1 in magnitude)';
+  else if (id !== undefined && id !== '') detail = `, not ${describe(id)}`;
+  fail(`${type}.id must be a non-empty string or an integer${detail}`, ctx);
+}
+
+function boundedString(obj: Record<string, unknown>, type: string, field: string, max: number, ctx: WireContext): string {
+  const v = own(obj, field);
+  if (typeof v !== 'string' || v.length === 0 || v.length > max) {
+    fail(`${type}.${field} must be a string of 1 to ${max} characters${v === undefined || typeof v === 'string' ? '' : `, not ${describe(v)}`}`, ctx);
+  }
+  return v;
+}
+
+/**
+ * "schema.table" or "table" (schema public), each identifier unquoted (letters, digits, _ and $,
+ * not starting with a digit or $; ASCII letters folded to lower case, as Postgres does) or
+ * double-quoted with "" standing for a quote. No whitespace outside quotes.
+ * Throws BadRequestError.
+ */
+export function parseTableName(text: string): TableName {
+  return tableName(text, {});
+}
+
+const UNQUOTED = /[A-Za-z_\u0080-\uffff][A-Za-z0-9_$\u0080-\uffff]*/y;
+
+function tableName(text: string, ctx: WireContext): TableName {
+  function bad(why: string): never {
+    fail(`subscribe.table ${JSON.stringify(clip(text))} is not "schema.table" or "table": ${why}`, ctx);
+  }
+  if (text.length > LIMITS.tableLength) fail(`subscribe.table is longer than ${LIMITS.tableLength} characters`, ctx);
+  const parts: string[] = [];
+  let i = 0;
+  for (;;) {
+    let ident: string;
+    if (text.charCodeAt(i) === 0x22 /* " */) {
+      ident = '';
+      let j = i + 1;
+      for (;;) {
+        const q = text.indexOf('"', j);
+        if (q < 0) bad('unterminated quoted identifier');
+        ident += text.slice(j, q);
+        if (text.charCodeAt(q + 1) === 0x22) {
+          ident += '"';
+          j = q + 2;
+        } else {
+          i = q + 1;
+          break;
+        }
+      }
+      if (ident.length === 0) bad('zero-length quoted identifier');
+    } else {
+      UNQUOTED.lastIndex = i;
+      const m = UNQUOTED.exec(text);
+      if (!m) bad(i >= text.length ? 'missing identifier' : `unexpected ${JSON.stringify(text[i])} at ${i}`);
+      ident = m[0].replace(/[A-Z]+/g, (s) => s.toLowerCase());
+      i += m[0].length;
+    }
+    if (Buffer.byteLength(ident, 'utf8') > LIMITS.identifierBytes) {
+      bad(`identifier longer than ${LIMITS.identifierBytes} bytes`);
+    }
+    parts.push(ident);
+    if (i === text.length) break;
+    if (text.charCodeAt(i) !== 0x2e /* . */) bad(`unexpected ${JSON.stringify(text[i])} at ${i}`);
+    if (parts.length === 2) bad('too many dots');
+    i++;
+  }
+  const [schema, name] = parts.length === 2 ? (parts as [string, string]) : ['public', parts[0]!];
+  return { schema, name, qualified: `${schema}.${name}` };
+}
+
+/** Rejects arrays/objects nested deeper than LIMITS.jsonDepth, without recursion. */
+function checkDepth(value: unknown, what: string, ctx: WireContext): void {
+  if (typeof value !== 'object' || value === null) return;
+  const stack: object[] = [value];
+  const depths: number[] = [1];
+  while (stack.length > 0) {
+    const v = stack.pop()!;
+    const d = depths.pop()!;
+    if (d > LIMITS.jsonDepth) fail(`${what} is nested more than ${LIMITS.jsonDepth} levels deep`, ctx);
+    const children = Array.isArray(v) ? (v as unknown[]) : Object.values(v);
+    for (const c of children) {
+      if (typeof c === 'object' && c !== null) {
+        stack.push(c);
+        depths.push(d + 1);
+      }
+    }
+  }
+}
+
+function own(obj: object, key: string): unknown {
+  return Object.hasOwn(obj, key) ? (obj as Record<string, unknown>)[key] : undefined;
+}
+
+function isRef(v: unknown): v is Ref {
+  return typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v));
+}
+
+function isId(v: unknown): v is SubscriptionId {
+  return typeof v === 'string' ? v.length > 0 && v.length <= LIMITS.idLength : Number.isSafeInteger(v);
+}
+
+function withRef<T extends object>(msg: T, ref: Ref | undefined): T & { ref?: Ref } {
+  if (ref !== undefined) (msg as T & { ref?: Ref }).ref = ref;
+  return msg;
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  switch (typeof v) {
+    case 'string':
+      return v.length === 0 ? 'an empty string' : `the string ${JSON.stringify(clip(v))}`;
+    case 'number':
+      return Number.isFinite(v) ? `the number ${v}` : 'a number out of range';
+    case 'boolean':
+      return String(v);
+    case 'object':
+      return 'an object';
+    default:
+      return typeof v;
+  }
+}
+
+function clip(s: string): string {
+  return s.length > 64 ? s.slice(0, 64) + '…' : s;
+}
+
+// ---- server messages ----
+// Builders return the JSON text. Ids and refs were validated on the way in (strings, safe
+// integers, finite numbers), so a number is written with String(), which for finite numbers is
+// exactly JSON.stringify().
+
+function json(v: string | number): string {
+  return typeof v === 'number' ? String(v) : JSON.stringify(v);
+}
+
+function refTail(ref: Ref | undefined): string {
+  return ref === undefined ? '}' : `,"ref":${json(ref)}}`;
+}
+
+export function welcome(session: string): string {
+  return `{"type":"welcome","protocol":${PROTOCOL_VERSION},"session":${JSON.stringify(session)}}`;
+}
+
+/** `position`: a formatted position (formatPosition). */
+export function subscribed(id: SubscriptionId, position: string, ref?: Ref): string {
+  return `{"type":"subscribed","id":${json(id)},"position":${JSON.stringify(position)}${refTail(ref)}`;
+}
+
+export function unsubscribed(id: SubscriptionId, ref?: Ref): string {
+  return `{"type":"unsubscribed","id":${json(id)}${refTail(ref)}`;
+}
+
+export function errorMsg(code: WireErrorCode, message: string, ref?: Ref, id?: SubscriptionId): string {
+  let s = `{"type":"error","code":${JSON.stringify(code)},"message":${JSON.stringify(message)}`;
+  if (ref !== undefined) s += `,"ref":${json(ref)}`;
+  if (id !== undefined) s += `,"id":${json(id)}`;
+  return s + '}';
+}
+
+export function pong(ref?: Ref): string {
+  return ref === undefined ? '{"type":"pong"}' : `{"type":"pong","ref":${json(ref)}}`;
+}
+
+/** `pos`: a formatted position; may name an LSN where nothing committed (docs/PROTOCOL.md). */
+export function progress(pos: string): string {
+  return `{"type":"progress","pos":${JSON.stringify(pos)}}`;
+}
+
+export function resync(sub: SubscriptionId, reason: ResyncReason, ref?: Ref): string {
+  return `{"type":"resync","sub":${json(sub)},"reason":${JSON.stringify(reason)}${refTail(ref)}`;
+}
+
+export function joined(channel: string, ref?: Ref): string {
+  return `{"type":"joined","channel":${JSON.stringify(channel)}${refTail(ref)}`;
+}
+
+export function left(channel: string, ref?: Ref): string {
+  return `{"type":"left","channel":${JSON.stringify(channel)}${refTail(ref)}`;
+}
+
+/**
+ * `payloadJson`: the payload as JSON text, e.g. BroadcastClientMessage.payloadJson, or the jsonb
+ * text of a `walcast.broadcast()` logical message. Inserted as is.
+ */
+export function broadcastMsg(channel: string, event: string, payloadJson: string): string {
+  return `{"type":"broadcast","channel":${JSON.stringify(channel)},"event":${JSON.stringify(event)},"payload":${payloadJson}}`;
+}
+
+export function presenceState(channel: string, state: Record<string, unknown>): string {
+  return `{"type":"presence_state","channel":${JSON.stringify(channel)},"state":${JSON.stringify(state)}}`;
+}
+
+export function presenceDiff(channel: string, joins: Record<string, unknown>, leaves: Record<string, unknown>): string {
+  return `{"type":"presence_diff","channel":${JSON.stringify(channel)},"joins":${JSON.stringify(joins)},"leaves":${JSON.stringify(leaves)}}`;
+}
+
+/**
+ * The start of a `change` message, up to and including `sub`: `{"type":"change","sub":<id>`.
+ * The hot path appends the rest and the closing brace itself, in this order:
+ * `,"pos":"<pos>","commit_time":"<ts>","op":"<op>","table":<json>[,"new":{…}][,"old":{…}][,"changed":[…]]}`.
+ * Compute it once per subscription and keep it.
+ */
+export function changePrefix(subId: SubscriptionId): string {
+  return `{"type":"change","sub":${json(subId)}`;
+}

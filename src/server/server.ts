@@ -1,0 +1,117 @@
+// The HTTP/WebSocket front (uWebSockets.js): /ws for clients, /healthz, /metrics.
+import uWS from 'uWebSockets.js';
+import { CLOSE, WS_PATH } from '../constants.js';
+import type { Hub } from '../hub/hub.js';
+import type { Logger } from '../log.js';
+import type { Handlers } from './handlers.js';
+import { welcome } from './protocol.js';
+import { Session, type SessionData } from './session.js';
+
+export interface ServerOptions {
+  host: string;
+  port: number;
+  noAuth: boolean;
+  maxBackpressure: number;
+  maxFrameBytes: number;
+  idleTimeoutSec: number;
+  hub: Hub;
+  handlers: Handlers;
+  log: Logger;
+  healthy: () => boolean;
+  metrics: () => Promise<{ contentType: string; body: string }>;
+}
+
+export class Server {
+  private listenSocket: uWS.us_listen_socket | null = null;
+  private readonly sessions = new Set<Session>();
+  slowCloses = 0;
+  port = 0;
+
+  constructor(private readonly o: ServerOptions) {}
+
+  get clients(): number {
+    return this.sessions.size;
+  }
+
+  listen(): Promise<number> {
+    const o = this.o;
+    const app = uWS.App();
+    app.ws<SessionData>(WS_PATH, {
+      maxPayloadLength: o.maxFrameBytes,
+      // uWS drops frames silently past maxBackpressure; our own limit closes with 4008 first,
+      // and the session treats a drop (send() === 2) the same way.
+      maxBackpressure: o.maxBackpressure * 2,
+      closeOnBackpressureLimit: 1,
+      idleTimeout: o.idleTimeoutSec,
+      sendPingsAutomatically: true,
+      upgrade: (res, req, context) => {
+        res.upgrade<SessionData>(
+          { session: null },
+          req.getHeader('sec-websocket-key'),
+          req.getHeader('sec-websocket-protocol'),
+          req.getHeader('sec-websocket-extensions'),
+          context,
+        );
+      },
+      open: (ws) => {
+        const session = new Session(ws, o.maxBackpressure, () => this.slowCloses++);
+        ws.getUserData().session = session;
+        this.sessions.add(session);
+        if (!o.noAuth) {
+          session.end(CLOSE.authFailed, 'authorization is not configured on this server: start it with --no-auth');
+          return;
+        }
+        session.reply(welcome(session.id));
+      },
+      message: (ws, data, isBinary) => {
+        const session = ws.getUserData().session;
+        if (session && !session.closed) o.handlers.message(session, data, isBinary);
+      },
+      drain: (ws) => {
+        const session = ws.getUserData().session;
+        if (session && !session.closed) o.hub.drained(session);
+      },
+      close: (ws) => {
+        const session = ws.getUserData().session;
+        if (!session) return;
+        session.closed = true;
+        this.sessions.delete(session);
+        o.hub.removePeer(session);
+      },
+    });
+    app.get('/healthz', (res) => {
+      const ok = o.healthy();
+      res.cork(() => res.writeStatus(ok ? '200 OK' : '503 Service Unavailable').end(ok ? 'ok\n' : 'replication is not streaming\n'));
+    });
+    app.get('/metrics', (res) => {
+      let aborted = false;
+      res.onAborted(() => (aborted = true));
+      o.metrics().then(
+        (m) => !aborted && res.cork(() => res.writeHeader('Content-Type', m.contentType).end(m.body)),
+        () => !aborted && res.cork(() => res.writeStatus('500 Internal Server Error').end()),
+      );
+    });
+    app.any('/*', (res) => {
+      res.cork(() => res.writeStatus('404 Not Found').end('walcast: WebSocket at /ws, GET /healthz, GET /metrics\n'));
+    });
+    return new Promise((resolve, reject) => {
+      app.listen(o.host, o.port, (token) => {
+        if (!token) {
+          reject(new Error(`cannot listen on ${o.host}:${o.port} (address in use?)`));
+          return;
+        }
+        this.listenSocket = token;
+        this.port = uWS.us_socket_local_port(token);
+        resolve(this.port);
+      });
+    });
+  }
+
+  /** Stops accepting, closes every client with 1001 (they resume elsewhere or later). */
+  close(): void {
+    if (this.listenSocket) uWS.us_listen_socket_close(this.listenSocket);
+    this.listenSocket = null;
+    for (const s of [...this.sessions]) s.end(CLOSE.goingAway, 'server shutting down');
+    this.sessions.clear();
+  }
+}
