@@ -51,9 +51,9 @@ export async function startDaemon(cfg: ServeConfig, log: Logger): Promise<Daemon
   await capture.start();
   await catalog.reload();
   const handlers = new Handlers({ hub, catalog, log, maxMessageBytes: cfg.maxMessageBytes, maxSubscriptions: cfg.maxSubscriptions });
-  let server: Server;
-  const registry = createMetrics({ hub, capture, clients: () => server.clients, slowCloses: () => server.slowCloses });
-  server = new Server({
+  let front: Server | null = null; // the metrics read the server created just below
+  const registry = createMetrics({ hub, capture, clients: () => front?.clients ?? 0, slowCloses: () => front?.slowCloses ?? 0 });
+  const server = new Server({
     host: cfg.host,
     port: cfg.port,
     noAuth: cfg.noAuth,
@@ -66,6 +66,7 @@ export async function startDaemon(cfg: ServeConfig, log: Logger): Promise<Daemon
     healthy: () => capture.current === 'streaming',
     metrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
   });
+  front = server;
   let port: number;
   try {
     port = await server.listen();
