@@ -1,0 +1,134 @@
+// The hub's delivery rules on hand-made transactions and a recording peer (the sockets are
+// covered by test/integration/serve.test.ts).
+import t from 'tap';
+import type { Relation, Row } from '../../src/capture/pgoutput.types.js';
+import type { Position } from '../../src/capture/position.js';
+import type { Change, Transaction } from '../../src/capture/types.js';
+import { HistoryRing, LAST_INDEX } from '../../src/history/ring.js';
+import { compileFilter, eqIndexable, parseFilter } from '../../src/hub/filter.js';
+import { Hub } from '../../src/hub/hub.js';
+import type { Peer } from '../../src/hub/types.js';
+
+const columns = [
+  { name: 'id', typeOid: 23 },
+  { name: 'room', typeOid: 25 },
+];
+const rel: Relation = {
+  oid: 1, schema: 'public', name: 'm', qualified: 'public.m', replicaIdentity: 'full',
+  columns: columns.map((c) => ({ ...c, key: c.name === 'id', typeMod: -1 })), decoders: [],
+};
+
+class FakePeer implements Peer {
+  id = 'p';
+  closed = false;
+  lastPos: Position | null = null;
+  frames: Record<string, unknown>[] = [];
+  private queued: string[] = [];
+  push(f: string) {
+    this.queued.push(f);
+  }
+  flush() {
+    for (const f of this.queued) this.frames.push(JSON.parse(f));
+    this.queued = [];
+  }
+  backlog() {
+    return 0;
+  }
+  changes(sub: string) {
+    return this.frames.filter((f) => f.type === 'change' && f.sub === sub).map((f) => `${f.op}:${JSON.stringify(f.new ?? f.old)}`);
+  }
+}
+
+let lsn = 0x1000n;
+function txOf(...changes: Omit<Change, 'index'>[]): Transaction {
+  lsn += 0x100n;
+  return {
+    xid: 1, lsn, lsnText: `0/${lsn.toString(16).toUpperCase()}`, endLsn: lsn + 8n, commitTime: new Date().toISOString(),
+    changes: changes.map((c, index) => ({ ...c, index }) as Change),
+  };
+}
+const ins = (row: Row) => ({ tag: 'insert' as const, relation: rel, new: row });
+const upd = (old: Row, row: Row) => ({ tag: 'update' as const, relation: rel, old, new: row, unchangedToast: null });
+const del = (old: Row) => ({ tag: 'delete' as const, relation: rel, old });
+
+function setup() {
+  const ring = new HistoryRing({ maxBytes: 1e9, maxAgeMs: 1e9 });
+  const hub = new Hub({ ring, catchUpSlice: 2 });
+  hub.reset({ lsn: 0xfffn, index: LAST_INDEX }, null);
+  return { ring, hub };
+}
+
+function sub(hub: Hub, peer: Peer, id: string, filter = '', since: Position | null = null, events: string[] | null = null) {
+  const f = parseFilter(filter);
+  return hub.subscribe({
+    peer, id, table: 'public.m', filter: f, predicate: compileFilter(f, columns),
+    indexTerm: f.terms.find((x) => x.op === 'eq' && eqIndexable(columns.find((c) => c.name === x.column)?.typeOid ?? 0)) ?? null,
+    events: events ? new Set(events as ('insert' | 'update' | 'delete')[]) : null, since,
+  });
+}
+
+t.test('filters through the index, leave, events, unsubscribe', async (t) => {
+  const { hub } = setup();
+  const p = new FakePeer();
+  sub(hub, p, 'lobby', 'room=eq.lobby');
+  sub(hub, p, 'big', 'id=gt.2');
+  sub(hub, p, 'ins', '', null, ['insert']);
+  t.same(p.frames.map((f) => f.type), ['subscribed', 'subscribed', 'subscribed']);
+  hub.onTransaction(txOf(ins({ id: 1, room: 'lobby' }), ins({ id: 3, room: 'x' })));
+  hub.onTransaction(txOf(upd({ id: 1, room: 'lobby' }, { id: 1, room: 'gone' })));
+  hub.onTransaction(txOf(del({ id: 3, room: 'x' })));
+  t.same(p.changes('lobby'), ['insert:{"id":1,"room":"lobby"}', 'leave:{"id":1,"room":"lobby"}']);
+  t.same(p.changes('big'), ['insert:{"id":3,"room":"x"}', 'delete:{"id":3,"room":"x"}']);
+  t.same(p.changes('ins'), ['insert:{"id":1,"room":"lobby"}', 'insert:{"id":3,"room":"x"}']);
+  const upd1 = p.frames.find((f) => f.sub === 'lobby' && f.op === 'leave');
+  t.notOk(upd1 && 'new' in upd1, 'leave carries only the old row');
+  t.ok(hub.unsubscribe(p, 'lobby'));
+  t.notOk(hub.unsubscribe(p, 'lobby'), 'twice: unknown');
+  hub.onTransaction(txOf(ins({ id: 9, room: 'lobby' })));
+  t.equal(p.changes('lobby').length, 2, 'nothing after unsubscribe');
+  t.equal(hub.counters.deliveries, 8, 'id 9 still reached big and ins');
+});
+
+t.test('resume: catch up from the ring in slices, then live with no gap or duplicate', async (t) => {
+  const { hub } = setup();
+  const first = txOf(ins({ id: 1, room: 'a' }), ins({ id: 2, room: 'a' }));
+  hub.onTransaction(first);
+  for (let i = 3; i <= 8; i++) hub.onTransaction(txOf(ins({ id: i, room: 'a' })));
+  const p = new FakePeer();
+  sub(hub, p, 's', '', { lsn: first.lsn, index: 0 });
+  // Slices of 2 entries: more arrives while it catches up.
+  hub.onTransaction(txOf(ins({ id: 9, room: 'a' })));
+  await new Promise((r) => setTimeout(r, 20));
+  hub.onTransaction(txOf(ins({ id: 10, room: 'a' })));
+  const ids = p.frames.filter((f) => f.type === 'change').map((f) => (f.new as Row).id);
+  t.same(ids, [2, 3, 4, 5, 6, 7, 8, 9, 10], 'every change after the position, once, in order');
+  const kinds = p.frames.map((f) => (f.type === 'change' ? 'c' : f.type));
+  t.equal(kinds.indexOf('subscribed'), 8, 'subscribed once the ring is delivered, before live changes');
+});
+
+t.test('a position outside the window gets resync; so does everyone on reset', async (t) => {
+  const { hub } = setup();
+  const p = new FakePeer();
+  t.equal(sub(hub, p, 'old', '', { lsn: 0x10n, index: 0 }), null);
+  t.same(p.frames[0], { type: 'resync', sub: 'old', reason: 'position_outside_window' });
+  sub(hub, p, 'live');
+  hub.reset({ lsn: 0x9000n, index: LAST_INDEX }, 'slot_recreated');
+  t.same(p.frames.at(-1), { type: 'resync', sub: 'live', reason: 'slot_recreated' });
+  t.equal(hub.subscriptionCount, 0);
+});
+
+t.test('progress for idle peers only, after the head moved', async (t) => {
+  const { hub } = setup();
+  const idle = new FakePeer();
+  const busy = new FakePeer();
+  sub(hub, idle, 'i', 'room=eq.nobody');
+  sub(hub, busy, 'b');
+  hub.onTransaction(txOf(ins({ id: 1, room: 'a' })));
+  hub.sendProgress();
+  t.equal(idle.frames.filter((f) => f.type === 'progress').length, 1);
+  t.equal(busy.frames.filter((f) => f.type === 'progress').length, 0, 'it already has the head');
+  hub.sendProgress();
+  t.equal(idle.frames.filter((f) => f.type === 'progress').length, 1, 'not again without news');
+  hub.removePeer(idle);
+  t.equal(hub.subscriptionCount, 1);
+});

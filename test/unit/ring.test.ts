@@ -1,0 +1,73 @@
+import t from 'tap';
+import type { Transaction } from '../../src/capture/types.js';
+import { HistoryRing, LAST_INDEX } from '../../src/history/ring.js';
+
+let clock = 1_000_000;
+const now = () => clock;
+const tx = (lsn: bigint, n: number, time = clock): Transaction => ({
+  xid: 1,
+  lsn,
+  lsnText: `0/${lsn.toString(16).toUpperCase()}`,
+  endLsn: lsn + 8n,
+  commitTime: new Date(time).toISOString(),
+  changes: Array.from({ length: n }, (_, index) => ({ index, tag: 'message', transactional: true, lsn, prefix: 'p', content: Buffer.alloc(0) })),
+});
+
+t.test('append, look up by position, head and floor', async (t) => {
+  const ring = new HistoryRing({ maxBytes: 1e9, maxAgeMs: 60_000, now });
+  ring.reset({ lsn: 0xffn, index: LAST_INDEX });
+  t.ok(ring.covers({ lsn: 0xffn, index: LAST_INDEX }), 'the floor itself is resumable');
+  t.notOk(ring.covers({ lsn: 0xfen, index: 5 }), 'before the floor is not');
+  ring.appendTransaction(tx(0x100n, 3), 100);
+  ring.appendTransaction(tx(0x200n, 1), 100);
+  t.same(ring.head, { lsn: 0x200n, index: 0 });
+  t.equal(ring.oldestLsn(), 0x100n, 'the slot is held at the oldest commit LSN');
+  t.equal(ring.seqAfter({ lsn: 0xffn, index: LAST_INDEX }), 0, 'from the floor: everything');
+  t.equal(ring.seqAfter({ lsn: 0x100n, index: 1 }), 0, 'mid-transaction: that transaction again');
+  t.equal(ring.seqAfter({ lsn: 0x100n, index: 2 }), 1, 'its last change: the next one');
+  t.equal(ring.seqAfter({ lsn: 0x200n, index: 0 }), 2, 'the head: nothing');
+  t.equal(ring.get(1)?.lsn, 0x200n);
+  t.equal(ring.get(2), undefined);
+});
+
+t.test('marks move the head while idle; stale marks are ignored', async (t) => {
+  const ring = new HistoryRing({ maxBytes: 1e9, maxAgeMs: 60_000, now });
+  ring.appendTransaction(tx(0x100n, 1), 100);
+  t.ok(ring.appendMark(0x180n));
+  t.same(ring.head, { lsn: 0x17fn, index: LAST_INDEX }, 'a mark covers everything before its LSN');
+  t.equal(ring.appendMark(0x150n), null, 'a mark behind the head adds nothing');
+  t.equal(ring.oldestLsn(), 0x100n);
+});
+
+t.test('eviction by age and by bytes moves the floor; the newest entry stays', async (t) => {
+  const ring = new HistoryRing({ maxBytes: 250, maxAgeMs: 10_000, now });
+  ring.appendTransaction(tx(0x100n, 2), 100);
+  ring.appendTransaction(tx(0x200n, 1), 100);
+  ring.appendTransaction(tx(0x300n, 1), 100); // 300 bytes > 250: the oldest goes
+  t.equal(ring.startSeq, 1);
+  t.same(ring.floor, { lsn: 0x100n, index: 1 }, 'floor: the last position of the evicted transaction');
+  t.notOk(ring.covers({ lsn: 0x100n, index: 0 }));
+  t.ok(ring.covers({ lsn: 0x100n, index: 1 }));
+  t.equal(ring.get(0), undefined, 'evicted entries are gone');
+  clock += 20_000;
+  ring.evict();
+  t.equal(ring.stats().entries, 1, 'aged out but the newest');
+  t.equal(ring.oldestLsn(), 0x300n);
+  t.same(ring.floor, { lsn: 0x200n, index: 0 });
+  ring.appendMark(0x400n);
+  clock += 20_000;
+  ring.evict();
+  t.equal(ring.oldestLsn(), 0x400n, 'an idle window keeps moving through marks');
+  t.equal(ring.stats().transactions, 0);
+  t.same(ring.floor, { lsn: 0x300n, index: 0 });
+});
+
+t.test('sequence numbers survive compaction', async (t) => {
+  const ring = new HistoryRing({ maxBytes: 10 * 64, maxAgeMs: 1e9, now });
+  for (let i = 1; i <= 5000; i++) ring.appendMark(BigInt(i * 16));
+  t.equal(ring.endSeq, 5000);
+  t.equal(ring.stats().entries, 10);
+  t.equal(ring.get(4999)?.lsn, 5000n * 16n);
+  t.equal(ring.get(4990)?.lsn, 4991n * 16n);
+  t.equal(ring.get(4989), undefined);
+});
