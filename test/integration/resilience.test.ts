@@ -122,7 +122,7 @@ function startCapture(url: string, slot: string, table: string, opts: { backoffB
     },
   });
   capture.on('state', (s: CaptureState) => states.push(s));
-  capture.on('slotCreated', (info: { invalidated: boolean }) => slotCreated.push(info));
+  capture.on('slotCreated', (info: { invalidated: boolean }) => slotCreated.push({ invalidated: info.invalidated }));
   capture.on('fatal', (err: Error) => fatal.push(err));
   return { capture, seen, states, slotCreated, fatal };
 }
