@@ -67,11 +67,14 @@ interface Lit {
   fast?: number | string | boolean;
 }
 
+/** Shared by every unfiltered subscription: one function, not one closure each. */
+const MATCH_ALL: RowPredicate = () => true;
+
 export function compileFilter(filter: Filter, columns: readonly ColumnInfo[]): RowPredicate {
   const byName = new Map<string, ColumnInfo>();
   for (const c of columns) byName.set(c.name, c);
   const preds = filter.terms.map((t) => compileTerm(t, byName));
-  if (preds.length === 0) return () => true;
+  if (preds.length === 0) return MATCH_ALL;
   if (preds.length === 1) return preds[0];
   if (preds.length === 2) {
     const [a, b] = preds;
