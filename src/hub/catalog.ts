@@ -2,6 +2,7 @@
 // filters against. Read from the catalog at subscribe time (never per change), cached, and
 // reread when a name is not found (a table enabled since). Domain columns are typed by their base
 // type, as their values are decoded.
+import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { PUBLICATION } from '../constants.js';
 import type { ColumnInfo } from './filter.js';
@@ -34,9 +35,12 @@ export class Catalog {
   async table(qualified: string): Promise<TableInfo | null> {
     const known = this.tables.get(qualified);
     if (known) return known;
-    // Unknown: perhaps enabled since the last read. Reread, but not more than once a second,
-    // so a client asking for a missing table in a loop does not turn into a query loop.
-    if (Date.now() - this.loadedAt >= MIN_RELOAD_MS) await this.reload();
+    // Unknown: perhaps enabled since the last read. Reread, but not more than once a second:
+    // a miss soon after a read waits for its turn, so a client asking for a missing table in a
+    // loop is slowed down instead of turning into a query loop.
+    const wait = this.loadedAt + MIN_RELOAD_MS - Date.now();
+    if (wait > 0) await sleep(wait);
+    await this.reload();
     return this.tables.get(qualified) ?? null;
   }
 

@@ -252,8 +252,11 @@ export class Hub {
     while (sub.cursor < this.ring.endSeq && budget-- > 0) {
       const entry = this.ring.get(sub.cursor++) as RingEntry;
       if (entry.tx) for (const c of entry.tx.changes) this.deliver(entry, entry.tx, c, sub, false);
+      // Entries vary in size: stop as soon as the socket has enough to chew on.
+      peer.flush();
+      if (peer.closed || peer.backlog() > this.highWater) break;
     }
-    if (sub.cursor >= this.ring.endSeq) this.goLive(sub);
+    if (!peer.closed && sub.cursor >= this.ring.endSeq) this.goLive(sub);
     peer.flush();
     if (sub.state === 'catching_up' && !peer.closed) {
       if (peer.backlog() <= this.highWater) this.scheduleCatchUp();
@@ -268,6 +271,9 @@ export class Hub {
     const head = this.ring.head;
     const pos = comparePositions(sub.after, head) > 0 ? sub.after : head;
     sub.peer.push(subscribed(sub.id, formatPosition(pos.lsn, pos.index), sub.ref));
+    // The client now holds `pos`: progress only once the head moves past it.
+    const last = sub.peer.lastPos;
+    if (!last || comparePositions(pos, last) > 0) sub.peer.lastPos = pos;
   }
 
   private end(sub: Subscription): void {

@@ -7,6 +7,9 @@ import type { Handlers } from './handlers.js';
 import { welcome } from './protocol.js';
 import { Session, type SessionData } from './session.js';
 
+/** uWS's own backpressure ceiling (1 GiB): a frame is only dropped past it. */
+const UWS_BACKPRESSURE_CEILING = 1024 * 1024 * 1024;
+
 export interface ServerOptions {
   host: string;
   port: number;
@@ -38,10 +41,11 @@ export class Server {
     const app = uWS.App();
     app.ws<SessionData>(WS_PATH, {
       maxPayloadLength: o.maxFrameBytes,
-      // uWS drops frames silently past maxBackpressure; our own limit closes with 4008 first,
-      // and the session treats a drop (send() === 2) the same way.
-      maxBackpressure: o.maxBackpressure * 2,
-      closeOnBackpressureLimit: 1,
+      // Our own limit (checked before every send) closes a slow socket with 4008; uWS's limit is
+      // set far above it so uWS never drops a frame or the connection on its own. Should it
+      // drop one anyway (send() === 2), the session closes with 4008 too.
+      maxBackpressure: UWS_BACKPRESSURE_CEILING,
+      closeOnBackpressureLimit: 0,
       idleTimeout: o.idleTimeoutSec,
       sendPingsAutomatically: true,
       upgrade: (res, req, context) => {

@@ -33,17 +33,18 @@ export class Session implements Peer {
     if (this.closed || this.queue.length === 0) return;
     const frames = this.queue;
     this.queue = [];
-    let dropped = false;
+    let slow = false;
     this.ws.cork(() => {
       for (const f of frames) {
-        // 2: dropped by uWS past maxBackpressure. Never let that pass silently.
-        if (this.ws.send(f, false) === 2) {
-          dropped = true;
+        // Checked before each frame: one flush may carry a large transaction, and past our limit
+        // the socket is closed with 4008 rather than buffered further. 2 means uWS dropped it.
+        if (this.ws.getBufferedAmount() > this.limit || this.ws.send(f, false) === 2) {
+          slow = true;
           break;
         }
       }
     });
-    if (dropped || this.ws.getBufferedAmount() > this.limit) this.closeSlow();
+    if (slow || this.ws.getBufferedAmount() > this.limit) this.closeSlow();
   }
 
   backlog(): number {
