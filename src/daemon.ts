@@ -42,7 +42,10 @@ export async function startDaemon(cfg: ServeConfig, log: Logger): Promise<Daemon
   const catalog = new Catalog(pool);
   // Nothing before the slot's position will be streamed again: the window starts there.
   const floorAt = (lsn: bigint) => ({ lsn: lsn > 0n ? lsn - 1n : 0n, index: MAX_INDEX });
-  capture.on('ready', ({ confirmedFlush }: { confirmedFlush: bigint }) => hub.reset(floorAt(confirmedFlush), null));
+  capture.on('ready', ({ confirmedFlush, walAtStart }: { confirmedFlush: bigint; walAtStart: bigint }) => {
+    hub.reset(floorAt(confirmedFlush), null);
+    hub.liveFrom(floorAt(walAtStart));
+  });
   capture.on('slotCreated', ({ confirmedFlush }: { confirmedFlush: bigint }) => hub.reset(floorAt(confirmedFlush), 'slot_recreated'));
   capture.on('progress', hub.onProgress);
   capture.on('relation', (rel: Relation) => catalog.invalidate(rel.qualified));

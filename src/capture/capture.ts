@@ -17,7 +17,7 @@ import { Backoff } from '../util/backoff.js';
 import { TransactionAssembler } from './assembler.js';
 import { Checkpoint } from './checkpoint.js';
 import { Handoff } from './handoff.js';
-import { formatLsn } from './lsn.js';
+import { formatLsn, parseLsn } from './lsn.js';
 import { PgoutputDecoder } from './pgoutput.js';
 import type { Position } from './position.js';
 import { checkServer, ensureSlot, ensureSlotWhenFree, explainStreamError } from './preflight.js';
@@ -158,8 +158,10 @@ export class Capture extends EventEmitter {
       if (!this.opts.temporary) {
         const slot = await ensureSlotWhenFree(client, this.opts.slot);
         this.checkpoint.resumeFrom(slot.confirmedFlush);
-        // Downstream's window starts here: nothing before it will be sent again.
-        this.emit('ready', { confirmedFlush: slot.confirmedFlush, created: slot.created });
+        // Downstream's window starts at confirmedFlush: nothing before it will be sent again.
+        // What committed before walAtStart is replayed history, not news.
+        const { rows: wal } = await client.query<{ lsn: string }>('select pg_current_wal_lsn()::text as lsn');
+        this.emit('ready', { confirmedFlush: slot.confirmedFlush, created: slot.created, walAtStart: parseLsn(wal[0].lsn) });
         if (slot.created) this.emit('slotCreated', { invalidated: slot.invalidated, confirmedFlush: slot.confirmedFlush });
         if (slot.invalidated) this.log.warn({ slot: this.opts.slot }, 'slot had been invalidated and was recreated');
       }

@@ -44,6 +44,7 @@ export class Hub {
   private stampSeq = 0;
   private catchUpScheduled = false;
   private lastMarkAt = 0;
+  private nowFloor: Position = { lsn: 0n, index: 0 };
   private readonly slice: number;
   private readonly highWater: number;
   private readonly markIntervalMs: number;
@@ -80,6 +81,14 @@ export class Hub {
     if (this.ring.appendMark(walEnd)) this.lastMarkAt = now;
   };
 
+  /**
+   * A subscription "from now" starts no earlier than this: after a restart the window is
+   * replayed from WAL, and what committed before the daemon started is history, not news.
+   */
+  liveFrom(pos: Position): void {
+    this.nowFloor = pos;
+  }
+
   /** Positions before `floor` can no longer be honoured (start, or slot recreated). */
   reset(floor: Position, reason: ResyncReason | null): void {
     this.ring.reset(floor);
@@ -106,7 +115,9 @@ export class Hub {
       peer.flush();
       return null;
     }
-    const sub = new Subscription({ ...init, after: init.since ?? this.ring.head });
+    const head = this.ring.head;
+    const now = comparePositions(this.nowFloor, head) > 0 ? this.nowFloor : head;
+    const sub = new Subscription({ ...init, after: init.since ?? now });
     this.subscriptionsOf(peer).set(key(init.id), sub);
     if (!init.since) {
       this.goLive(sub);

@@ -132,3 +132,19 @@ t.test('progress for idle peers only, after the head moved', async (t) => {
   hub.removePeer(idle);
   t.equal(hub.subscriptionCount, 1);
 });
+
+t.test('after a restart, "from now" means after what committed before the daemon started', async (t) => {
+  const { hub } = setup();
+  const replayed = txOf(ins({ id: 1, room: 'a' }));
+  hub.liveFrom({ lsn: replayed.lsn + 0x10n, index: LAST_INDEX }); // WAL position at start
+  const p = new FakePeer();
+  sub(hub, p, 'now');
+  t.match(p.frames[0], { type: 'subscribed', position: `0/${(replayed.lsn + 0x10n).toString(16).toUpperCase()}:${LAST_INDEX}` });
+  hub.onTransaction(replayed); // the replay of the window reaches it after it subscribed
+  hub.onTransaction(txOf(ins({ id: 2, room: 'a' })));
+  t.same(p.changes('now'), ['insert:{"id":2,"room":"a"}'], 'only what committed after the start');
+  const q = new FakePeer();
+  sub(hub, q, 'resumed', '', { lsn: 0xfffn, index: LAST_INDEX });
+  await new Promise((r) => setImmediate(r));
+  t.same(q.changes('resumed'), ['insert:{"id":1,"room":"a"}', 'insert:{"id":2,"room":"a"}'], 'a resume still gets the replayed window');
+});
