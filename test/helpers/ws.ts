@@ -134,50 +134,37 @@ export class WsClient {
    * the connection closes without one.
    */
   next<T extends Msg = Msg>(pred: (m: Msg) => boolean, timeoutMs = 5_000, what = 'a matching message'): Promise<T> {
+    let from = 0;
+    return this.until<T>(() => {
+      for (; from < this.messages.length; from++) {
+        const m = this.messages[from];
+        if (!this.taken.has(m) && pred(m)) {
+          this.taken.add(m);
+          return m as T;
+        }
+      }
+      return undefined;
+    }, timeoutMs, what);
+  }
+
+  /** Resolves once `cond()` holds (checked on every message and at close); rejects after timeoutMs. */
+  async waitFor(cond: () => boolean, timeoutMs = 5_000, what = 'condition'): Promise<void> {
+    await this.until(() => (cond() ? true : undefined), timeoutMs, what);
+  }
+
+  /** Re-runs `probe` on every message and at close until it yields a value. */
+  private until<T>(probe: () => T | undefined, timeoutMs: number, what: string): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      let from = 0;
       const check = (): boolean => {
-        for (; from < this.messages.length; from++) {
-          const m = this.messages[from];
-          if (!this.taken.has(m) && pred(m)) {
-            this.taken.add(m);
-            cleanup();
-            resolve(m as T);
-            return true;
-          }
+        const found = probe();
+        if (found !== undefined) {
+          cleanup();
+          resolve(found);
+          return true;
         }
         if (this.closeInfo) {
           cleanup();
           reject(new Error(`connection closed (${this.closeInfo.code} ${this.closeInfo.reason}) before ${what}; last: ${this.tail()}`));
-          return true;
-        }
-        return false;
-      };
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${this.tail()}`));
-      }, timeoutMs);
-      const waiter = (): void => void check();
-      const cleanup = (): void => {
-        clearTimeout(timer);
-        this.waiters = this.waiters.filter((w) => w !== waiter);
-      };
-      if (!check()) this.waiters.push(waiter);
-    });
-  }
-
-  /** Resolves once `cond()` holds (checked on every message and at close); rejects after timeoutMs. */
-  waitFor(cond: () => boolean, timeoutMs = 5_000, what = 'condition'): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const check = (): boolean => {
-        if (cond()) {
-          cleanup();
-          resolve();
-          return true;
-        }
-        if (this.closeInfo) {
-          cleanup();
-          reject(new Error(`connection closed (${this.closeInfo.code}) before ${what}; last: ${this.tail()}`));
           return true;
         }
         return false;
