@@ -23,8 +23,8 @@ export interface RingEntry {
   readonly bytes: number;
   /** Milliseconds since the epoch: commit time of a transaction, arrival of a mark. */
   readonly time: number;
-  /** Rendered wire bodies per change index, filled by the hub on first delivery. */
-  bodies: (string | undefined)[] | null;
+  /** Encoded wire bodies per change index, filled by the hub on first delivery. */
+  bodies: (Buffer | undefined)[] | null;
 }
 
 export interface RingOptions {

@@ -45,6 +45,8 @@ export class Hub {
   private catchUpScheduled = false;
   private lastMarkAt = 0;
   private nowFloor: Position = { lsn: 0n, index: 0 };
+  private flushScheduled = false;
+  private flushedUpTo: Position = { lsn: 0n, index: 0 };
   private readonly slice: number;
   private readonly highWater: number;
   private readonly markIntervalMs: number;
@@ -70,7 +72,13 @@ export class Hub {
     this.counters.changesIn += tx.changes.length;
     const entry = this.ring.appendTransaction(tx, estimateBytes(tx));
     for (const c of tx.changes) this.dispatch(entry, tx, c);
-    this.flushTouched(entry.last);
+    this.flushedUpTo = entry.last;
+    // Transactions decoded from one socket read are dispatched in one run: send once after it,
+    // one corked write per socket rather than one per transaction.
+    if (!this.flushScheduled && this.touched.size > 0) {
+      this.flushScheduled = true;
+      queueMicrotask(this.flushTouched);
+    }
     if (this.catchingUp.size > 0) this.scheduleCatchUp();
   };
 
@@ -220,22 +228,22 @@ export class Hub {
         return false;
     }
     const bodies = (entry.bodies ??= []);
-    let body: string;
-    if (leave) body = leaveBody(tx, c as Change & { tag: 'update' });
-    else body = bodies[c.index] ??= changeBody(tx, c);
-    sub.peer.push(sub.prefix + body);
+    const body = leave ? Buffer.from(leaveBody(tx, c as Change & { tag: 'update' })) : (bodies[c.index] ??= Buffer.from(changeBody(tx, c)));
+    sub.peer.pushChange(sub.prefix, body);
     this.counters.deliveries++;
     if (live) this.touched.add(sub.peer);
     return true;
   }
 
-  private flushTouched(last: Position): void {
+  private readonly flushTouched = (): void => {
+    this.flushScheduled = false;
+    const last = this.flushedUpTo;
     for (const peer of this.touched) {
       peer.lastPos = last;
       peer.flush();
     }
     this.touched.clear();
-  }
+  };
 
   private scheduleCatchUp(): void {
     if (this.catchUpScheduled) return;

@@ -27,8 +27,8 @@ export class Subscription {
   readonly peer: Peer;
   readonly id: string | number;
   readonly ref: string | number | undefined;
-  /** JSON of the id, rendered once for every delivery's prefix. */
-  readonly prefix: string;
+  /** `{"type":"change","sub":<id>`, encoded once: the first fragment of every delivery. */
+  readonly prefix: Buffer;
   readonly table: string;
   readonly wantsInsert: boolean;
   readonly wantsUpdate: boolean;
@@ -50,7 +50,7 @@ export class Subscription {
     this.peer = init.peer;
     this.id = init.id;
     this.ref = init.ref;
-    this.prefix = changePrefix(init.id);
+    this.prefix = Buffer.from(changePrefix(init.id));
     this.table = init.table;
     this.wantsInsert = !init.events || init.events.has('insert');
     this.wantsUpdate = !init.events || init.events.has('update');

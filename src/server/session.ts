@@ -17,7 +17,8 @@ export class Session implements Peer {
   lastPos: Position | null = null;
   /** Subscribe requests between validation and registration, by id key (duplicate check). */
   readonly pending = new Set<string>();
-  private queue: string[] = [];
+  /** Strings are whole frames; a Buffer is a change's prefix, always followed by its body. */
+  private queue: (string | Buffer)[] = [];
 
   constructor(
     private readonly ws: WebSocket<SessionData>,
@@ -29,19 +30,33 @@ export class Session implements Peer {
     if (!this.closed) this.queue.push(frame);
   }
 
+  pushChange(prefix: Buffer, body: Buffer): void {
+    if (!this.closed) this.queue.push(prefix, body);
+  }
+
   flush(): void {
     if (this.closed || this.queue.length === 0) return;
     const frames = this.queue;
     this.queue = [];
     let slow = false;
-    this.ws.cork(() => {
-      for (const f of frames) {
+    const ws = this.ws;
+    ws.cork(() => {
+      for (let i = 0; i < frames.length; i++) {
         // Checked before each frame: one flush may carry a large transaction, and past our limit
-        // the socket is closed with 4008 rather than buffered further. 2 means uWS dropped it.
-        if (this.ws.getBufferedAmount() > this.limit || this.ws.send(f, false) === 2) {
+        // the socket is closed with 4008 rather than buffered further.
+        if (ws.getBufferedAmount() > this.limit) {
           slow = true;
           break;
         }
+        const f = frames[i];
+        if (typeof f === 'string') {
+          if (ws.send(f, false) === 2) slow = true; // 2: uWS dropped it
+        } else {
+          // The body is shared by every subscriber: sent as a continuation fragment, not copied.
+          ws.sendFirstFragment(f, false);
+          ws.sendLastFragment(frames[++i] as Buffer);
+        }
+        if (slow) break;
       }
     });
     if (slow || this.ws.getBufferedAmount() > this.limit) this.closeSlow();

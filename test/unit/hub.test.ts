@@ -27,6 +27,9 @@ class FakePeer implements Peer {
   push(f: string) {
     this.queued.push(f);
   }
+  pushChange(prefix: Buffer, body: Buffer) {
+    this.queued.push(prefix.toString() + body.toString());
+  }
   flush() {
     for (const f of this.queued) this.frames.push(JSON.parse(f));
     this.queued = [];
@@ -47,6 +50,8 @@ function txOf(...changes: Omit<Change, 'index'>[]): Transaction {
     changes: changes.map((c, index) => ({ ...c, index }) as Change),
   };
 }
+/** Live deliveries are flushed after the current run of transactions (a microtask). */
+const settle = () => new Promise((r) => setImmediate(r));
 const ins = (row: Row) => ({ tag: 'insert' as const, relation: rel, new: row });
 const upd = (old: Row, row: Row) => ({ tag: 'update' as const, relation: rel, old, new: row, unchangedToast: null });
 const del = (old: Row) => ({ tag: 'delete' as const, relation: rel, old });
@@ -77,6 +82,7 @@ t.test('filters through the index, leave, events, unsubscribe', async (t) => {
   hub.onTransaction(txOf(ins({ id: 1, room: 'lobby' }), ins({ id: 3, room: 'x' })));
   hub.onTransaction(txOf(upd({ id: 1, room: 'lobby' }, { id: 1, room: 'gone' })));
   hub.onTransaction(txOf(del({ id: 3, room: 'x' })));
+  await settle();
   t.same(p.changes('lobby'), ['insert:{"id":1,"room":"lobby"}', 'leave:{"id":1,"room":"lobby"}']);
   t.same(p.changes('big'), ['insert:{"id":3,"room":"x"}', 'delete:{"id":3,"room":"x"}']);
   t.same(p.changes('ins'), ['insert:{"id":1,"room":"lobby"}', 'insert:{"id":3,"room":"x"}']);
@@ -85,6 +91,7 @@ t.test('filters through the index, leave, events, unsubscribe', async (t) => {
   t.ok(hub.unsubscribe(p, 'lobby'));
   t.notOk(hub.unsubscribe(p, 'lobby'), 'twice: unknown');
   hub.onTransaction(txOf(ins({ id: 9, room: 'lobby' })));
+  await settle();
   t.equal(p.changes('lobby').length, 2, 'nothing after unsubscribe');
   t.equal(hub.counters.deliveries, 8, 'id 9 still reached big and ins');
 });
@@ -100,6 +107,7 @@ t.test('resume: catch up from the ring in slices, then live with no gap or dupli
   hub.onTransaction(txOf(ins({ id: 9, room: 'a' })));
   await new Promise((r) => setTimeout(r, 20));
   hub.onTransaction(txOf(ins({ id: 10, room: 'a' })));
+  await settle();
   const ids = p.frames.filter((f) => f.type === 'change').map((f) => (f.new as Row).id);
   t.same(ids, [2, 3, 4, 5, 6, 7, 8, 9, 10], 'every change after the position, once, in order');
   const kinds = p.frames.map((f) => (f.type === 'change' ? 'c' : f.type));
@@ -124,6 +132,7 @@ t.test('progress for idle peers only, after the head moved', async (t) => {
   sub(hub, idle, 'i', 'room=eq.nobody');
   sub(hub, busy, 'b');
   hub.onTransaction(txOf(ins({ id: 1, room: 'a' })));
+  await settle();
   hub.sendProgress();
   t.equal(idle.frames.filter((f) => f.type === 'progress').length, 1);
   t.equal(busy.frames.filter((f) => f.type === 'progress').length, 0, 'it already has the head');
@@ -142,6 +151,7 @@ t.test('after a restart, "from now" means after what committed before the daemon
   t.match(p.frames[0], { type: 'subscribed', position: `0/${(replayed.lsn + 0x10n).toString(16).toUpperCase()}:${LAST_INDEX}` });
   hub.onTransaction(replayed); // the replay of the window reaches it after it subscribed
   hub.onTransaction(txOf(ins({ id: 2, room: 'a' })));
+  await settle();
   t.same(p.changes('now'), ['insert:{"id":2,"room":"a"}'], 'only what committed after the start');
   const q = new FakePeer();
   sub(hub, q, 'resumed', '', { lsn: 0xfffn, index: LAST_INDEX });
