@@ -50,13 +50,13 @@ export class Handlers {
     const hub = this.d.hub;
     const k = key(msg.id);
     const subs = hub.subscriptionsOf(session);
-    if (subs.has(k) || session.pending.has(k)) {
+    if (subs.has(k) || session.pending?.has(k)) {
       throw new DuplicateIdError(`subscription id ${JSON.stringify(msg.id)} is already in use on this connection`);
     }
-    if (subs.size + session.pending.size >= this.d.maxSubscriptions) {
+    if (subs.size + (session.pending?.size ?? 0) >= this.d.maxSubscriptions) {
       throw new LimitExceededError(`at most ${this.d.maxSubscriptions} subscriptions per connection`);
     }
-    session.pending.add(k);
+    (session.pending ??= new Set()).add(k);
     try {
       const filter = parseFilter(msg.filter);
       const table = await this.d.catalog.table(msg.table.qualified);
@@ -78,7 +78,7 @@ export class Handlers {
         since: msg.since ?? null,
       });
     } finally {
-      session.pending.delete(k);
+      session.pending?.delete(k);
     }
   }
 

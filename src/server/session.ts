@@ -15,8 +15,11 @@ export class Session implements Peer {
   readonly id = randomUUID();
   closed = false;
   lastPos: Position | null = null;
-  /** Subscribe requests between validation and registration, by id key (duplicate check). */
-  readonly pending = new Set<string>();
+  /**
+   * Subscribe requests between validation and registration, by id key (duplicate check);
+   * created on first use: most connections never have two in flight, and idle ones are many.
+   */
+  pending: Set<string> | null = null;
   /** Strings are whole frames; a Buffer is a change's prefix, always followed by its body. */
   private queue: (string | Buffer)[] = [];
 
@@ -40,23 +43,31 @@ export class Session implements Peer {
     this.queue = [];
     let slow = false;
     const ws = this.ws;
+    const limit = this.limit;
     ws.cork(() => {
       for (let i = 0; i < frames.length; i++) {
-        // Checked before each frame: one flush may carry a large transaction, and past our limit
-        // the socket is closed with 4008 rather than buffered further.
-        if (ws.getBufferedAmount() > this.limit) {
+        // One flush may carry a large transaction: past our limit the socket is closed with 4008
+        // rather than buffered further. Asking uWS costs a native call, so it is asked every
+        // few frames and whenever a send reports backpressure (bounded overshoot: 16 frames).
+        if ((i & 15) === 0 && ws.getBufferedAmount() > limit) {
           slow = true;
           break;
         }
         const f = frames[i];
+        let pressed: boolean;
         if (typeof f === 'string') {
-          if (ws.send(f, false) === 2) slow = true; // 2: uWS dropped it
+          const r = ws.send(f, false);
+          if (r === 2) slow = true; // dropped by uWS
+          pressed = r !== 1;
         } else {
           // The body is shared by every subscriber: sent as a continuation fragment, not copied.
-          ws.sendFirstFragment(f, false);
-          ws.sendLastFragment(frames[++i] as Buffer);
+          pressed = !ws.sendFirstFragment(f, false);
+          pressed = !ws.sendLastFragment(frames[++i] as Buffer) || pressed;
         }
-        if (slow) break;
+        if (slow || (pressed && ws.getBufferedAmount() > limit)) {
+          slow = true;
+          break;
+        }
       }
     });
     if (slow || this.ws.getBufferedAmount() > this.limit) this.closeSlow();
