@@ -73,11 +73,12 @@ export class Hub {
     const entry = this.ring.appendTransaction(tx, estimateBytes(tx));
     for (const c of tx.changes) this.dispatch(entry, tx, c);
     this.flushedUpTo = entry.last;
-    // Transactions decoded from one socket read are dispatched in one run: send once after it,
-    // one corked write per socket rather than one per transaction.
+    // Send once per turn of the event loop, after every replication read of that turn has been
+    // dispatched: one corked write per socket rather than one per transaction (the write
+    // syscalls, not the JavaScript, are what fan-out costs).
     if (!this.flushScheduled && this.touched.size > 0) {
       this.flushScheduled = true;
-      queueMicrotask(this.flushTouched);
+      setImmediate(this.flushTouched);
     }
     if (this.catchingUp.size > 0) this.scheduleCatchUp();
   };
