@@ -23,7 +23,7 @@ export interface RingEntry {
   readonly bytes: number;
   /** Milliseconds since the epoch: commit time of a transaction, arrival of a mark. */
   readonly time: number;
-  /** Encoded wire bodies per change index, filled by the hub on first delivery. */
+  /** Encoded wire bodies per change index (from `,"pos":` on), filled by the hub on first delivery. */
   bodies: (Buffer | undefined)[] | null;
 }
 

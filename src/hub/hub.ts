@@ -12,6 +12,7 @@ import { comparePositions, formatPosition, type Position } from '../capture/posi
 import type { Change, Transaction } from '../capture/types.js';
 import { HistoryRing, type RingEntry } from '../history/ring.js';
 import { changeBody, estimateBytes, leaveBody } from './render.js';
+import { PrefixTable } from './prefixes.js';
 import { Subscription, SubscriptionIndex, type SubscriptionInit } from './subscriptions.js';
 import { progress, resync, subscribed } from '../server/protocol.js';
 import type { ResyncReason } from '../server/protocol.types.js';
@@ -46,6 +47,9 @@ export class Hub {
   private lastMarkAt = 0;
   private nowFloor: Position = { lsn: 0n, index: 0 };
   private flushScheduled = false;
+  /** Frames of the change being dispatched, by interned prefix. */
+  private readonly frames = new Map<Buffer, Buffer>();
+  readonly prefixes = new PrefixTable();
   private flushedUpTo: Position = { lsn: 0n, index: 0 };
   private readonly slice: number;
   private readonly highWater: number;
@@ -116,7 +120,7 @@ export class Hub {
    * Adds a subscription whose request was validated. Returns false (and sends resync) when its
    * position is outside the window.
    */
-  subscribe(init: Omit<SubscriptionInit, 'after'> & { since: Position | null }): Subscription | null {
+  subscribe(init: Omit<SubscriptionInit, 'after' | 'prefix'> & { since: Position | null }): Subscription | null {
     const peer = init.peer;
     if (init.since && !this.ring.covers(init.since)) {
       this.counters.resyncs++;
@@ -126,7 +130,7 @@ export class Hub {
     }
     const head = this.ring.head;
     const now = comparePositions(this.nowFloor, head) > 0 ? this.nowFloor : head;
-    const sub = new Subscription({ ...init, after: init.since ?? now });
+    const sub = new Subscription({ ...init, after: init.since ?? now, prefix: this.prefixes.acquire(init.id) });
     this.subscriptionsOf(peer).set(key(init.id), sub);
     if (!init.since) {
       this.goLive(sub);
@@ -195,6 +199,7 @@ export class Hub {
   private dispatch(entry: RingEntry, tx: Transaction, c: Change): void {
     if (c.tag === 'message') return; // broadcast from SQL: later work
     const stamp = ++this.stampSeq;
+    this.frames.clear();
     const visit = (sub: Subscription) => {
       if (sub.state === 'live') this.deliver(entry, tx, c, sub, true);
     };
@@ -228,12 +233,23 @@ export class Hub {
       default:
         return false;
     }
-    const bodies = (entry.bodies ??= []);
-    const body = leave ? Buffer.from(leaveBody(tx, c as Change & { tag: 'update' })) : (bodies[c.index] ??= Buffer.from(changeBody(tx, c)));
-    sub.peer.pushChange(sub.prefix, body);
+    sub.peer.pushFrame(leave ? Buffer.concat([sub.prefix, Buffer.from(leaveBody(tx, c as Change & { tag: 'update' }))]) : this.frame(entry, tx, c, sub.prefix, live));
     this.counters.deliveries++;
     if (live) this.touched.add(sub.peer);
     return true;
+  }
+
+  /**
+   * The whole frame of a change for one prefix. The body is encoded once per change (kept in the
+   * ring for catch-ups); during a live dispatch, frames are shared by every subscription with the
+   * same prefix, so a change costs one copy per distinct subscription id, not per subscriber.
+   */
+  private frame(entry: RingEntry, tx: Transaction, c: Change, prefix: Buffer, live: boolean): Buffer {
+    const body = ((entry.bodies ??= [])[c.index] ??= Buffer.from(changeBody(tx, c)));
+    if (!live) return Buffer.concat([prefix, body]);
+    let f = this.frames.get(prefix);
+    if (!f) this.frames.set(prefix, (f = Buffer.concat([prefix, body])));
+    return f;
   }
 
   private readonly flushTouched = (): void => {
@@ -297,8 +313,10 @@ export class Hub {
   }
 
   private end(sub: Subscription): void {
+    if (sub.state === 'ended') return;
     if (sub.state === 'live') this.index.remove(sub);
     this.catchingUp.delete(sub);
+    this.prefixes.release(sub.id);
     sub.state = 'ended';
   }
 }

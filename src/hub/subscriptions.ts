@@ -4,8 +4,7 @@
 // evaluated on candidates only).
 import type { Position } from '../capture/position.js';
 import type { Row } from '../capture/pgoutput.types.js';
-import { eqTermKeys, rowValueKey, type Filter, type FilterTerm, type RowPredicate } from './filter.js';
-import { changePrefix } from '../server/protocol.js';
+import { eqTermKeys, rowValueKey, type FilterTerm, type RowPredicate } from './filter.js';
 import type { ChangeEvent, Peer, SubscriptionState } from './types.js';
 
 export interface SubscriptionInit {
@@ -16,8 +15,9 @@ export interface SubscriptionInit {
   ref?: string | number;
   table: string;
   events: ReadonlySet<ChangeEvent> | null;
-  filter: Filter;
   predicate: RowPredicate;
+  /** Interned `{"type":"change","sub":<id>` (PrefixTable). */
+  prefix: Buffer;
   /** The `eq` term to hash it under, when one is on a column whose values have index keys. */
   indexTerm: FilterTerm | null;
   after: Position;
@@ -27,14 +27,13 @@ export class Subscription {
   readonly peer: Peer;
   readonly id: string | number;
   readonly ref: string | number | undefined;
-  /** `{"type":"change","sub":<id>`, encoded once: the first fragment of every delivery. */
+  /** `{"type":"change","sub":<id>`, encoded once and shared by subscriptions of the same id. */
   readonly prefix: Buffer;
   readonly table: string;
   readonly wantsInsert: boolean;
   readonly wantsUpdate: boolean;
   readonly wantsDelete: boolean;
   readonly predicate: RowPredicate;
-  readonly filter: Filter;
   readonly indexTerm: FilterTerm | null;
   /** Deliver only changes after this position (a resume position, possibly ahead of the head). */
   after: Position;
@@ -50,13 +49,12 @@ export class Subscription {
     this.peer = init.peer;
     this.id = init.id;
     this.ref = init.ref;
-    this.prefix = Buffer.from(changePrefix(init.id));
+    this.prefix = init.prefix;
     this.table = init.table;
     this.wantsInsert = !init.events || init.events.has('insert');
     this.wantsUpdate = !init.events || init.events.has('update');
     this.wantsDelete = !init.events || init.events.has('delete');
     this.predicate = init.predicate;
-    this.filter = init.filter;
     this.indexTerm = init.indexTerm;
     this.after = init.after;
   }

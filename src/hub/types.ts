@@ -6,11 +6,8 @@ export interface Peer {
   readonly closed: boolean;
   /** Queue a frame; frames go out at flush(), corked together. */
   push(frame: string): void;
-  /**
-   * Queue a change: one message sent as two fragments, the subscription's prefix and the body
-   * rendered and encoded once for every subscriber of that change.
-   */
-  pushChange(prefix: Buffer, body: Buffer): void;
+  /** Queue a whole encoded frame (changes: built once per distinct prefix, see PrefixTable). */
+  pushFrame(frame: Buffer): void;
   /** Send what push() queued; closes the socket with 4008 when past its backpressure limit. */
   flush(): void;
   /** Bytes the socket has not yet written. */

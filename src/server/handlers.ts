@@ -72,7 +72,6 @@ export class Handlers {
         ref: msg.ref,
         table: table.qualified,
         events: msg.events ? new Set(msg.events) : null,
-        filter,
         predicate,
         indexTerm,
         since: msg.since ?? null,

@@ -20,7 +20,6 @@ export class Session implements Peer {
    * created on first use: most connections never have two in flight, and idle ones are many.
    */
   pending: Set<string> | null = null;
-  /** Strings are whole frames; a Buffer is a change's prefix, always followed by its body. */
   private queue: (string | Buffer)[] = [];
 
   constructor(
@@ -33,8 +32,8 @@ export class Session implements Peer {
     if (!this.closed) this.queue.push(frame);
   }
 
-  pushChange(prefix: Buffer, body: Buffer): void {
-    if (!this.closed) this.queue.push(prefix, body);
+  pushFrame(frame: Buffer): void {
+    if (!this.closed) this.queue.push(frame);
   }
 
   flush(): void {
@@ -53,17 +52,9 @@ export class Session implements Peer {
           slow = true;
           break;
         }
-        const f = frames[i];
-        let pressed: boolean;
-        if (typeof f === 'string') {
-          const r = ws.send(f, false);
-          if (r === 2) slow = true; // dropped by uWS
-          pressed = r !== 1;
-        } else {
-          // The body is shared by every subscriber: sent as a continuation fragment, not copied.
-          pressed = !ws.sendFirstFragment(f, false);
-          pressed = !ws.sendLastFragment(frames[++i] as Buffer) || pressed;
-        }
+        const r = ws.send(frames[i], false);
+        if (r === 2) slow = true; // dropped by uWS
+        const pressed = r !== 1;
         if (slow || (pressed && ws.getBufferedAmount() > limit)) {
           slow = true;
           break;

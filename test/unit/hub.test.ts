@@ -27,8 +27,8 @@ class FakePeer implements Peer {
   push(f: string) {
     this.queued.push(f);
   }
-  pushChange(prefix: Buffer, body: Buffer) {
-    this.queued.push(prefix.toString() + body.toString());
+  pushFrame(frame: Buffer) {
+    this.queued.push(frame.toString());
   }
   flush() {
     for (const f of this.queued) this.frames.push(JSON.parse(f));
@@ -66,7 +66,7 @@ function setup() {
 function sub(hub: Hub, peer: Peer, id: string, filter = '', since: Position | null = null, events: string[] | null = null) {
   const f = parseFilter(filter);
   return hub.subscribe({
-    peer, id, table: 'public.m', filter: f, predicate: compileFilter(f, columns),
+    peer, id, table: 'public.m', predicate: compileFilter(f, columns),
     indexTerm: f.terms.find((x) => x.op === 'eq' && eqIndexable(columns.find((c) => c.name === x.column)?.typeOid ?? 0)) ?? null,
     events: events ? new Set(events as ('insert' | 'update' | 'delete')[]) : null, since,
   });
