@@ -8,20 +8,19 @@
 // Nothing here recurses over client data: JSON.parse is iterative in V8, and the nesting check
 // of broadcast payloads and presence states walks with an explicit stack.
 import { parsePosition, type Position } from '../capture/position.js';
-import { PROTOCOL_VERSION } from '../constants.js';
 import { BadRequestError, TooLargeError, WireError } from '../errors.js';
 import type {
   ChangeEvent,
   ClientMessage,
   ClientMessageType,
   Ref,
-  ResyncReason,
   SubscribeMessage,
   SubscriptionId,
   TableName,
   WireContext,
   WireErrorCode,
 } from './protocol.types.js';
+import { errorMsg } from './frames.js';
 
 export const CLIENT_MESSAGE_TYPES: readonly ClientMessageType[] = [
   'auth',
@@ -388,82 +387,5 @@ function clip(s: string): string {
   return s.length > 64 ? s.slice(0, 64) + '…' : s;
 }
 
-// ---- server messages ----
-// Builders return the JSON text. Ids and refs were validated on the way in (strings, safe
-// integers, finite numbers), so a number is written with String(), which for finite numbers is
-// exactly JSON.stringify().
-
-function json(v: string | number): string {
-  return typeof v === 'number' ? String(v) : JSON.stringify(v);
-}
-
-function refTail(ref: Ref | undefined): string {
-  return ref === undefined ? '}' : `,"ref":${json(ref)}}`;
-}
-
-export function welcome(session: string): string {
-  return `{"type":"welcome","protocol":${PROTOCOL_VERSION},"session":${JSON.stringify(session)}}`;
-}
-
-/** `position`: a formatted position (formatPosition). */
-export function subscribed(id: SubscriptionId, position: string, ref?: Ref): string {
-  return `{"type":"subscribed","id":${json(id)},"position":${JSON.stringify(position)}${refTail(ref)}`;
-}
-
-export function unsubscribed(id: SubscriptionId, ref?: Ref): string {
-  return `{"type":"unsubscribed","id":${json(id)}${refTail(ref)}`;
-}
-
-export function errorMsg(code: WireErrorCode, message: string, ref?: Ref, id?: SubscriptionId): string {
-  let s = `{"type":"error","code":${JSON.stringify(code)},"message":${JSON.stringify(message)}`;
-  if (ref !== undefined) s += `,"ref":${json(ref)}`;
-  if (id !== undefined) s += `,"id":${json(id)}`;
-  return s + '}';
-}
-
-export function pong(ref?: Ref): string {
-  return ref === undefined ? '{"type":"pong"}' : `{"type":"pong","ref":${json(ref)}}`;
-}
-
-/** `pos`: a formatted position; may name an LSN where nothing committed (docs/PROTOCOL.md). */
-export function progress(pos: string): string {
-  return `{"type":"progress","pos":${JSON.stringify(pos)}}`;
-}
-
-export function resync(sub: SubscriptionId, reason: ResyncReason, ref?: Ref): string {
-  return `{"type":"resync","sub":${json(sub)},"reason":${JSON.stringify(reason)}${refTail(ref)}`;
-}
-
-export function joined(channel: string, ref?: Ref): string {
-  return `{"type":"joined","channel":${JSON.stringify(channel)}${refTail(ref)}`;
-}
-
-export function left(channel: string, ref?: Ref): string {
-  return `{"type":"left","channel":${JSON.stringify(channel)}${refTail(ref)}`;
-}
-
-/**
- * `payloadJson`: the payload as JSON text, e.g. BroadcastClientMessage.payloadJson, or the jsonb
- * text of a `walcast.broadcast()` logical message. Inserted as is.
- */
-export function broadcastMsg(channel: string, event: string, payloadJson: string): string {
-  return `{"type":"broadcast","channel":${JSON.stringify(channel)},"event":${JSON.stringify(event)},"payload":${payloadJson}}`;
-}
-
-export function presenceState(channel: string, state: Record<string, unknown>): string {
-  return `{"type":"presence_state","channel":${JSON.stringify(channel)},"state":${JSON.stringify(state)}}`;
-}
-
-export function presenceDiff(channel: string, joins: Record<string, unknown>, leaves: Record<string, unknown>): string {
-  return `{"type":"presence_diff","channel":${JSON.stringify(channel)},"joins":${JSON.stringify(joins)},"leaves":${JSON.stringify(leaves)}}`;
-}
-
-/**
- * The start of a `change` message, up to and including `sub`: `{"type":"change","sub":<id>`.
- * The hot path appends the rest and the closing brace itself, in this order:
- * `,"pos":"<pos>","commit_time":"<ts>","op":"<op>","table":<json>[,"new":{…}][,"old":{…}][,"changed":[…]]}`.
- * Compute it once per subscription and keep it.
- */
-export function changePrefix(subId: SubscriptionId): string {
-  return `{"type":"change","sub":${json(subId)}`;
-}
+// Server message builders live in frames.ts; re-exported so callers have one module to import.
+export * from './frames.js';
