@@ -64,6 +64,10 @@ export class PositionError extends WalcastError {
   readonly code = 'bad_position';
 }
 
+export class AuthConfigError extends WalcastError {
+  readonly code = 'auth_config';
+}
+
 export class PostgresStartError extends WalcastError {
   readonly code = 'postgres_start_failed';
 }
@@ -107,4 +111,9 @@ export class TooLargeError extends WireError {
 
 export class LimitExceededError extends WireError {
   readonly code = 'limit_exceeded';
+}
+
+/** A token that cannot be accepted: closes the connection with 4001. */
+export class AuthError extends WireError {
+  readonly code = 'unauthorized';
 }
