@@ -4,6 +4,7 @@ import { EXIT } from '../constants.js';
 import { WalcastError } from '../errors.js';
 import { registerDev } from './dev.js';
 import { registerMigrate } from './migrate.js';
+import { registerPolicy } from './policy.js';
 import { registerServe } from './serve.js';
 import { registerTail } from './tail.js';
 
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
   registerServe(program);
   registerTail(program);
   registerDev(program);
+  registerPolicy(program);
   return program;
 }
 
