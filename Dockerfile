@@ -20,6 +20,7 @@ COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY bin ./bin
 COPY sql ./sql
+COPY models ./models
 USER node
 EXPOSE 4000
 ENTRYPOINT ["node", "/app/bin/walcast.js"]
