@@ -10,7 +10,8 @@ import type { Change, Transaction } from '../../src/capture/types.js';
 export type CollectOptions = Omit<CaptureOptions, 'onTransaction' | 'publication'> & {
   publication?: string;
   /** Called for each transaction after it was recorded (e.g. to remember the first one). */
-  onTransaction?: (tx: Transaction) => void;
+  /** A returned promise holds the next transaction until it settles (as Capture does). */
+  onTransaction?: (tx: Transaction) => void | Promise<void>;
 };
 
 export interface Collector {
@@ -38,7 +39,7 @@ export async function startCollector(t: Test, opts: CollectOptions): Promise<Col
     ...rest,
     onTransaction: (tx) => {
       txs.push(tx);
-      onTransaction?.(tx);
+      return onTransaction?.(tx);
     },
   });
   capture.on('fatal', (err: Error) => fatal.push(err));
