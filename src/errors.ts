@@ -64,6 +64,10 @@ export class PositionError extends WalcastError {
   readonly code = 'bad_position';
 }
 
+export class ListenError extends WalcastError {
+  readonly code = 'listen_failed';
+}
+
 export class AuthConfigError extends WalcastError {
   readonly code = 'auth_config';
 }

@@ -117,7 +117,7 @@ export class Hub {
   }
 
   /**
-   * Adds a subscription whose request was validated. Returns false (and sends resync) when its
+   * Adds a subscription whose request was validated. Returns null (and sends resync) when its
    * position is outside the window.
    */
   subscribe(init: Omit<SubscriptionInit, 'after' | 'prefix'> & { since: Position | null }): Subscription | null {

@@ -1,6 +1,7 @@
 // The HTTP/WebSocket front (uWebSockets.js): /ws for clients, /healthz, /metrics.
 import uWS from 'uWebSockets.js';
 import { CLOSE, WS_PATH } from '../constants.js';
+import { ListenError } from '../errors.js';
 import type { Hub } from '../hub/hub.js';
 import type { Logger } from '../log.js';
 import type { Handlers } from './handlers.js';
@@ -101,7 +102,7 @@ export class Server {
     return new Promise((resolve, reject) => {
       app.listen(o.host, o.port, (token) => {
         if (!token) {
-          reject(new Error(`cannot listen on ${o.host}:${o.port} (address in use?)`));
+          reject(new ListenError(`cannot listen on ${o.host}:${o.port}`, 'is another program using that port? pick another with --port (0 picks a free one)'));
           return;
         }
         this.listenSocket = token;
