@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { Waiters } from './waiters.js';
 
 /** bin/walcast.js of this checkout, found by walking up from this file (works from test/ and dist/test/). */
 export const WALCAST_BIN: string = (() => {
@@ -60,7 +61,7 @@ export class CliProcess {
   /** Resolves once the process has exited and its pipes are closed (all output collected). */
   readonly closed: Promise<CliResult>;
   private readonly started = Date.now();
-  private waiters: Array<() => void> = [];
+  private readonly waiters = new Waiters();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(args: string[], opts: CliOptions = {}) {
@@ -134,35 +135,25 @@ export class CliProcess {
 
   /** Resolves once `pred` holds (checked on every output and at exit); rejects after timeoutMs or on exit without it. */
   waitFor(pred: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const check = (): boolean => {
+    return this.waiters.wait<void>(
+      ({ resolve, reject }) => {
         if (pred()) {
-          cleanup();
           resolve();
           return true;
         }
         if (this.child.exitCode !== null || this.child.signalCode !== null || this.timedOut) {
           // Output may still be in the pipes: decide when they are closed.
           void this.closed.then(() => {
-            cleanup();
             if (pred()) resolve();
             else reject(new Error(`walcast exited (${this.child.exitCode ?? this.child.signalCode}) before ${what}; stderr:\n${this.stderr}`));
           });
           return true;
         }
         return false;
-      };
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; ${this.lines.length} lines so far; stderr:\n${this.stderr}`));
-      }, timeoutMs);
-      const waiter = (): void => void check();
-      const cleanup = (): void => {
-        clearTimeout(timer);
-        this.waiters = this.waiters.filter((w) => w !== waiter);
-      };
-      if (!check()) this.waiters.push(waiter);
-    });
+      },
+      timeoutMs,
+      () => new Error(`timed out after ${timeoutMs} ms waiting for ${what}; ${this.lines.length} lines so far; stderr:\n${this.stderr}`),
+    );
   }
 
   /** Waits for at least n complete stdout lines. */
@@ -184,7 +175,7 @@ export class CliProcess {
   }
 
   private wake(): void {
-    for (const w of [...this.waiters]) w();
+    this.waiters.notify();
   }
 }
 

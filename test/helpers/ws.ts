@@ -6,6 +6,7 @@ import net from 'node:net';
 import type { Test } from 'tap';
 import WebSocket from 'ws';
 import { comparePositions, parsePosition } from '../../src/capture/position.js';
+import { Waiters } from './waiters.js';
 
 /** A server message as received (parsed JSON object). */
 export interface Msg {
@@ -50,7 +51,7 @@ export class WsClient {
   /** Set when the socket reported an error (e.g. ECONNRESET). */
   error: Error | null = null;
   private readonly taken = new Set<Msg>();
-  private waiters: Array<() => void> = [];
+  private readonly waiters = new Waiters();
   private readonly listeners: Array<(m: Msg) => void> = [];
 
   constructor(readonly ws: WebSocket) {
@@ -154,32 +155,22 @@ export class WsClient {
 
   /** Re-runs `probe` on every message and at close until it yields a value. */
   private until<T>(probe: () => T | undefined, timeoutMs: number, what: string): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const check = (): boolean => {
+    return this.waiters.wait<T>(
+      ({ resolve, reject }) => {
         const found = probe();
         if (found !== undefined) {
-          cleanup();
           resolve(found);
           return true;
         }
         if (this.closeInfo) {
-          cleanup();
           reject(new Error(`connection closed (${this.closeInfo.code} ${this.closeInfo.reason}) before ${what}; last: ${this.tail()}`));
           return true;
         }
         return false;
-      };
-      const timer = setTimeout(() => {
-        cleanup();
-        reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${this.tail()}`));
-      }, timeoutMs);
-      const waiter = (): void => void check();
-      const cleanup = (): void => {
-        clearTimeout(timer);
-        this.waiters = this.waiters.filter((w) => w !== waiter);
-      };
-      if (!check()) this.waiters.push(waiter);
-    });
+      },
+      timeoutMs,
+      () => new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${this.tail()}`),
+    );
   }
 
   /** Sends `msg` with a fresh ref and resolves with the first message echoing that ref. */
@@ -262,7 +253,7 @@ export class WsClient {
   }
 
   private wake(): void {
-    for (const w of [...this.waiters]) w();
+    this.waiters.notify();
   }
 }
 
