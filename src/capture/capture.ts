@@ -100,7 +100,7 @@ export class Capture extends EventEmitter {
   /** Checkpoint marks for metrics: the furthest WAL position seen and the acknowledged one. */
   get lsns(): { received: bigint; acked: bigint; processed: bigint } {
     const c = this.checkpoint;
-    return { received: c.receivedFor(0n), acked: c.ackedLsn, processed: c.processedLsn };
+    return { received: c.receivedLsn, acked: c.ackedLsn, processed: c.processedLsn };
   }
 
   /** The state, read through a getter so TypeScript does not narrow it across awaits. */

@@ -48,6 +48,10 @@ export class Checkpoint {
     return this.acked;
   }
 
+  get receivedLsn(): bigint {
+    return this.received;
+  }
+
   get processedLsn(): bigint {
     return this.processed;
   }

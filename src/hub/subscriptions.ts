@@ -74,10 +74,6 @@ export class SubscriptionIndex {
     return this.total;
   }
 
-  has(table: string): boolean {
-    return this.tables.has(table);
-  }
-
   add(sub: Subscription): void {
     let t = this.tables.get(sub.table);
     if (!t) this.tables.set(sub.table, (t = new TableIndex()));
