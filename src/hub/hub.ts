@@ -17,6 +17,10 @@ import { Subscription, SubscriptionIndex, type SubscriptionInit } from './subscr
 import { progress, resync, subscribed } from '../server/protocol.js';
 import type { ResyncReason } from '../server/protocol.types.js';
 import type { Peer } from './types.js';
+import type { Authorizer } from '../auth/types.js';
+import type { Identity } from '../auth/jwt.js';
+import { ForbiddenError } from '../errors.js';
+import { errorMsgFrom } from '../server/protocol.js';
 
 export interface HubOptions {
   ring: HistoryRing;
@@ -26,6 +30,8 @@ export interface HubOptions {
   catchUpHighWater?: number;
   /** Minimum spacing of idle marks in the ring. */
   markIntervalMs?: number;
+  /** Row-level authorization; null or absent under --no-auth (everyone reads everything). */
+  auth?: Authorizer | null;
 }
 
 export interface HubCounters {
@@ -54,8 +60,10 @@ export class Hub {
   private readonly slice: number;
   private readonly highWater: number;
   private readonly markIntervalMs: number;
+  readonly auth: Authorizer | null;
 
   constructor(opts: HubOptions) {
+    this.auth = opts.auth ?? null;
     this.ring = opts.ring;
     this.slice = opts.catchUpSlice ?? 256;
     this.highWater = opts.catchUpHighWater ?? 1024 * 1024;
@@ -106,6 +114,28 @@ export class Hub {
   reset(floor: Position, reason: ResyncReason | null): void {
     this.ring.reset(floor);
     if (reason) this.resyncAll(reason);
+  }
+
+  /** Whether a subscribe to `table` could ever deliver anything to this identity. */
+  mayEverRead(identity: Identity | null, table: string): boolean {
+    if (!this.auth) return true;
+    return identity !== null && this.auth.mayEverRead(identity, table);
+  }
+
+  /**
+   * The peer's identity changed (an in-band `auth` refresh): subscriptions it may no longer
+   * read at all are ended with `forbidden`; the others go on, authorized row by row as before.
+   */
+  reauthorize(peer: Peer): void {
+    const subs = this.peers.get(peer);
+    if (!subs || !this.auth) return;
+    for (const [k, sub] of subs) {
+      if (this.mayEverRead(peer.identity, sub.table)) continue;
+      subs.delete(k);
+      this.end(sub);
+      peer.push(errorMsgFrom(new ForbiddenError(`the refreshed token may not read ${sub.table}: subscription ended`), { id: sub.id }));
+    }
+    peer.flush();
   }
 
   // ── subscriptions ───────────────────────────────────────────────────────────────────────

@@ -1,5 +1,6 @@
 // What the hub needs of a connected client, implemented by the server's sessions.
 import type { Position } from '../capture/position.js';
+import type { Identity } from '../auth/jwt.js';
 
 export interface Peer {
   readonly id: string;
@@ -12,6 +13,11 @@ export interface Peer {
   flush(): void;
   /** Bytes the socket has not yet written. */
   backlog(): number;
+  /**
+   * Who the client is (verified JWT claims, `id` = `sub`); null before authentication and under
+   * --no-auth. Replaced by an in-band `auth` refresh, after which the hub is told (reauthorize).
+   */
+  identity: Identity | null;
   /** The greatest position sent to this client (change or progress), for `progress`. */
   lastPos: Position | null;
 }

@@ -6,6 +6,7 @@ import type { WebSocket } from 'uWebSockets.js';
 import type { Position } from '../capture/position.js';
 import { CLOSE } from '../constants.js';
 import type { Peer } from '../hub/types.js';
+import type { Identity } from '../auth/jwt.js';
 
 export interface SessionData {
   session: Session | null;
@@ -15,6 +16,7 @@ export class Session implements Peer {
   readonly id = randomUUID();
   closed = false;
   lastPos: Position | null = null;
+  identity: Identity | null = null;
   /**
    * Subscribe requests between validation and registration, by id key (duplicate check);
    * created on first use: most connections never have two in flight, and idle ones are many.

@@ -19,6 +19,7 @@ const rel: Relation = {
 };
 
 class FakePeer implements Peer {
+  identity = null;
   id = 'p';
   closed = false;
   lastPos: Position | null = null;

@@ -1,0 +1,30 @@
+// What the hub asks of authorization (DESIGN §3). Implemented by src/auth/authorizer.ts; absent
+// under --no-auth, where every client may read everything.
+import type { Position } from '../capture/position.js';
+import type { Row } from '../capture/pgoutput.types.js';
+import type { Change } from '../capture/types.js';
+import type { Identity } from './jwt.js';
+
+/** Whether a user could see a row, asked "at" a position: the policies in force at that commit. */
+export interface Authorizer {
+  /**
+   * Whether some row of `table` could ever be readable by this identity under the current
+   * policies: false means a subscribe is answered `forbidden`.
+   */
+  mayEverRead(identity: Identity, table: string): boolean;
+  /** Whether the identity may read this row of `table` under the policies in force at `at`. */
+  mayRead(identity: Identity, table: string, row: Row, at: Position): boolean;
+  /**
+   * The user ids that may read this row at the current position, when the policies of the table
+   * bound them (relations, owners, roles), or null when anyone could (then every candidate is
+   * checked with mayRead). Lets a change cost the subscribers it can reach, not all of them.
+   */
+  reach(table: string, row: Row): ReadonlySet<string> | null;
+  /**
+   * Applies a change of the policy table or of a declared relation table, in commit order;
+   * false for every other change. `xid` tells changes already in the loaded state apart.
+   */
+  apply(c: Change, pos: Position, xid: number): boolean;
+  /** History older than this position is no longer asked about (the ring's floor moved). */
+  forget(before: Position): void;
+}
