@@ -12,8 +12,8 @@ export interface Authorizer {
    * policies: false means a subscribe is answered `forbidden`.
    */
   mayEverRead(identity: Identity, table: string): boolean;
-  /** Whether the identity may read this row of `table` under the policies in force at `at`. */
-  mayRead(identity: Identity, table: string, row: Row, at: Position): boolean;
+  /** Whether the identity may read this row of `table` under the policies in force at `at` (null: now). */
+  mayRead(identity: Identity, table: string, row: Row, at: Position | null): boolean;
   /**
    * The user ids that may read this row at the current position, when the policies of the table
    * bound them (relations, owners, roles), or null when anyone could (then every candidate is
@@ -24,7 +24,7 @@ export interface Authorizer {
    * Applies a change of the policy table or of a declared relation table, in commit order;
    * false for every other change. `xid` tells changes already in the loaded state apart.
    */
-  apply(c: Change, pos: Position, xid: number): boolean;
+  apply(c: Change, lsn: bigint, xid: number): boolean;
   /** History older than this position is no longer asked about (the ring's floor moved). */
   forget(before: Position): void;
 }

@@ -10,6 +10,7 @@
 //   catching_up ──(cursor reached the ring's end)──► live ──► unsubscribed | resync | closed
 import { comparePositions, formatPosition, type Position } from '../capture/position.js';
 import type { Change, Transaction } from '../capture/types.js';
+import type { Row } from '../capture/pgoutput.types.js';
 import { HistoryRing, type RingEntry } from '../history/ring.js';
 import { changeBody, estimateBytes, leaveBody } from './render.js';
 import { PrefixTable } from './prefixes.js';
@@ -57,6 +58,8 @@ export class Hub {
   private readonly frames = new Map<Buffer, Buffer>();
   readonly prefixes = new PrefixTable();
   private flushedUpTo: Position = { lsn: 0n, index: 0 };
+  /** Decisions of the change being dispatched, per identity: [new row, old row]. */
+  private readonly decisions: [Map<Identity, boolean>, Map<Identity, boolean>] = [new Map(), new Map()];
   private readonly slice: number;
   private readonly highWater: number;
   private readonly markIntervalMs: number;
@@ -83,7 +86,12 @@ export class Hub {
     this.counters.transactionsIn++;
     this.counters.changesIn += tx.changes.length;
     const entry = this.ring.appendTransaction(tx, estimateBytes(tx));
-    for (const c of tx.changes) this.dispatch(entry, tx, c);
+    const auth = this.auth;
+    for (const c of tx.changes) {
+      // A policy or relation change applies before the changes after it (commit order).
+      auth?.apply(c, tx.lsn, tx.xid);
+      this.dispatch(entry, tx, c);
+    }
     this.flushedUpTo = entry.last;
     // Send once per turn of the event loop, after every replication read of that turn has been
     // dispatched: one corked write per socket rather than one per transaction (the write
@@ -94,6 +102,12 @@ export class Hub {
     }
     if (this.catchingUp.size > 0) this.scheduleCatchUp();
   };
+
+  /** Bounds the window (bytes, age); history of policies older than it is dropped too. */
+  evict(): void {
+    this.ring.evict();
+    this.auth?.forget(this.ring.floor);
+  }
 
   /** The stream moved on with nothing for us (idle keepalive). */
   onProgress = (walEnd: bigint): void => {
@@ -230,32 +244,72 @@ export class Hub {
     if (c.tag === 'message') return; // broadcast from SQL: later work
     const stamp = ++this.stampSeq;
     this.frames.clear();
+    this.decisions[0].clear();
+    this.decisions[1].clear();
     const visit = (sub: Subscription) => {
       if (sub.state === 'live') this.deliver(entry, tx, c, sub, true);
     };
-    if (c.tag === 'truncate') this.index.all(c.relation.qualified, stamp, visit);
-    else if (c.tag === 'insert') this.index.candidates(c.relation.qualified, c.new, null, stamp, visit);
-    else if (c.tag === 'update') this.index.candidates(c.relation.qualified, c.new, c.old, stamp, visit);
-    else this.index.candidates(c.relation.qualified, c.old, null, stamp, visit);
+    const table = c.relation.qualified;
+    if (c.tag === 'truncate') {
+      this.index.all(table, stamp, visit);
+      return;
+    }
+    const row = c.tag === 'delete' ? c.old : c.new;
+    const other = c.tag === 'update' ? c.old : null;
+    // With policies that bound who a row can reach (relations, owners, roles), the candidates
+    // are those users' subscriptions, not every subscription of the table.
+    const users = this.auth ? this.reach(table, row, other) : null;
+    if (users && users.size < this.index.sizeOf(table)) this.index.ofUsers(table, users, stamp, visit);
+    else this.index.candidates(table, row, other, stamp, visit);
+  }
+
+  private reach(table: string, row: Row, other: Row | null): ReadonlySet<string> | null {
+    const auth = this.auth as Authorizer;
+    const users = auth.reach(table, row);
+    if (!users || !other) return users;
+    const more = auth.reach(table, other);
+    if (!more) return null;
+    const all = new Set(users);
+    for (const u of more) all.add(u);
+    return all;
+  }
+
+  /**
+   * Whether the subscriber may see this row: its filter, then the policies (in force now when
+   * live, at the change's commit when catching up). Live decisions are shared by the
+   * subscriptions of one identity for the change being dispatched.
+   */
+  private visible(sub: Subscription, c: Change & { relation: { qualified: string } }, row: Row, which: 0 | 1, lsn: bigint | null): boolean {
+    if (!sub.predicate(row)) return false;
+    const auth = this.auth;
+    if (!auth) return true;
+    const identity = sub.peer.identity;
+    if (!identity) return false;
+    if (lsn !== null) return auth.mayRead(identity, c.relation.qualified, row, { lsn, index: c.index });
+    const cache = this.decisions[which];
+    let ok = cache.get(identity);
+    if (ok === undefined) cache.set(identity, (ok = auth.mayRead(identity, c.relation.qualified, row, null)));
+    return ok;
   }
 
   /** Sends one change to one subscription if it wants it; true when something was sent. */
   private deliver(entry: RingEntry, tx: Transaction, c: Change, sub: Subscription, live: boolean): boolean {
     if (tx.lsn <= sub.after.lsn && (tx.lsn < sub.after.lsn || c.index <= sub.after.index)) return false;
     let leave = false;
+    const at = live ? null : tx.lsn;
     switch (c.tag) {
       case 'insert':
-        if (!sub.wantsInsert || !sub.predicate(c.new)) return false;
+        if (!sub.wantsInsert || !this.visible(sub, c, c.new, 0, at)) return false;
         break;
       case 'update':
-        if (sub.predicate(c.new)) {
+        if (this.visible(sub, c, c.new, 0, at)) {
           if (!sub.wantsUpdate) return false;
-        } else if (c.old && (sub.wantsUpdate || sub.wantsDelete) && sub.predicate(c.old)) {
+        } else if (c.old && (sub.wantsUpdate || sub.wantsDelete) && this.visible(sub, c, c.old, 1, at)) {
           leave = true;
         } else return false;
         break;
       case 'delete':
-        if (!sub.wantsDelete || !sub.predicate(c.old)) return false;
+        if (!sub.wantsDelete || !this.visible(sub, c, c.old, 0, at)) return false;
         break;
       case 'truncate':
         if (!sub.wantsDelete) return false;

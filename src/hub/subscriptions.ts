@@ -44,6 +44,8 @@ export class Subscription {
   stamp = 0;
   /** The index slot it is registered in, for removal. */
   indexKey: { column: string; keys: string[] } | null = null;
+  /** The user id it is indexed under (byUser), null without an identity. */
+  user: string | null = null;
 
   constructor(init: SubscriptionInit) {
     this.peer = init.peer;
@@ -63,6 +65,8 @@ export class Subscription {
 class TableIndex {
   readonly unindexed = new Set<Subscription>();
   readonly byEq = new Map<string, Map<string, Set<Subscription>>>();
+  /** By the subscriber's user id (sub claim), for policies that bound a row's reach. */
+  readonly byUser = new Map<string, Set<Subscription>>();
   size = 0;
 }
 
@@ -91,6 +95,13 @@ export class SubscriptionIndex {
     } else {
       t.unindexed.add(sub);
     }
+    const user = sub.peer.identity?.id;
+    if (user !== undefined) {
+      sub.user = user;
+      let set = t.byUser.get(user);
+      if (!set) t.byUser.set(user, (set = new Set()));
+      set.add(sub);
+    }
     t.size++;
     this.total++;
   }
@@ -111,6 +122,11 @@ export class SubscriptionIndex {
       removed = t.unindexed.delete(sub);
     }
     if (!removed) return;
+    if (sub.user !== null) {
+      const set = t.byUser.get(sub.user);
+      set?.delete(sub);
+      if (set?.size === 0) t.byUser.delete(sub.user);
+    }
     t.size--;
     this.total--;
     if (t.size === 0) this.tables.delete(sub.table);
@@ -127,6 +143,26 @@ export class SubscriptionIndex {
     for (const [column, byValue] of t.byEq) {
       this.visitKey(byValue, row, column, stamp, visit);
       if (other) this.visitKey(byValue, other, column, stamp, visit);
+    }
+  }
+
+  /** Subscriptions of a table, live or catching up, 0 when none. */
+  sizeOf(table: string): number {
+    return this.tables.get(table)?.size ?? 0;
+  }
+
+  /** Calls `visit` once for every subscription of `table` held by one of `users`. */
+  ofUsers(table: string, users: Iterable<string>, stamp: number, visit: (sub: Subscription) => void): void {
+    const t = this.tables.get(table);
+    if (!t) return;
+    for (const u of users) {
+      const set = t.byUser.get(u);
+      if (!set) continue;
+      for (const sub of set) {
+        if (sub.stamp === stamp) continue;
+        sub.stamp = stamp;
+        visit(sub);
+      }
     }
   }
 
