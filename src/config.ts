@@ -1,7 +1,8 @@
 // Configuration resolved in one place: command-line flag, then environment variable, then
 // default, each value validated into a typed error that says what to pass instead.
+import { statSync } from 'node:fs';
 import { DEFAULTS, SERVER_DEFAULTS } from './constants.js';
-import { ConfigError } from './errors.js';
+import { AuthConfigError, ConfigError } from './errors.js';
 import { checkDatabaseUrl } from './pg/connect.js';
 import { parsePosition, type Position } from './capture/position.js';
 
@@ -65,6 +66,13 @@ export interface ServeFlags extends Flags {
   maxBackpressure?: string;
   maxMessageBytes?: string;
   progressInterval?: string;
+  jwtSecret?: string;
+  jwks?: string;
+  jwtIssuer?: string;
+  jwtAudience?: string;
+  model?: string;
+  /** --relation, repeatable. */
+  relation?: string[];
 }
 
 export interface ServeConfig extends Config {
@@ -79,6 +87,18 @@ export interface ServeConfig extends Config {
   maxSubscriptions: number;
   progressIntervalMs: number;
   idleTimeoutSec: number;
+  /** HS256 shared secret (exclusive with jwks); both absent only under noAuth. */
+  jwtSecret?: string;
+  /** JWKS file path or http(s) URL. */
+  jwks?: string;
+  jwtIssuer?: string;
+  jwtAudience?: string;
+  /** Casbin model file; undefined: the shipped default model. Checked to exist. */
+  model?: string;
+  /** Relation table declarations, as given (parsed by the authorization code). */
+  relations: string[];
+  /** A connection without a token must authenticate within this long. */
+  authTimeoutMs: number;
 }
 
 export function resolveServeConfig(flags: ServeFlags, env: Env = process.env): ServeConfig {
@@ -86,11 +106,17 @@ export function resolveServeConfig(flags: ServeFlags, env: Env = process.env): S
   const port = Number(pick(flags.port, 'WALCAST_PORT') ?? DEFAULTS.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`bad port ${JSON.stringify(pick(flags.port, 'WALCAST_PORT'))}`, 'a port is 0-65535 (0 picks a free one)');
   const maxMessageBytes = parseBytes(pick(flags.maxMessageBytes, 'WALCAST_MAX_MESSAGE_BYTES'), SERVER_DEFAULTS.maxMessageBytes, '--max-message-bytes');
+  const noAuth = flags.auth === false || truthy(env.WALCAST_NO_AUTH);
+  const nonEmpty = (v: string | undefined) => (v === undefined || v === '' ? undefined : v);
+  const jwtSecret = nonEmpty(pick(flags.jwtSecret, 'WALCAST_JWT_SECRET'));
+  const jwks = nonEmpty(pick(flags.jwks, 'WALCAST_JWKS'));
+  resolveKeySource(noAuth, jwtSecret, jwks);
+  const relations = flags.relation ?? splitList(env.WALCAST_RELATIONS);
   return {
     ...resolveConfig(flags, env),
     host: pick(flags.host, 'WALCAST_HOST') ?? DEFAULTS.host,
     port,
-    noAuth: flags.auth === false || truthy(env.WALCAST_NO_AUTH),
+    noAuth,
     historyBytes: parseBytes(pick(flags.historyBytes, 'WALCAST_HISTORY_BYTES'), SERVER_DEFAULTS.historyBytes, '--history-bytes'),
     historyAgeMs: parseDuration(pick(flags.historyAge, 'WALCAST_HISTORY_AGE'), SERVER_DEFAULTS.historyAgeMs, '--history-age'),
     maxBackpressure: parseBytes(pick(flags.maxBackpressure, 'WALCAST_MAX_BACKPRESSURE'), SERVER_DEFAULTS.maxBackpressure, '--max-backpressure'),
@@ -99,7 +125,52 @@ export function resolveServeConfig(flags: ServeFlags, env: Env = process.env): S
     maxSubscriptions: SERVER_DEFAULTS.maxSubscriptionsPerSocket,
     progressIntervalMs: parseDuration(pick(flags.progressInterval, 'WALCAST_PROGRESS_INTERVAL'), SERVER_DEFAULTS.progressIntervalMs, '--progress-interval'),
     idleTimeoutSec: SERVER_DEFAULTS.idleTimeoutSec,
+    jwtSecret,
+    jwks,
+    jwtIssuer: nonEmpty(pick(flags.jwtIssuer, 'WALCAST_JWT_ISSUER')),
+    jwtAudience: nonEmpty(pick(flags.jwtAudience, 'WALCAST_JWT_AUDIENCE')),
+    model: resolveModel(nonEmpty(pick(flags.model, 'WALCAST_MODEL'))),
+    relations: relations.map((r) => r.trim()).filter((r) => r !== ''),
+    authTimeoutMs: SERVER_DEFAULTS.authTimeoutMs,
   };
+}
+
+/**
+ * Exactly one way to verify tokens unless authorization is off. Without one `serve` refuses to
+ * start rather than serve nobody (or everybody). Key contents (secret length, JWKS) are checked
+ * by createVerifier at start.
+ */
+function resolveKeySource(noAuth: boolean, secret: string | undefined, jwks: string | undefined): void {
+  if (noAuth) {
+    if (secret !== undefined || jwks !== undefined) {
+      throw new AuthConfigError('--no-auth was given together with a JWT key', 'drop --no-auth (and WALCAST_NO_AUTH) to verify tokens, or drop the key to serve without authorization (development only)');
+    }
+    return;
+  }
+  if (secret !== undefined && jwks !== undefined) throw new AuthConfigError('both a JWT secret and a JWKS were given', 'pass one of --jwt-secret (WALCAST_JWT_SECRET) or --jwks (WALCAST_JWKS)');
+  if (secret === undefined && jwks === undefined) {
+    throw new AuthConfigError(
+      'no key to verify client tokens with',
+      'pass --jwt-secret S (or WALCAST_JWT_SECRET) for HS256, --jwks FILE_OR_URL (or WALCAST_JWKS) for RS/ES keys, or --no-auth for development only',
+    );
+  }
+}
+
+function resolveModel(file: string | undefined): string | undefined {
+  if (file === undefined) return undefined;
+  let isFile = false;
+  try {
+    isFile = statSync(file).isFile();
+  } catch {
+    // reported below
+  }
+  if (!isFile) throw new ConfigError(`no Casbin model file at ${file}`, 'pass --model with the path of a model .conf file, or leave it out for the default model');
+  return file;
+}
+
+/** "a;b;;c" → ["a", "b", "c"]. */
+function splitList(text: string | undefined): string[] {
+  return text === undefined ? [] : text.split(';');
 }
 
 const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3 };

@@ -63,4 +63,8 @@ export const SERVER_DEFAULTS = {
   progressIntervalMs: 3_000,
   /** Seconds without traffic after which uWS pings, then closes a dead socket. */
   idleTimeoutSec: 60,
+  /** A connection without `?token=` must send a valid `auth` within this long (close 4001). */
+  authTimeoutMs: 10_000,
+  /** Client messages held while a token is verified; one more closes the socket with 4400. */
+  maxHeldMessages: 64,
 } as const;

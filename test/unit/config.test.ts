@@ -1,5 +1,8 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t from 'tap';
-import { resolveConfig, resolveDb } from '../../src/config.js';
+import { resolveConfig, resolveDb, resolveServeConfig } from '../../src/config.js';
 
 t.test('flag, then environment, then default', async (t) => {
   const env = { DATABASE_URL: 'postgres://env@h/db', WALCAST_SLOT: 'from_env' };
@@ -23,4 +26,52 @@ t.test('typed errors for bad values', async (t) => {
   t.throws(() => resolveConfig({ slot: 'Bad-Name' }, env), { code: 'bad_config' });
   t.throws(() => resolveConfig({ slot: 'x'.repeat(64) }, env), { code: 'bad_config' });
   t.throws(() => resolveConfig({ since: 'yesterday' }, env), { code: 'bad_position' });
+});
+
+t.test('serve: JWT key, issuer, audience, model, relations (flag, then environment)', async (t) => {
+  const db = 'postgres://h/db';
+  const secret = 'x'.repeat(40);
+  const base = resolveServeConfig({ db, jwtSecret: secret }, {});
+  t.equal(base.jwtSecret, secret);
+  t.equal(base.jwks, undefined);
+  t.equal(base.noAuth, false);
+  t.equal(base.model, undefined, 'default model: undefined (the shipped one)');
+  t.same(base.relations, []);
+  t.equal(base.authTimeoutMs, 10_000, 'auth timeout 10 s');
+
+  const env = {
+    WALCAST_JWKS: 'https://idp.example/jwks.json',
+    WALCAST_JWT_ISSUER: 'https://idp.example/',
+    WALCAST_JWT_AUDIENCE: 'app',
+    WALCAST_RELATIONS: 'public.members(room_id,user_id); ;public.friends(a,b)',
+  };
+  const fromEnv = resolveServeConfig({ db }, env);
+  t.equal(fromEnv.jwks, env.WALCAST_JWKS, 'WALCAST_JWKS');
+  t.equal(fromEnv.jwtIssuer, env.WALCAST_JWT_ISSUER);
+  t.equal(fromEnv.jwtAudience, 'app');
+  t.same(fromEnv.relations, ['public.members(room_id,user_id)', 'public.friends(a,b)'], "WALCAST_RELATIONS split on ';', blanks dropped");
+  const flags = resolveServeConfig({ db, jwks: './keys.json', jwtIssuer: 'me', relation: ['a(b,c)', 'd(e,f)'] }, env);
+  t.equal(flags.jwks, './keys.json', 'flag over environment');
+  t.equal(flags.jwtIssuer, 'me');
+  t.same(flags.relations, ['a(b,c)', 'd(e,f)'], '--relation repeated, instead of the environment');
+  t.equal(resolveServeConfig({ db }, { WALCAST_JWT_SECRET: secret }).jwtSecret, secret, 'WALCAST_JWT_SECRET');
+
+  const dir = mkdtempSync(join(tmpdir(), 'walcast-config-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const model = join(dir, 'model.conf');
+  writeFileSync(model, '[request_definition]\n');
+  t.equal(resolveServeConfig({ db, jwtSecret: secret, model }, {}).model, model, '--model');
+  t.equal(resolveServeConfig({ db, jwtSecret: secret }, { WALCAST_MODEL: model }).model, model, 'WALCAST_MODEL');
+  t.throws(() => resolveServeConfig({ db, jwtSecret: secret, model: join(dir, 'nope.conf') }, {}), { code: 'bad_config', message: /no Casbin model file/ }, 'a missing model file');
+  t.throws(() => resolveServeConfig({ db, jwtSecret: secret, model: dir }, {}), { code: 'bad_config' }, 'a directory is not a model file');
+});
+
+t.test('serve: a key is required unless --no-auth, and only one', async (t) => {
+  const db = 'postgres://h/db';
+  t.throws(() => resolveServeConfig({ db }, {}), { code: 'auth_config', message: 'no key to verify client tokens with', hint: /--jwt-secret.*--jwks.*--no-auth/ }, 'no key');
+  t.throws(() => resolveServeConfig({ db, jwtSecret: '' }, {}), { code: 'auth_config' }, 'an empty secret is no key');
+  t.throws(() => resolveServeConfig({ db, jwtSecret: 'x'.repeat(40) }, { WALCAST_JWKS: 'k.json' }), { code: 'auth_config', message: /both/ }, 'secret and JWKS');
+  t.throws(() => resolveServeConfig({ db, auth: false, jwtSecret: 'x'.repeat(40) }, {}), { code: 'auth_config', message: /--no-auth/ }, '--no-auth with a key');
+  t.equal(resolveServeConfig({ db, auth: false }, {}).noAuth, true, '--no-auth without a key');
+  t.equal(resolveServeConfig({ db }, { WALCAST_NO_AUTH: '1' }).noAuth, true, 'WALCAST_NO_AUTH=1');
 });
