@@ -1,6 +1,7 @@
 // `walcast serve` assembled: capture → history ring → hub → WebSocket server, with the
 // checkpoint wired back (the slot is held at the start of the ring's window).
 import pg from 'pg';
+import { createVerifier } from './auth/jwt.js';
 import { Capture } from './capture/capture.js';
 import { MAX_INDEX } from './capture/position.js';
 import type { Relation } from './capture/pgoutput.types.js';
@@ -27,6 +28,8 @@ export interface Daemon {
 }
 
 export async function startDaemon(cfg: ServeConfig, log: Logger): Promise<Daemon> {
+  // First, so that a bad key (short secret, unreadable JWKS) stops the start before any connection.
+  const verify = cfg.noAuth ? null : createVerifier({ secret: cfg.jwtSecret, jwks: cfg.jwks, issuer: cfg.jwtIssuer, audience: cfg.jwtAudience });
   const ring = new HistoryRing({ maxBytes: cfg.historyBytes, maxAgeMs: cfg.historyAgeMs });
   const hub = new Hub({ ring, catchUpHighWater: Math.floor(cfg.maxBackpressure / 4) });
   const capture = new Capture({
@@ -53,13 +56,12 @@ export async function startDaemon(cfg: ServeConfig, log: Logger): Promise<Daemon
 
   await capture.start();
   await catalog.reload();
-  const handlers = new Handlers({ hub, catalog, log, maxMessageBytes: cfg.maxMessageBytes, maxSubscriptions: cfg.maxSubscriptions });
+  const handlers = new Handlers({ hub, catalog, log, maxMessageBytes: cfg.maxMessageBytes, maxSubscriptions: cfg.maxSubscriptions, verify, authTimeoutMs: cfg.authTimeoutMs });
   let front: Server | null = null; // the metrics read the server created just below
   const registry = createMetrics({ hub, capture, clients: () => front?.clients ?? 0, slowCloses: () => front?.slowCloses ?? 0 });
   const server = new Server({
     host: cfg.host,
     port: cfg.port,
-    noAuth: cfg.noAuth,
     maxBackpressure: cfg.maxBackpressure,
     maxFrameBytes: cfg.maxFrameBytes,
     idleTimeoutSec: cfg.idleTimeoutSec,
@@ -78,7 +80,7 @@ export async function startDaemon(cfg: ServeConfig, log: Logger): Promise<Daemon
     await pool.end().catch(() => {});
     throw err;
   }
-  const timers = [setInterval(() => hub.sendProgress(), cfg.progressIntervalMs), setInterval(() => ring.evict(), 1_000)];
+  const timers = [setInterval(() => hub.sendProgress(), cfg.progressIntervalMs), setInterval(() => hub.evict(), 1_000)];
   log.info({ host: cfg.host, port, slot: cfg.slot, noAuth: cfg.noAuth }, 'walcast serving');
   let stopping: Promise<void> | null = null;
   return {

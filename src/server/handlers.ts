@@ -1,12 +1,24 @@
-// What the server does with each client message. Validation errors become `error` replies with
-// their code; the connection stays open.
-import { WireError, UnknownTableError, DuplicateIdError, LimitExceededError, UnknownSubscriptionError, BadRequestError } from '../errors.js';
+// What the server does with each client message, and the authentication of each connection.
+// Validation errors become `error` replies with their code; the connection stays open. A token
+// that cannot be accepted closes it with 4001 (docs/PROTOCOL.md §5 `auth`).
+import type { TokenVerifier, VerifiedToken } from '../auth/jwt.js';
+import { CLOSE, SERVER_DEFAULTS } from '../constants.js';
+import {
+  WireError,
+  UnknownTableError,
+  DuplicateIdError,
+  LimitExceededError,
+  UnknownSubscriptionError,
+  BadRequestError,
+  AuthError,
+  ForbiddenError,
+} from '../errors.js';
 import type { Catalog } from '../hub/catalog.js';
 import { compileFilter, eqIndexable, parseFilter } from '../hub/filter.js';
 import { key, type Hub } from '../hub/hub.js';
 import type { Logger } from '../log.js';
-import { errorMsgFrom, parseClientMessage, pong, unsubscribed, withContext } from './protocol.js';
-import type { ClientMessage, SubscribeMessage } from './protocol.types.js';
+import { errorMsgFrom, parseClientMessage, pong, unsubscribed, welcome, withContext } from './protocol.js';
+import type { ClientMessage, Ref, SubscribeMessage } from './protocol.types.js';
 import type { Session } from './session.js';
 
 export interface HandlerDeps {
@@ -15,23 +27,96 @@ export interface HandlerDeps {
   log: Logger;
   maxMessageBytes: number;
   maxSubscriptions: number;
+  /** Verifies client tokens; null under --no-auth (every client is let in, identity null). */
+  verify?: TokenVerifier | null;
+  /** How long a connection without `?token=` has to send a valid `auth` (default 10 s). */
+  authTimeoutMs?: number;
+  /** Messages held while a token is verified before the socket is closed with 4400. */
+  maxHeldMessages?: number;
 }
 
+/**
+ * `{type:"authenticated", expires_at?, ref?}`: the reply to a successful `auth` (an addition to
+ * DESIGN §4; docs/PROTOCOL.md). `expires_at` is the token's `exp`, ISO 8601 UTC.
+ */
+export function authenticated(expiresAt: number | null, ref?: Ref): string {
+  let s = '{"type":"authenticated"';
+  if (expiresAt !== null) s += `,"expires_at":${JSON.stringify(new Date(expiresAt).toISOString())}`;
+  if (ref !== undefined) s += `,"ref":${JSON.stringify(ref)}`;
+  return s + '}';
+}
+
+/** How a token reached us: in the upgrade URL (welcome follows it) or in an `auth` message. */
+type TokenSource = { via: 'query' } | { via: 'message'; ref: Ref | undefined };
+
 export class Handlers {
-  constructor(private readonly d: HandlerDeps) {}
+  private readonly verify: TokenVerifier | null;
+  private readonly authTimeoutMs: number;
+  private readonly maxHeld: number;
+
+  constructor(private readonly d: HandlerDeps) {
+    this.verify = d.verify ?? null;
+    this.authTimeoutMs = d.authTimeoutMs ?? SERVER_DEFAULTS.authTimeoutMs;
+    this.maxHeld = d.maxHeldMessages ?? SERVER_DEFAULTS.maxHeldMessages;
+  }
+
+  /**
+   * A new connection. With a `?token=`, `welcome` is sent once the token is verified (a bad one
+   * closes 4001 without it); without one, `welcome` is sent at once and an `auth` must follow
+   * within the auth timeout.
+   */
+  open(session: Session, queryToken: string | null): void {
+    if (!this.verify) {
+      session.reply(welcome(session.id));
+      return;
+    }
+    const seconds = Math.round(this.authTimeoutMs / 1000);
+    session.armAuthTimeout(this.authTimeoutMs, () =>
+      session.end(CLOSE.authFailed, `no valid token within ${seconds} s: connect with ?token=JWT or send {"type":"auth","token":JWT}`),
+    );
+    if (queryToken !== null) this.authenticate(session, queryToken, { via: 'query' });
+    else session.reply(welcome(session.id));
+  }
 
   message(session: Session, data: ArrayBuffer, isBinary: boolean): void {
     let msg: ClientMessage;
     try {
       msg = parseClientMessage(data, isBinary, this.d.maxMessageBytes);
     } catch (err) {
-      this.fail(session, err);
+      if (!this.hold(session, () => this.fail(session, err))) this.fail(session, err);
+      return;
+    }
+    if (!this.hold(session, () => this.dispatch(session, msg))) this.dispatch(session, msg);
+  }
+
+  /**
+   * While a token is being verified, later messages wait for the outcome so that they are
+   * handled in order and with the identity the client meant (an `auth` then a `subscribe` sent
+   * together work). False when nothing is being verified.
+   */
+  private hold(session: Session, run: () => void): boolean {
+    if (!session.held) return false;
+    if (session.held.length >= this.maxHeld) {
+      session.end(CLOSE.protocolViolation, `more than ${this.maxHeld} messages sent while a token was being verified`);
+    } else session.held.push(run);
+    return true;
+  }
+
+  private dispatch(session: Session, msg: ClientMessage): void {
+    if (session.closed) return;
+    if (msg.type === 'ping') {
+      session.reply(pong(msg.ref));
+      return;
+    }
+    if (msg.type === 'auth') {
+      this.authenticate(session, msg.token, { via: 'message', ref: msg.ref });
+      return;
+    }
+    if (this.verify && session.identity === null) {
+      session.end(CLOSE.authFailed, 'authenticate first: send {"type":"auth","token":JWT} or connect with ?token=JWT');
       return;
     }
     switch (msg.type) {
-      case 'ping':
-        session.reply(pong(msg.ref));
-        return;
       case 'subscribe':
         this.subscribe(session, msg).catch((err) => this.fail(session, err, msg));
         return;
@@ -39,12 +124,80 @@ export class Handlers {
         if (this.d.hub.unsubscribe(session, msg.id)) session.reply(unsubscribed(msg.id, msg.ref));
         else this.fail(session, new UnknownSubscriptionError(`no subscription with id ${JSON.stringify(msg.id)}`), msg);
         return;
-      case 'auth':
-        return; // authorization is off (--no-auth): tokens are accepted and not needed
       default:
         this.fail(session, new BadRequestError(`"${msg.type}" is not available yet: channels come with a later version`), msg);
     }
   }
+
+  // ── authentication ──────────────────────────────────────────────────────────────────────
+
+  /** Verifies a token (first or refresh); the client's next messages wait for the outcome. */
+  private authenticate(session: Session, token: string, source: TokenSource): void {
+    const verify = this.verify;
+    if (!verify) {
+      // --no-auth: tokens are accepted unread, so clients can be written one way for both.
+      session.reply(authenticated(null, source.via === 'message' ? source.ref : undefined));
+      return;
+    }
+    session.held = [];
+    verify(token).then(
+      (v) => this.accepted(session, v, source),
+      (err: unknown) => this.refused(session, err, source),
+    ).catch((err: unknown) => {
+      this.d.log.error({ err: (err as Error)?.message, stack: (err as Error)?.stack }, 'unexpected error after verifying a token');
+      session.end(CLOSE.authFailed, 'internal error while authenticating');
+    });
+  }
+
+  private accepted(session: Session, v: VerifiedToken, source: TokenSource): void {
+    if (session.closed) return;
+    const previous = session.identity;
+    if (previous !== null && previous.id !== v.identity.id) {
+      this.refused(session, new AuthError(`the new token is for another user ("sub" ${JSON.stringify(v.identity.id)}, not ${JSON.stringify(previous.id)}); reconnect to switch users`), source);
+      return;
+    }
+    // jose tolerates a few seconds of clock skew on exp; the session does not outlive exp.
+    if (v.expiresAt !== null && v.expiresAt <= Date.now()) {
+      this.refused(session, new AuthError('the token has expired'), source);
+      return;
+    }
+    session.identity = v.identity;
+    session.clearAuthTimeout();
+    session.armExpiry(v.expiresAt, () => session.end(CLOSE.authFailed, 'token expired'));
+    session.reply(source.via === 'query' ? welcome(session.id) : authenticated(v.expiresAt, source.ref));
+    // A refresh may take rights away: subscriptions the new identity may not read end here.
+    if (previous !== null) this.d.hub.reauthorize(session);
+    this.release(session);
+  }
+
+  private refused(session: Session, err: unknown, source: TokenSource): void {
+    if (session.closed) return;
+    if (!(err instanceof AuthError)) {
+      this.d.log.error({ err: (err as Error)?.message, stack: (err as Error)?.stack }, 'unexpected error verifying a token');
+      err = new AuthError('the token could not be verified');
+    }
+    const e = err as AuthError;
+    this.d.log.debug({ session: session.id, reason: e.message }, 'token refused');
+    if (source.via === 'message') session.reply(errorMsgFrom(e, { ref: source.ref }));
+    session.end(CLOSE.authFailed, e.message);
+  }
+
+  /** Runs the messages held during a verification, in order, until one starts another. */
+  private release(session: Session): void {
+    const held = session.held ?? [];
+    session.held = null;
+    for (let i = 0; i < held.length; i++) {
+      if (session.closed) return;
+      held[i]();
+      if (session.held) {
+        // That message was an `auth`: the rest wait for it in turn.
+        (session.held as (() => void)[]).push(...held.slice(i + 1));
+        return;
+      }
+    }
+  }
+
+  // ── subscriptions ───────────────────────────────────────────────────────────────────────
 
   private async subscribe(session: Session, msg: SubscribeMessage): Promise<void> {
     const hub = this.d.hub;
@@ -63,9 +216,12 @@ export class Handlers {
       if (!table) {
         throw new UnknownTableError(`table ${msg.table.qualified} does not exist or is not enabled (select walcast.enable('${msg.table.qualified}'))`);
       }
+      if (session.closed) return;
+      if (!hub.mayEverRead(session.identity, table.qualified)) {
+        throw new ForbiddenError(`no policy allows ${session.identity ? JSON.stringify(session.identity.id) : 'this connection'} to read ${table.qualified}`);
+      }
       const predicate = compileFilter(filter, table.columns);
       const indexTerm = filter.terms.find((t) => t.op === 'eq' && eqIndexable(table.columns.find((c) => c.name === t.column)?.typeOid ?? 0)) ?? null;
-      if (session.closed) return;
       hub.subscribe({
         peer: session,
         id: msg.id,
@@ -82,6 +238,7 @@ export class Handlers {
   }
 
   private fail(session: Session, err: unknown, msg?: { ref?: string | number; id?: string | number }): void {
+    if (session.closed) return;
     if (!(err instanceof WireError)) {
       this.d.log.error({ err: (err as Error)?.message, stack: (err as Error)?.stack }, 'unexpected error handling a client message');
       err = new BadRequestError('internal error handling this message');

@@ -5,7 +5,6 @@ import { ListenError } from '../errors.js';
 import type { Hub } from '../hub/hub.js';
 import type { Logger } from '../log.js';
 import type { Handlers } from './handlers.js';
-import { welcome } from './protocol.js';
 import { Session, type SessionData } from './session.js';
 
 /** uWS's own backpressure ceiling (1 GiB): a frame is only dropped past it. */
@@ -14,7 +13,6 @@ const UWS_BACKPRESSURE_CEILING = 1024 * 1024 * 1024;
 export interface ServerOptions {
   host: string;
   port: number;
-  noAuth: boolean;
   maxBackpressure: number;
   maxFrameBytes: number;
   idleTimeoutSec: number;
@@ -50,8 +48,10 @@ export class Server {
       idleTimeout: o.idleTimeoutSec,
       sendPingsAutomatically: true,
       upgrade: (res, req, context) => {
+        // The request is only valid during this call: the token is copied into a JS string now.
+        const token = req.getQuery('token');
         res.upgrade<SessionData>(
-          { session: null },
+          { session: null, token: token ? String(token) : null },
           req.getHeader('sec-websocket-key'),
           req.getHeader('sec-websocket-protocol'),
           req.getHeader('sec-websocket-extensions'),
@@ -59,14 +59,13 @@ export class Server {
         );
       },
       open: (ws) => {
+        const data = ws.getUserData();
         const session = new Session(ws, o.maxBackpressure, () => this.slowCloses++);
-        ws.getUserData().session = session;
+        data.session = session;
+        const token = data.token;
+        data.token = null;
         this.sessions.add(session);
-        if (!o.noAuth) {
-          session.end(CLOSE.authFailed, 'authorization is not configured on this server: start it with --no-auth');
-          return;
-        }
-        session.reply(welcome(session.id));
+        o.handlers.open(session, token);
       },
       message: (ws, data, isBinary) => {
         const session = ws.getUserData().session;
@@ -79,7 +78,7 @@ export class Server {
       close: (ws) => {
         const session = ws.getUserData().session;
         if (!session) return;
-        session.closed = true;
+        session.dispose();
         this.sessions.delete(session);
         o.hub.removePeer(session);
       },

@@ -10,7 +10,14 @@ import type { Identity } from '../auth/jwt.js';
 
 export interface SessionData {
   session: Session | null;
+  /** The `?token=` of the upgrade request (copied there: uWS requests live only that long). */
+  token: string | null;
 }
+
+/** Timers fire at most this far ahead (setTimeout's limit); later deadlines re-arm. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/** RFC 6455: a close reason is at most 123 bytes of UTF-8. */
+const MAX_REASON_BYTES = 123;
 
 export class Session implements Peer {
   readonly id = randomUUID();
@@ -22,7 +29,14 @@ export class Session implements Peer {
    * created on first use: most connections never have two in flight, and idle ones are many.
    */
   pending: Set<string> | null = null;
+  /**
+   * While a token is being verified: the client's later messages, in arrival order, run once
+   * the verification is decided (null otherwise). See Handlers.
+   */
+  held: (() => void)[] | null = null;
   private queue: (string | Buffer)[] = [];
+  private authTimer: NodeJS.Timeout | null = null;
+  private expiryTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly ws: WebSocket<SessionData>,
@@ -79,12 +93,69 @@ export class Session implements Peer {
   end(code: number, reason: string): void {
     if (this.closed) return;
     this.queue = [];
-    this.ws.end(code, reason); // runs the close handler, which marks us closed
+    this.ws.end(code, clipReason(reason)); // runs the close handler, which marks us closed
     this.closed = true;
+    this.dispose();
+  }
+
+  /** Runs `fn` after `ms` unless cleared (clearAuthTimeout) or closed first. */
+  armAuthTimeout(ms: number, fn: () => void): void {
+    if (this.authTimer) clearTimeout(this.authTimer);
+    this.authTimer = setTimeout(() => {
+      this.authTimer = null;
+      if (!this.closed) fn();
+    }, ms);
+    this.authTimer.unref();
+  }
+
+  clearAuthTimeout(): void {
+    if (this.authTimer) clearTimeout(this.authTimer);
+    this.authTimer = null;
+  }
+
+  /** Runs `fn` at `at` (ms since the epoch), replacing an earlier expiry; null clears it. */
+  armExpiry(at: number | null, fn: () => void): void {
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = null;
+    if (at === null || this.closed) return;
+    const tick = () => {
+      this.expiryTimer = null;
+      if (this.closed) return;
+      const left = at - Date.now();
+      if (left > 0) {
+        this.expiryTimer = setTimeout(tick, Math.min(left, MAX_TIMER_MS));
+        this.expiryTimer.unref();
+      } else fn();
+    };
+    tick();
+  }
+
+  /** The socket is gone: timers stopped, held messages dropped. Called by the close handler. */
+  dispose(): void {
+    this.closed = true;
+    this.queue = [];
+    this.held = null;
+    this.clearAuthTimeout();
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = null;
   }
 
   private closeSlow(): void {
     this.onSlow(this);
     this.end(CLOSE.tooSlow, 'too slow: reconnect and resume from your last position');
   }
+}
+
+/** A close reason cut to what a close frame can carry, on a character boundary. */
+export function clipReason(reason: string): string {
+  if (Buffer.byteLength(reason, 'utf8') <= MAX_REASON_BYTES) return reason;
+  let out = '';
+  let bytes = 0;
+  for (const ch of reason) {
+    const n = Buffer.byteLength(ch, 'utf8');
+    if (bytes + n > MAX_REASON_BYTES - 3) break;
+    out += ch;
+    bytes += n;
+  }
+  return `${out}...`;
 }
