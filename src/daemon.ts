@@ -13,6 +13,8 @@ import { Hub } from './hub/hub.js';
 import type { Logger } from './log.js';
 import { clientConfig } from './pg/connect.js';
 import { Handlers } from './server/handlers.js';
+import { reloadPolicies, startAuthorizer } from './auth/setup.js';
+import type { PolicyAuthorizer } from './auth/authorizer.js';
 import { createMetrics } from './server/metrics.js';
 import { Server } from './server/server.js';
 
@@ -30,8 +32,19 @@ export interface Daemon {
 export async function startDaemon(cfg: ServeConfig, log: Logger): Promise<Daemon> {
   // First, so that a bad key (short secret, unreadable JWKS) stops the start before any connection.
   const verify = cfg.noAuth ? null : createVerifier({ secret: cfg.jwtSecret, jwks: cfg.jwks, issuer: cfg.jwtIssuer, audience: cfg.jwtAudience });
+  const pool = new pg.Pool({ ...clientConfig(cfg.db), max: 2 });
+  pool.on('error', () => {}); // idle clients losing the server: the next query reconnects
+  // Policies and relations are read before the stream starts, so that no change is ever
+  // authorized against a state that has not been loaded.
+  let auth: PolicyAuthorizer | null = null;
+  try {
+    auth = cfg.noAuth ? null : await startAuthorizer({ model: cfg.model, relations: cfg.relations }, pool, cfg.db, log);
+  } catch (err) {
+    await pool.end().catch(() => {});
+    throw err;
+  }
   const ring = new HistoryRing({ maxBytes: cfg.historyBytes, maxAgeMs: cfg.historyAgeMs });
-  const hub = new Hub({ ring, catchUpHighWater: Math.floor(cfg.maxBackpressure / 4) });
+  const hub = new Hub({ ring, catchUpHighWater: Math.floor(cfg.maxBackpressure / 4), auth });
   const capture = new Capture({
     url: cfg.db,
     slot: cfg.slot,
@@ -40,8 +53,6 @@ export async function startDaemon(cfg: ServeConfig, log: Logger): Promise<Daemon
     hold: hub.hold,
     logger: log,
   });
-  const pool = new pg.Pool({ ...clientConfig(cfg.db), max: 2 });
-  pool.on('error', () => {}); // idle clients losing the server: the next query reconnects
   const catalog = new Catalog(pool);
   // Nothing before the slot's position will be streamed again: the window starts there.
   const floorAt = (lsn: bigint) => ({ lsn: lsn > 0n ? lsn - 1n : 0n, index: MAX_INDEX });
@@ -49,7 +60,11 @@ export async function startDaemon(cfg: ServeConfig, log: Logger): Promise<Daemon
     hub.reset(floorAt(confirmedFlush), null);
     hub.liveFrom(floorAt(walAtStart));
   });
-  capture.on('slotCreated', ({ confirmedFlush }: { confirmedFlush: bigint }) => hub.reset(floorAt(confirmedFlush), 'slot_recreated'));
+  capture.on('slotCreated', ({ confirmedFlush }: { confirmedFlush: bigint }) => {
+    hub.reset(floorAt(confirmedFlush), 'slot_recreated');
+    // Changes made while there was no slot were never streamed: the policies are read anew.
+    if (auth) reloadPolicies(auth, pool, log);
+  });
   capture.on('progress', hub.onProgress);
   capture.on('relation', (rel: Relation) => catalog.invalidate(rel.qualified));
   const failed = new Promise<Error>((resolve) => capture.on('fatal', resolve));

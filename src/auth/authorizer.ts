@@ -174,10 +174,11 @@ export class PolicyAuthorizer implements Authorizer {
 
   // ── decisions ───────────────────────────────────────────────────────────────────────────
 
-  mayEverRead(identity: Identity, table: string): boolean {
+  mayEverRead(identity: Identity, table: string, since: Position | null = null): boolean {
     if (!this.ready) return false;
     const known = { kind: 'table', name: table, act: 'read', sub: identity };
-    for (const r of this.activeRules(null)) {
+    for (const r of this.rules.values()) {
+      if (!r.c.existedSince(since)) continue;
       const x = this.specialised(r, known);
       if (x && !(x.k === 'lit' && !x.v)) return true;
     }

@@ -25,6 +25,14 @@ export class Counted {
     return n;
   }
 
+  /** Whether it counted at some point from `since` (null: now) until now. */
+  existedSince(since: Position | null): boolean {
+    if (this.now > 0) return true;
+    if (since === null || this.ops === null) return false;
+    // A change after `since` means it counted just before or just after that change.
+    return this.at(since) > 0 || comparePositions(this.ops[this.ops.length - 1].pos, since) > 0;
+  }
+
   /** Records a change; `counted` false when the loaded state already includes it. */
   change(d: number, pos: Position, counted: boolean): void {
     if (counted) this.now += d;

@@ -8,10 +8,11 @@ import type { Identity } from './jwt.js';
 /** Whether a user could see a row, asked "at" a position: the policies in force at that commit. */
 export interface Authorizer {
   /**
-   * Whether some row of `table` could ever be readable by this identity under the current
-   * policies: false means a subscribe is answered `forbidden`.
+   * Whether some row of `table` could be readable by this identity under the policies in force
+   * at some point from `since` (a resume position; null: now) on: false means a subscribe is
+   * answered `forbidden`.
    */
-  mayEverRead(identity: Identity, table: string): boolean;
+  mayEverRead(identity: Identity, table: string, since?: Position | null): boolean;
   /** Whether the identity may read this row of `table` under the policies in force at `at` (null: now). */
   mayRead(identity: Identity, table: string, row: Row, at: Position | null): boolean;
   /**

@@ -131,9 +131,9 @@ export class Hub {
   }
 
   /** Whether a subscribe to `table` could ever deliver anything to this identity. */
-  mayEverRead(identity: Identity | null, table: string): boolean {
+  mayEverRead(identity: Identity | null, table: string, since: Position | null = null): boolean {
     if (!this.auth) return true;
-    return identity !== null && this.auth.mayEverRead(identity, table);
+    return identity !== null && this.auth.mayEverRead(identity, table, since);
   }
 
   /**

@@ -217,7 +217,7 @@ export class Handlers {
         throw new UnknownTableError(`table ${msg.table.qualified} does not exist or is not enabled (select walcast.enable('${msg.table.qualified}'))`);
       }
       if (session.closed) return;
-      if (!hub.mayEverRead(session.identity, table.qualified)) {
+      if (!hub.mayEverRead(session.identity, table.qualified, msg.since ?? null)) {
         throw new ForbiddenError(`no policy allows ${session.identity ? JSON.stringify(session.identity.id) : 'this connection'} to read ${table.qualified}`);
       }
       const predicate = compileFilter(filter, table.columns);
