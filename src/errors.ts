@@ -72,6 +72,10 @@ export class AuthConfigError extends WalcastError {
   readonly code = 'auth_config';
 }
 
+export class PolicyError extends WalcastError {
+  readonly code = 'bad_policy';
+}
+
 export class PostgresStartError extends WalcastError {
   readonly code = 'postgres_start_failed';
 }

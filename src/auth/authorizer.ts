@@ -13,6 +13,7 @@ import type { Change } from '../capture/types.js';
 import type { Logger } from '../log.js';
 import type { Identity } from './jwt.js';
 import { compile, reachOf, specialise, type ReachFn, type Test } from './compile.js';
+import type { Expr } from './expr.js';
 import type { PolicyModel } from './model.js';
 import { keyText, linkOf, type RelationDecl } from './relations.js';
 import { Counted, LinkStore } from './store.js';
@@ -29,6 +30,8 @@ interface RuleEntry {
 }
 
 interface TableRules {
+  /** The rules of the table, specialised (subject unknown). */
+  exprs: Expr[];
   tests: Test[];
   /** null: some rule lets any subject through; reach cannot narrow the candidates. */
   reach: ReachFn[] | null;
@@ -177,11 +180,12 @@ export class PolicyAuthorizer implements Authorizer {
   mayEverRead(identity: Identity, table: string, since: Position | null = null): boolean {
     if (!this.ready) return false;
     const known = { kind: 'table', name: table, act: 'read', sub: identity };
-    for (const r of this.rules.values()) {
-      if (!r.c.existedSince(since)) continue;
-      const x = this.specialised(r, known);
-      if (x && !(x.k === 'lit' && !x.v)) return true;
+    const allows = (x: Expr | null) => x !== null && !(x.k === 'lit' && !x.v);
+    if (since === null || this.pOps.length === 0 || comparePositions(this.pOps[this.pOps.length - 1], since) <= 0) {
+      // The rules now are the rules since then: their residuals for the table, with the subject.
+      return this.tableRules(table, null).exprs.some((x) => allows(specialise(x, {}, known, this.model.gNameSet)));
     }
+    for (const r of this.rules.values()) if (r.c.existedSince(since) && allows(this.specialised(r, known))) return true;
     return false;
   }
 
@@ -306,11 +310,12 @@ export class PolicyAuthorizer implements Authorizer {
     }
     let tr = cache.get(table);
     if (!tr) {
-      tr = { tests: [], reach: [] };
+      tr = { exprs: [], tests: [], reach: [] };
       const known = { kind: 'table', name: table, act: 'read' };
       for (const r of this.activeRules(when)) {
         const x = this.specialised(r, known);
         if (!x || (x.k === 'lit' && !x.v)) continue;
+        tr.exprs.push(x);
         tr.tests.push(compile(x, this.links));
         const reach = reachOf(x, this.links);
         if (reach === 'all') tr.reach = null;

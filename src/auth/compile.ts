@@ -49,6 +49,18 @@ const BUILTINS: Record<string, (...a: unknown[]) => unknown> = {
 
 const lit = (v: unknown): Expr => ({ k: 'lit', v });
 
+/** Conditions parsed once: the same few texts recur across many rules and tables. */
+const conds = new Map<string, Expr>();
+function parsedCond(text: string): Expr {
+  let x = conds.get(text);
+  if (!x) {
+    x = parseExpr(text);
+    if (conds.size > 10_000) conds.clear();
+    conds.set(text, x);
+  }
+  return x;
+}
+
 /**
  * Substitutes a rule's values for p.* (and parses `eval(...)` of them), then folds with what is
  * known. Throws AuthConfigError when a rule's condition does not parse.
@@ -79,7 +91,7 @@ export function specialise(x: Expr, p: Record<string, string>, known: Known, gNa
       if (x.fn === 'eval') {
         // eval(p.cond): the condition text of this rule, parsed and specialised in its place.
         if (args.length !== 1 || args[0].k !== 'lit' || typeof args[0].v !== 'string' || depth > 4) return lit(false);
-        return specialise(parseExpr(args[0].v), p, known, gNames, depth + 1);
+        return specialise(parsedCond(args[0].v), p, known, gNames, depth + 1);
       }
       if (gNames.has(x.fn)) return { k: 'call', fn: x.fn, args };
       const f = BUILTINS[x.fn];

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { resolveDb } from '../config.js';
 import { NotMigratedError } from '../errors.js';
 import { connect } from '../pg/connect.js';
+import { checkRule, loadModel } from '../auth/model.js';
 import { addRule, formatRule, listRules, removeRule, toRule } from '../sql/policy.js';
 
 export function registerPolicy(program: Command): void {
@@ -13,8 +14,10 @@ export function registerPolicy(program: Command): void {
     .argument('<ptype>', 'p for a policy, g, g2, ... for role links')
     .argument('<values...>', 'up to six values (v0..v5)')
     .option('--db <url>', 'Postgres URL (env DATABASE_URL, WALCAST_DB)')
-    .action(async (ptype: string, values: string[], o: { db?: string }) => {
+    .option('--model <file>', 'the Casbin model the rule is checked against (env WALCAST_MODEL; default: the shipped model)')
+    .action(async (ptype: string, values: string[], o: { db?: string; model?: string }) => {
       const rule = toRule(ptype, values);
+      checkRule(loadModel(o.model ?? (process.env.WALCAST_MODEL || undefined)), rule.ptype, rule.values);
       await withDb(o.db, async (db) => {
         const added = await addRule(db, rule);
         process.stdout.write(`${added ? 'added' : 'already present'}: ${formatRule(rule)}\n`);

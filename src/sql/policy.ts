@@ -55,5 +55,7 @@ export async function listRules(db: pg.ClientBase): Promise<Rule[]> {
 
 /** Casbin's CSV line form: `p, alice, public.messages, read`. */
 export function formatRule(rule: Rule): string {
-  return [rule.ptype, ...rule.values].join(', ');
+  // CSV as Casbin's policy files: a value holding a comma or a quote is quoted, quotes doubled.
+  const field = (v: string) => (/[",]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
+  return [rule.ptype, ...rule.values].map(field).join(', ');
 }

@@ -22,15 +22,16 @@ t.test('policy add, list, remove through the CLI; changes in the stream and on N
   await listener.query('listen walcast_policy');
 
   const c = await startCollector(t, { url: db.url, slot: 'policy_slot' });
-  const add = await runCli(['policy', 'add', '--db', db.url, 'p', 'member', 'public.messages', 'read']);
+  const P = ['p', 'member', 'table', 'public.messages', 'read', 'g2(r.sub.id, "room:" + r.obj.row.room_id)'];
+  const add = await runCli(['policy', 'add', '--db', db.url, ...P]);
   t.equal(add.code, 0);
-  t.match(add.lines[0], /^added: p, member, public\.messages, read/);
-  const again = await runCli(['policy', 'add', '--db', db.url, 'p', 'member', 'public.messages', 'read']);
+  t.match(add.lines[0], /^added: p, member, table, public\.messages, read, /);
+  const again = await runCli(['policy', 'add', '--db', db.url, ...P]);
   t.match(again.lines[0], /already present/, 'adding twice is a no-op');
   t.equal((await runCli(['policy', 'add', '--db', db.url, 'g', 'alice', 'member'])).code, 0);
 
   const list = await runCli(['policy', 'list', '--db', db.url]);
-  t.same(list.lines, ['g, alice, member', 'p, member, public.messages, read']);
+  t.same(list.lines, ['g, alice, member', 'p, member, table, public.messages, read, "g2(r.sub.id, ""room:"" + r.obj.row.room_id)"']);
   const json = await runCli(['policy', 'list', '--db', db.url, '--json']);
   t.same(JSON.parse(json.lines[0]), { ptype: 'g', values: ['alice', 'member'] });
 
@@ -42,6 +43,18 @@ t.test('policy add, list, remove through the CLI; changes in the stream and on N
   const bad = await runCli(['policy', 'add', '--db', db.url, 'x', 'a']);
   t.equal(bad.code, 1);
   t.match(bad.stderr, /bad policy type/);
+  // Rules the model could not use are refused before they reach the table (they would allow nothing).
+  for (const [args, why] of [
+    [['p', 'member', 'public.messages', 'read'], /has 5 values/],
+    [['p', '*', 'table', 'public.messages', 'read', 'r.obj.row.room_id =='], /does not parse/],
+    [['p', '*', 'table', 'public.messages', 'read', 'isMember(r.sub.id)'], /calls isMember\(\)/],
+    [['g3', 'alice', 'x'], /no role definition g3/],
+  ] as const) {
+    const r = await runCli(['policy', 'add', '--db', db.url, ...args]);
+    t.equal(r.code, 1, `refused: ${args.join(' ')}`);
+    t.match(r.stderr, why);
+    t.match(r.stderr, /bad_policy|fix/);
+  }
 
   await c.waitFor(() => c.changes('walcast.casbin_rule').length >= 3, 10_000, 'policy changes in the stream');
   const ops = c.changes('walcast.casbin_rule').map((ch) => `${ch.tag}:${JSON.stringify('new' in ch ? ch.new : ch.tag === 'delete' ? ch.old : null)}`);
