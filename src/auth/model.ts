@@ -84,7 +84,7 @@ export function checkRule(m: PolicyModel, ptype: string, values: string[]): void
   }
   if (ptype !== 'p') throw new PolicyError(`walcast evaluates one policy type, p; got ${ptype}`, 'use p, or g/g2 for links');
   if (values.length !== m.pTokens.length) {
-    throw new PolicyError(`a p rule of ${m.source} has ${m.pTokens.length} values (${m.pTokens.join(', ')}), got ${values.length}`, 'e.g. walcast policy add p "*" table public.messages read "g2(r.sub.id, \"room:\" + r.obj.row.room_id)"');
+    throw new PolicyError(`a p rule of ${m.source} has ${m.pTokens.length} values (${m.pTokens.join(', ')}), got ${values.length}`, `e.g. walcast policy add p '*' table public.messages read 'g2(r.sub.id, "room:" + r.obj.row.room_id)'`);
   }
   for (const t of m.evalTokens) {
     const text = values[m.pTokens.indexOf(t)];
