@@ -73,7 +73,7 @@ export async function startDaemon(cfg: ServeConfig, log: Logger): Promise<Daemon
   await catalog.reload();
   const handlers = new Handlers({ hub, catalog, log, maxMessageBytes: cfg.maxMessageBytes, maxSubscriptions: cfg.maxSubscriptions, verify, authTimeoutMs: cfg.authTimeoutMs });
   let front: Server | null = null; // the metrics read the server created just below
-  const registry = createMetrics({ hub, capture, clients: () => front?.clients ?? 0, slowCloses: () => front?.slowCloses ?? 0 });
+  const registry = createMetrics({ hub, capture, clients: () => front?.clients ?? 0, slowCloses: () => front?.slowCloses ?? 0, auth });
   const server = new Server({
     host: cfg.host,
     port: cfg.port,

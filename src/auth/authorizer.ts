@@ -80,6 +80,12 @@ export class PolicyAuthorizer implements Authorizer {
     return n;
   }
 
+  get linkTotal(): number {
+    let n = 0;
+    for (const s of this.links.values()) n += s.size;
+    return n;
+  }
+
   linkCount(ptype: string): number {
     return this.links.get(ptype)?.size ?? 0;
   }

@@ -3,12 +3,15 @@
 import client from 'prom-client';
 import type { Capture } from '../capture/capture.js';
 import type { Hub } from '../hub/hub.js';
+import type { PolicyAuthorizer } from '../auth/authorizer.js';
 
 export interface MetricsSources {
   hub: Hub;
   capture: Capture;
   clients: () => number;
   slowCloses: () => number;
+  /** Absent under --no-auth. */
+  auth?: PolicyAuthorizer | null;
 }
 
 export function createMetrics(src: MetricsSources): client.Registry {
@@ -49,5 +52,11 @@ export function createMetrics(src: MetricsSources): client.Registry {
     const t = hub.ring.stats().oldestTime;
     return t === null ? 0 : Math.max(0, (Date.now() - t) / 1000);
   });
+  const auth = src.auth;
+  if (auth) {
+    gauge('walcast_policy_rules', 'Policy rules (p) in force', () => auth.ruleCount);
+    gauge('walcast_policy_links', 'Role and relation links (g, g2, ...) held in memory, with their history in the window', () => auth.linkTotal);
+    gauge('walcast_policy_ready', '1 once policies and relations are loaded (0: every decision is deny)', () => (auth.ready ? 1 : 0));
+  }
   return registry;
 }

@@ -64,6 +64,13 @@ t.test('a subscribe no policy could allow is forbidden', async (t) => {
   t.equal(r3.type, 'subscribed', 'relations may come later: a table with a rule that may allow is subscribable');
 });
 
+t.test('/metrics shows the policies held', async (t) => {
+  const text = await (await fetch(`http://127.0.0.1:${daemon.port}/metrics`)).text();
+  t.match(text, /^walcast_policy_ready 1$/m, 'loaded');
+  t.match(text, /^walcast_policy_rules 3$/m, 'the three rules');
+  t.match(text, /^walcast_policy_links \d+$/m, 'links gauge');
+});
+
 t.test('grants and revocations apply exactly between the transactions around them, also inside one', async (t) => {
   const alice = await as('alice');
   const watcher = await as('wendy');
