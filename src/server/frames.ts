@@ -14,6 +14,17 @@ function refTail(ref: Ref | undefined): string {
   return ref === undefined ? '}' : `,"ref":${json(ref)}}`;
 }
 
+/**
+ * `{type:"authenticated", expires_at?, ref?}`: the reply to a successful `auth` (an addition to
+ * DESIGN §4; docs/PROTOCOL.md). `expires_at` is the token's `exp`, ISO 8601 UTC.
+ */
+export function authenticated(expiresAt: number | null, ref?: Ref): string {
+  let s = '{"type":"authenticated"';
+  if (expiresAt !== null) s += `,"expires_at":${JSON.stringify(new Date(expiresAt).toISOString())}`;
+  if (ref !== undefined) s += `,"ref":${json(ref)}`;
+  return s + '}';
+}
+
 export function welcome(session: string): string {
   return `{"type":"welcome","protocol":${PROTOCOL_VERSION},"session":${JSON.stringify(session)}}`;
 }

@@ -17,7 +17,7 @@ import type { Catalog } from '../hub/catalog.js';
 import { compileFilter, eqIndexable, parseFilter } from '../hub/filter.js';
 import { key, type Hub } from '../hub/hub.js';
 import type { Logger } from '../log.js';
-import { errorMsgFrom, parseClientMessage, pong, unsubscribed, welcome, withContext } from './protocol.js';
+import { authenticated, errorMsgFrom, parseClientMessage, pong, unsubscribed, welcome, withContext } from './protocol.js';
 import type { ClientMessage, Ref, SubscribeMessage } from './protocol.types.js';
 import type { Session } from './session.js';
 
@@ -33,17 +33,6 @@ export interface HandlerDeps {
   authTimeoutMs?: number;
   /** Messages held while a token is verified before the socket is closed with 4400. */
   maxHeldMessages?: number;
-}
-
-/**
- * `{type:"authenticated", expires_at?, ref?}`: the reply to a successful `auth` (an addition to
- * DESIGN §4; docs/PROTOCOL.md). `expires_at` is the token's `exp`, ISO 8601 UTC.
- */
-export function authenticated(expiresAt: number | null, ref?: Ref): string {
-  let s = '{"type":"authenticated"';
-  if (expiresAt !== null) s += `,"expires_at":${JSON.stringify(new Date(expiresAt).toISOString())}`;
-  if (ref !== undefined) s += `,"ref":${JSON.stringify(ref)}`;
-  return s + '}';
 }
 
 /** How a token reached us: in the upgrade URL (welcome follows it) or in an `auth` message. */

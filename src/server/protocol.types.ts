@@ -31,7 +31,8 @@ export type WireErrorCode =
   | 'duplicate_id'
   | 'unknown_subscription'
   | 'too_large'
-  | 'limit_exceeded';
+  | 'limit_exceeded'
+  | 'unauthorized';
 
 /**
  * A table named by a client. `schema` and `name` are the identifiers as Postgres stores them
