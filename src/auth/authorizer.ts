@@ -12,7 +12,7 @@ import type { Row } from '../capture/pgoutput.types.js';
 import type { Change } from '../capture/types.js';
 import type { Logger } from '../log.js';
 import type { Identity } from './jwt.js';
-import { compile, reachOf, specialise, type ReachFn, type Test } from './compile.js';
+import { compile, reachOf, specialise, usesSubject, type ReachFn, type Test } from './compile.js';
 import type { Expr } from './expr.js';
 import type { PolicyModel } from './model.js';
 import { keyText, linkOf, type RelationDecl } from './relations.js';
@@ -32,6 +32,8 @@ interface RuleEntry {
 interface TableRules {
   /** The rules of the table, specialised (subject unknown). */
   exprs: Expr[];
+  /** No rule reads r.sub: a row's decision is the same for every subscriber. */
+  anySubject: boolean;
   tests: Test[];
   /** null: some rule lets any subject through; reach cannot narrow the candidates. */
   reach: ReachFn[] | null;
@@ -56,6 +58,8 @@ export class PolicyAuthorizer implements Authorizer {
   private snapshot: Snapshot | null = null;
   private queue: Queued[] | null = [];
   private readonly badRules = new Set<string>();
+  /** The last shared decision (see mayRead). */
+  private last: { row: Row | null; rules: TableRules | null; ok: boolean } = { row: null, rules: null, ok: false };
 
   constructor(
     private readonly model: PolicyModel,
@@ -197,15 +201,24 @@ export class PolicyAuthorizer implements Authorizer {
 
   mayRead(identity: Identity, table: string, row: Row, at: Position | null): boolean {
     if (!this.ready) return false;
+    const tr = this.tableRules(table, at);
+    // Rules that never look at the subject decide once per row, for every subscriber.
+    const shared = tr.anySubject && at === null;
+    if (shared && this.last.row === row && this.last.rules === tr) return this.last.ok;
     const env = { sub: identity, row, at };
-    for (const test of this.tableRules(table, at).tests) {
+    let ok = false;
+    for (const test of tr.tests) {
       try {
-        if (test(env)) return true;
+        if (test(env)) {
+          ok = true;
+          break;
+        }
       } catch {
         // A condition reading a member of nothing: that rule does not allow (as in Casbin).
       }
     }
-    return false;
+    if (shared) this.last = { row, rules: tr, ok };
+    return ok;
   }
 
   reach(table: string, row: Row): ReadonlySet<string> | null {
@@ -316,12 +329,13 @@ export class PolicyAuthorizer implements Authorizer {
     }
     let tr = cache.get(table);
     if (!tr) {
-      tr = { exprs: [], tests: [], reach: [] };
+      tr = { exprs: [], anySubject: true, tests: [], reach: [] };
       const known = { kind: 'table', name: table, act: 'read' };
       for (const r of this.activeRules(when)) {
         const x = this.specialised(r, known);
         if (!x || (x.k === 'lit' && !x.v)) continue;
         tr.exprs.push(x);
+        if (usesSubject(x)) tr.anySubject = false;
         tr.tests.push(compile(x, this.links));
         const reach = reachOf(x, this.links);
         if (reach === 'all') tr.reach = null;

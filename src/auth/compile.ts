@@ -229,17 +229,18 @@ export function checkFunctions(x: Expr, gNames: ReadonlySet<string>): string | n
 
 const isSubId = (x: Expr) => x.k === 'ref' && x.root === 'r' && x.path.length === 2 && x.path[0] === 'sub' && x.path[1] === 'id';
 
-function usesSub(x: Expr): boolean {
+/** Whether an expression reads the subject (r.sub): if not, its value is the same for anyone. */
+export function usesSubject(x: Expr): boolean {
   switch (x.k) {
     case 'ref':
       return x.root === 'r' && x.path[0] === 'sub';
     case 'call':
-      return x.args.some(usesSub);
+      return x.args.some(usesSubject);
     case 'bin':
-      return usesSub(x.l) || usesSub(x.r);
+      return usesSubject(x.l) || usesSubject(x.r);
     case 'not':
     case 'neg':
-      return usesSub(x.e);
+      return usesSubject(x.e);
     default:
       return false;
   }
@@ -267,7 +268,7 @@ export function reachOf(x: Expr, links: Links): Reach {
       b(row, into);
     };
   }
-  if (x.k === 'call' && x.args.length === 2 && isSubId(x.args[0]) && !usesSub(x.args[1])) {
+  if (x.k === 'call' && x.args.length === 2 && isSubId(x.args[0]) && !usesSubject(x.args[1])) {
     const store = links.get(x.fn);
     if (!store) return 'all';
     const obj = compile(x.args[1], links);
@@ -278,7 +279,7 @@ export function reachOf(x: Expr, links: Links): Reach {
   }
   if (x.k === 'bin' && (x.op === '==' || x.op === '===')) {
     const [id, other] = isSubId(x.l) ? [x.l, x.r] : isSubId(x.r) ? [x.r, x.l] : [null, null];
-    if (id && other && !usesSub(other)) {
+    if (id && other && !usesSubject(other)) {
       const f = compile(other, links);
       return (row, into) => {
         const v = safe(f, row);

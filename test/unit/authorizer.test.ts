@@ -99,6 +99,7 @@ t.test('decisions equal Casbin\'s, now and at past positions; reach never misses
           const want = e.enforceSync(identity, { kind: 'table', name: 'public.messages', row }, 'read');
           const got = auth.mayRead(identity, 'public.messages', row, cp.at);
           if (got !== want) t.fail(`seed ${seed} checkpoint ${n}: ${user} ${JSON.stringify(row)}: walcast ${got}, casbin ${want}`);
+          if (now && auth.mayRead(identity, 'public.messages', row, null) !== want) t.fail(`seed ${seed} now: ${user} ${JSON.stringify(row)}: walcast differs from casbin ${want}`);
           if (now && want && reach && !reach.has(user)) t.fail(`seed ${seed}: reach left out ${user} for ${JSON.stringify(row)}`);
           checked++;
         }
