@@ -1,6 +1,6 @@
 # walcast daemon image. Build: docker build -t walcast .
 # Run:   docker run --rm -e DATABASE_URL=postgres://... walcast migrate
-#        docker run --rm -p 4000:4000 -e DATABASE_URL=postgres://... walcast serve --host 0.0.0.0
+#        docker run --rm -p 4000:4000 -e DATABASE_URL=postgres://... -e WALCAST_JWT_SECRET=... walcast serve --host 0.0.0.0
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
