@@ -140,3 +140,24 @@ t.test('a load races the stream: changes in the snapshot are not counted twice',
   t.notOk(may('alice', null), 'forgetting history keeps the present');
   t.equal(auth.linkCount('g2'), 1, 'only carol\'s link is left');
 });
+
+t.test('truncating the policy table or a relation table removes what it held, from that commit on', async (t) => {
+  const decl = parseRelation('public.members {user_id} room:{room_id}');
+  const auth = new PolicyAuthorizer(parseModel(MODEL), [decl]);
+  const p = ruleRow('p', '*', 'table', 'public.messages', 'read', 'g2(r.sub.id, "room:" + r.obj.row.room_id)');
+  auth.install(null, [p], [[decl, [{ user_id: 'alice', room_id: '1' }, { user_id: 'bob', room_id: '1' }]]]);
+  const row = { room_id: 1 };
+  const may = (u: string, at: Position | null) => auth.mayRead({ sub: u, id: u }, 'public.messages', row, at);
+  const truncate = (relation: Relation): Change => ({ tag: 'truncate', relation, index: 0, cascade: false, restartIdentity: false }) as unknown as Change;
+  auth.apply(change(MEMBERS, true, { user_id: 'carol', room_id: 1 }), 10n, 1);
+  auth.apply(truncate(MEMBERS), 20n, 2);
+  t.notOk(may('alice', null) || may('bob', null) || may('carol', null), 'no member left after the truncate');
+  t.ok(may('alice', pos(15)) && may('carol', pos(15)), 'all three before it');
+  t.notOk(may('carol', pos(5)), 'carol not before her insert');
+  auth.apply(change(MEMBERS, true, { user_id: 'alice', room_id: 1 }), 30n, 3);
+  t.ok(may('alice', null), 'a member again after');
+  auth.apply(truncate(POLICY), 40n, 4);
+  t.notOk(may('alice', null), 'no rule after the policy table is truncated');
+  t.ok(may('alice', pos(35)), 'the rule held before');
+  t.equal(auth.ruleCount, 0);
+});
