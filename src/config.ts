@@ -66,6 +66,7 @@ export interface ServeFlags extends Flags {
   maxBackpressure?: string;
   maxMessageBytes?: string;
   progressInterval?: string;
+  idleTimeout?: string;
   jwtSecret?: string;
   jwks?: string;
   jwtIssuer?: string;
@@ -124,7 +125,7 @@ export function resolveServeConfig(flags: ServeFlags, env: Env = process.env): S
     maxFrameBytes: Math.max(SERVER_DEFAULTS.maxFrameBytes, maxMessageBytes * 2),
     maxSubscriptions: SERVER_DEFAULTS.maxSubscriptionsPerSocket,
     progressIntervalMs: parseDuration(pick(flags.progressInterval, 'WALCAST_PROGRESS_INTERVAL'), SERVER_DEFAULTS.progressIntervalMs, '--progress-interval'),
-    idleTimeoutSec: SERVER_DEFAULTS.idleTimeoutSec,
+    idleTimeoutSec: idleTimeout(pick(flags.idleTimeout, 'WALCAST_IDLE_TIMEOUT')),
     jwtSecret,
     jwks,
     jwtIssuer: nonEmpty(pick(flags.jwtIssuer, 'WALCAST_JWT_ISSUER')),
@@ -171,6 +172,14 @@ function resolveModel(file: string | undefined): string | undefined {
 /** "a;b;;c" → ["a", "b", "c"]. */
 function splitList(text: string | undefined): string[] {
   return text === undefined ? [] : text.split(';');
+}
+
+/** Seconds a silent socket lives (pinged half-way): uWebSockets.js takes 8 to 960, 0 for never. */
+function idleTimeout(text: string | undefined): number {
+  if (text === undefined) return SERVER_DEFAULTS.idleTimeoutSec;
+  const s = Math.round(parseDuration(text, 0, '--idle-timeout') / 1000);
+  if (s < 8 || s > 960) throw new ConfigError(`bad --idle-timeout ${JSON.stringify(text)}: 8s to 16m`, 'a dead socket (and its presence) is dropped after this long without traffic');
+  return s;
 }
 
 const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3 };

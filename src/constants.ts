@@ -1,6 +1,8 @@
 // Wire strings, close codes and defaults live here and nowhere else.
 
 export const PUBLICATION = 'walcast';
+/** Prefix of the logical decoding messages walcast.broadcast() emits (sql/003_broadcast.sql). */
+export const BROADCAST_PREFIX = 'walcast';
 export const SCHEMA = 'walcast';
 export const MIGRATIONS_TABLE = 'walcast.migrations';
 /** Advisory lock key that serialises concurrent `walcast migrate` runs ("walcast" as ASCII). */
@@ -61,6 +63,13 @@ export const SERVER_DEFAULTS = {
   maxSubscriptionsPerSocket: 100,
   /** How often idle clients get a `progress` position. */
   progressIntervalMs: 3_000,
+  /** Channels one socket may be in at once. */
+  maxChannelsPerSocket: 100,
+  /** Largest broadcast payload or presence state (JSON bytes). */
+  maxPayloadBytes: 32 * 1024,
+  /** Presence updates per socket: burst, then this many per second. */
+  presenceBurst: 20,
+  presencePerSecond: 10,
   /** Seconds without traffic after which uWS pings, then closes a dead socket. */
   idleTimeoutSec: 60,
   /** A connection without `?token=` must send a valid `auth` within this long (close 4001). */

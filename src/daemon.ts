@@ -6,10 +6,11 @@ import { Capture } from './capture/capture.js';
 import { MAX_INDEX } from './capture/position.js';
 import type { Relation } from './capture/pgoutput.types.js';
 import type { ServeConfig } from './config.js';
-import { PUBLICATION } from './constants.js';
+import { PUBLICATION, SERVER_DEFAULTS } from './constants.js';
 import { HistoryRing } from './history/ring.js';
 import { Catalog } from './hub/catalog.js';
 import { Hub } from './hub/hub.js';
+import { Channels } from './hub/channels.js';
 import type { Logger } from './log.js';
 import { clientConfig } from './pg/connect.js';
 import { Handlers } from './server/handlers.js';
@@ -44,7 +45,14 @@ export async function startDaemon(cfg: ServeConfig, log: Logger): Promise<Daemon
     throw err;
   }
   const ring = new HistoryRing({ maxBytes: cfg.historyBytes, maxAgeMs: cfg.historyAgeMs });
-  const hub = new Hub({ ring, catchUpHighWater: Math.floor(cfg.maxBackpressure / 4), auth });
+  const channels = new Channels({
+    auth,
+    maxPerPeer: SERVER_DEFAULTS.maxChannelsPerSocket,
+    maxPayloadBytes: SERVER_DEFAULTS.maxPayloadBytes,
+    presenceBurst: SERVER_DEFAULTS.presenceBurst,
+    presencePerSecond: SERVER_DEFAULTS.presencePerSecond,
+  });
+  const hub = new Hub({ ring, catchUpHighWater: Math.floor(cfg.maxBackpressure / 4), auth, channels });
   const capture = new Capture({
     url: cfg.db,
     slot: cfg.slot,

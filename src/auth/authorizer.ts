@@ -58,6 +58,8 @@ export class PolicyAuthorizer implements Authorizer {
   private snapshot: Snapshot | null = null;
   private queue: Queued[] | null = [];
   private readonly badRules = new Set<string>();
+  /** Bumped by every policy or relation change: decisions cached elsewhere are stale. */
+  epoch = 0;
   /** The last shared decision (see mayRead). */
   private last: { row: Row | null; rules: TableRules | null; ok: boolean } = { row: null, rules: null, ok: false };
 
@@ -124,6 +126,7 @@ export class PolicyAuthorizer implements Authorizer {
   /** The loaded state, then the changes that arrived meanwhile (public for tests). */
   install(snapshot: Snapshot | null, ruleRows: Row[], relRows: [RelationDecl, Row[]][]): void {
     this.reset();
+    this.epoch++;
     this.snapshot = snapshot;
     for (const row of ruleRows) this.ruleRow(row, 1, null, true);
     for (const [d, rows] of relRows) for (const row of rows) this.relationRow(d, row, 1, null, true);
@@ -136,6 +139,7 @@ export class PolicyAuthorizer implements Authorizer {
   /** Starts over (slot recreated): denies everything until load() completes. */
   unload(): void {
     this.queue = [];
+    this.epoch++;
   }
 
   // ── the change stream ───────────────────────────────────────────────────────────────────
@@ -150,6 +154,7 @@ export class PolicyAuthorizer implements Authorizer {
       return true;
     }
     const pos: Position = { lsn, index: c.index };
+    this.epoch++;
     const counted = !this.snapshot || !this.snapshot.contains(xid, pos.lsn);
     if (this.snapshot && pos.lsn >= this.snapshot.after) this.snapshot = null; // nothing later can be in it
     const each = (row: Row, d: number) => {
@@ -196,6 +201,19 @@ export class PolicyAuthorizer implements Authorizer {
       return this.tableRules(table, null).exprs.some((x) => allows(specialise(x, {}, known, this.model.gNameSet)));
     }
     for (const r of this.rules.values()) if (r.c.existedSince(since) && allows(this.specialised(r, known))) return true;
+    return false;
+  }
+
+  mayAct(identity: Identity, kind: string, name: string, act: string): boolean {
+    if (!this.ready) return false;
+    const env = { sub: identity, row: undefined, at: null };
+    for (const test of this.rulesFor(kind, name, act, null).tests) {
+      try {
+        if (test(env)) return true;
+      } catch {
+        // as in mayRead
+      }
+    }
     return false;
   }
 
@@ -317,6 +335,10 @@ export class PolicyAuthorizer implements Authorizer {
   }
 
   private tableRules(table: string, at: Position | null): TableRules {
+    return this.rulesFor('table', table, 'read', at);
+  }
+
+  private rulesFor(kind: string, name: string, act: string, at: Position | null): TableRules {
     let cache = this.current;
     let when: Position | null = null;
     if (at !== null && this.pOps.length > 0 && comparePositions(this.pOps[this.pOps.length - 1], at) > 0) {
@@ -327,10 +349,11 @@ export class PolicyAuthorizer implements Authorizer {
       this.past.set(v, cache);
       when = at;
     }
-    let tr = cache.get(table);
+    const key = kind === 'table' && act === 'read' ? name : `${kind}\0${name}\0${act}`;
+    let tr = cache.get(key);
     if (!tr) {
       tr = { exprs: [], anySubject: true, tests: [], reach: [] };
-      const known = { kind: 'table', name: table, act: 'read' };
+      const known = { kind, name, act };
       for (const r of this.activeRules(when)) {
         const x = this.specialised(r, known);
         if (!x || (x.k === 'lit' && !x.v)) continue;
@@ -341,7 +364,7 @@ export class PolicyAuthorizer implements Authorizer {
         if (reach === 'all') tr.reach = null;
         else if (reach !== 'none') tr.reach?.push(reach);
       }
-      cache.set(table, tr);
+      cache.set(key, tr);
     }
     return tr;
   }

@@ -13,6 +13,13 @@ export interface Authorizer {
    * answered `forbidden`.
    */
   mayEverRead(identity: Identity, table: string, since?: Position | null): boolean;
+  /**
+   * Whether the identity may act on a non-row object now: {kind: "channel", name} with "join",
+   * "broadcast" or "presence" (DESIGN §3).
+   */
+  mayAct(identity: Identity, kind: string, name: string, act: string): boolean;
+  /** Changes whenever a policy or relation change is applied: cached decisions are stale. */
+  readonly epoch: number;
   /** Whether the identity may read this row of `table` under the policies in force at `at` (null: now). */
   mayRead(identity: Identity, table: string, row: Row, at: Position | null): boolean;
   /**

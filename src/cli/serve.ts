@@ -25,6 +25,7 @@ export function registerServe(program: Command): void {
     .option('--max-backpressure <size>', 'bytes buffered per socket before it is closed with 4008 (default 4MiB)')
     .option('--max-message-bytes <size>', 'largest client message accepted (default 64KiB)')
     .option('--progress-interval <duration>', 'how often idle clients get a progress position (default 3s)')
+    .option('--idle-timeout <duration>', 'a socket silent this long (pings unanswered) is closed, its presence gone (env WALCAST_IDLE_TIMEOUT; default 60s)')
     .option('--log-level <level>', 'log level (env WALCAST_LOG_LEVEL; default info)')
     .action(async (flags: ServeFlags, cmd: Command) => {
       const verbose = !!cmd.optsWithGlobals<{ verbose?: boolean }>().verbose;

@@ -10,7 +10,9 @@
 //   catching_up ──(cursor reached the ring's end)──► live ──► unsubscribed | resync | closed
 import { comparePositions, formatPosition, type Position } from '../capture/position.js';
 import type { Change, Transaction } from '../capture/types.js';
-import type { Row } from '../capture/pgoutput.types.js';
+import type { MsgMessage, Row } from '../capture/pgoutput.types.js';
+import type { Channels } from './channels.js';
+import { BROADCAST_PREFIX } from '../constants.js';
 import { HistoryRing, type RingEntry } from '../history/ring.js';
 import { changeBody, estimateBytes, leaveBody } from './render.js';
 import { PrefixTable } from './prefixes.js';
@@ -33,6 +35,8 @@ export interface HubOptions {
   markIntervalMs?: number;
   /** Row-level authorization; null or absent under --no-auth (everyone reads everything). */
   auth?: Authorizer | null;
+  /** Broadcast and presence; SQL broadcasts arrive through the hub in commit order. */
+  channels?: Channels | null;
 }
 
 export interface HubCounters {
@@ -64,9 +68,11 @@ export class Hub {
   private readonly highWater: number;
   private readonly markIntervalMs: number;
   readonly auth: Authorizer | null;
+  readonly channels: Channels | null;
 
   constructor(opts: HubOptions) {
     this.auth = opts.auth ?? null;
+    this.channels = opts.channels ?? null;
     this.ring = opts.ring;
     this.slice = opts.catchUpSlice ?? 256;
     this.highWater = opts.catchUpHighWater ?? 1024 * 1024;
@@ -197,6 +203,7 @@ export class Hub {
   }
 
   removePeer(peer: Peer): void {
+    this.channels?.removePeer(peer);
     const subs = this.peers.get(peer);
     if (!subs) return;
     for (const sub of subs.values()) this.end(sub);
@@ -241,7 +248,10 @@ export class Hub {
   // ── delivery ────────────────────────────────────────────────────────────────────────────
 
   private dispatch(entry: RingEntry, tx: Transaction, c: Change): void {
-    if (c.tag === 'message') return; // broadcast from SQL: later work
+    if (c.tag === 'message') {
+      this.sqlBroadcast(tx, c);
+      return;
+    }
     const stamp = ++this.stampSeq;
     this.frames.clear();
     this.decisions[0].clear();
@@ -261,6 +271,23 @@ export class Hub {
     const users = this.auth ? this.reach(table, row, other) : null;
     if (users && users.size < this.index.sizeOf(table)) this.index.ofUsers(table, users, stamp, visit);
     else this.index.candidates(table, row, other, stamp, visit);
+  }
+
+  /**
+   * walcast.broadcast() committed: to the channel's members. Only news: what the slot replays
+   * after a restart was broadcast before this daemon started.
+   */
+  private sqlBroadcast(tx: Transaction, c: MsgMessage): void {
+    if (!this.channels || c.prefix !== BROADCAST_PREFIX || !c.transactional) return;
+    if (comparePositions({ lsn: tx.lsn, index: c.index }, this.nowFloor) <= 0) return;
+    let m: { channel?: unknown; event?: unknown; payload?: unknown };
+    try {
+      m = JSON.parse(c.content.toString('utf8'));
+    } catch {
+      return; // not ours: someone else's message under our prefix
+    }
+    if (typeof m.channel !== 'string' || typeof m.event !== 'string') return;
+    this.channels.fromSql(m.channel, m.event, JSON.stringify(m.payload ?? null));
   }
 
   private reach(table: string, row: Row, other: Row | null): ReadonlySet<string> | null {

@@ -14,6 +14,7 @@ import {
   ForbiddenError,
 } from '../errors.js';
 import type { Catalog } from '../hub/catalog.js';
+import type { Channels } from '../hub/channels.js';
 import { compileFilter, eqIndexable, parseFilter } from '../hub/filter.js';
 import { key, type Hub } from '../hub/hub.js';
 import type { Logger } from '../log.js';
@@ -113,8 +114,18 @@ export class Handlers {
         if (this.d.hub.unsubscribe(session, msg.id)) session.reply(unsubscribed(msg.id, msg.ref));
         else this.fail(session, new UnknownSubscriptionError(`no subscription with id ${JSON.stringify(msg.id)}`), msg);
         return;
-      default:
-        this.fail(session, new BadRequestError(`"${msg.type}" is not available yet: channels come with a later version`), msg);
+      case 'join':
+        this.channel(session, msg, (c) => c.join(session, msg.channel, msg.ref));
+        return;
+      case 'leave':
+        this.channel(session, msg, (c) => c.leave(session, msg.channel, msg.ref));
+        return;
+      case 'broadcast':
+        this.channel(session, msg, (c) => c.broadcast(session, msg.channel, msg.event, msg.payloadJson, msg.self));
+        return;
+      case 'presence':
+        this.channel(session, msg, (c) => c.presence(session, msg.channel, msg.state));
+        return;
     }
   }
 
@@ -183,6 +194,19 @@ export class Handlers {
         (session.held as (() => void)[]).push(...held.slice(i + 1));
         return;
       }
+    }
+  }
+
+  private channel(session: Session, msg: { ref?: Ref }, run: (c: Channels) => void): void {
+    const channels = this.d.hub.channels;
+    if (!channels) {
+      this.fail(session, new BadRequestError('channels are not enabled on this server'), msg);
+      return;
+    }
+    try {
+      run(channels);
+    } catch (err) {
+      this.fail(session, err, msg);
     }
   }
 

@@ -175,7 +175,9 @@ export function validateClientMessage(value: unknown): ClientMessage {
       const event = boundedString(obj, type, 'event', LIMITS.eventLength, ctx);
       const payload = own(obj, 'payload') ?? null;
       checkDepth(payload, 'broadcast.payload', ctx);
-      return withRef({ type, channel, event, payload, payloadJson: JSON.stringify(payload) }, ref);
+      const self = own(obj, 'self') ?? false;
+      if (typeof self !== 'boolean') fail(`broadcast.self must be a boolean, not ${describe(self)}`, ctx);
+      return withRef({ type, channel, event, payload, payloadJson: JSON.stringify(payload), self }, ref);
     }
     case 'presence': {
       const channel = boundedString(obj, type, 'channel', LIMITS.channelLength, ctx);

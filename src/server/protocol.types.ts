@@ -100,6 +100,8 @@ export interface BroadcastClientMessage extends ClientBase {
   readonly payload: unknown;
   /** `payload` serialised once at parse time, ready for broadcastMsg(). */
   readonly payloadJson: string;
+  /** The sender receives its own broadcast too (default: excluded). */
+  readonly self: boolean;
 }
 
 export interface PresenceMessage extends ClientBase {

@@ -1,0 +1,185 @@
+// Channels: broadcast (typing indicators) and presence (online indicators) on the same sockets
+// and policies as row changes (DESIGN §3, §4). Joining needs the `join` action on
+// {kind: "channel", name}, sending `broadcast`, tracking `presence`. Membership is checked
+// again whenever policies or relations changed since it was last checked, before anything is
+// delivered, so a member removed from a room stops receiving its channel at once.
+import type { Authorizer } from '../auth/types.js';
+import { BadRequestError, ForbiddenError, LimitExceededError, TooLargeError } from '../errors.js';
+import { broadcastMsg, errorMsgFrom, joined, left, presenceDiff, presenceState } from '../server/protocol.js';
+import type { Ref } from '../server/protocol.types.js';
+import { ChannelPresence, type PresenceDiff } from './presence.js';
+import type { Peer } from './types.js';
+
+export interface ChannelOptions {
+  auth: Authorizer | null;
+  /** Channels one socket may be in at once. */
+  maxPerPeer: number;
+  /** Largest broadcast payload or presence state, as JSON bytes. */
+  maxPayloadBytes: number;
+  /** Presence updates per socket: a bucket of `burst`, refilled at `perSecond`. */
+  presenceBurst: number;
+  presencePerSecond: number;
+  now?: () => number;
+}
+
+interface Member {
+  /** Authorizer epoch at which `join` was last found allowed. */
+  epoch: number;
+}
+
+class Channel {
+  readonly members = new Map<Peer, Member>();
+  readonly presence = new ChannelPresence();
+  constructor(readonly name: string) {}
+}
+
+interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+export class Channels {
+  private readonly channels = new Map<string, Channel>();
+  private readonly byPeer = new Map<Peer, Set<Channel>>();
+  private readonly buckets = new WeakMap<Peer, Bucket>();
+  private readonly now: () => number;
+  broadcasts = 0;
+
+  constructor(private readonly o: ChannelOptions) {
+    this.now = o.now ?? Date.now;
+  }
+
+  get count(): number {
+    return this.channels.size;
+  }
+
+  join(peer: Peer, name: string, ref?: Ref): void {
+    const mine = this.byPeer.get(peer);
+    const existing = this.channels.get(name);
+    if (existing?.members.has(peer)) {
+      peer.push(joined(name, ref));
+      peer.push(presenceState(name, existing.presence.state()));
+      peer.flush();
+      return;
+    }
+    if ((mine?.size ?? 0) >= this.o.maxPerPeer) throw new LimitExceededError(`at most ${this.o.maxPerPeer} channels per connection`);
+    if (!this.may(peer, name, 'join')) throw new ForbiddenError(`no policy allows ${who(peer)} to join ${name}`);
+    let ch = existing;
+    if (!ch) this.channels.set(name, (ch = new Channel(name)));
+    ch.members.set(peer, { epoch: this.o.auth?.epoch ?? 0 });
+    if (mine) mine.add(ch);
+    else this.byPeer.set(peer, new Set([ch]));
+    peer.push(joined(name, ref));
+    peer.push(presenceState(name, ch.presence.state()));
+    peer.flush();
+  }
+
+  leave(peer: Peer, name: string, ref?: Ref): void {
+    const ch = this.channels.get(name);
+    if (ch?.members.has(peer)) this.remove(peer, ch);
+    peer.push(left(name, ref));
+    peer.flush();
+  }
+
+  /** A client's broadcast: to the channel's other members (and itself with `self`). */
+  broadcast(peer: Peer, name: string, event: string, payloadJson: string, self: boolean): void {
+    const ch = this.joinedOrThrow(peer, name);
+    if (Buffer.byteLength(payloadJson) > this.o.maxPayloadBytes) throw new TooLargeError(`a broadcast payload is at most ${this.o.maxPayloadBytes} bytes of JSON`);
+    if (!this.may(peer, name, 'broadcast')) throw new ForbiddenError(`no policy allows ${who(peer)} to broadcast on ${name}`);
+    this.send(ch, broadcastMsg(name, event, payloadJson), self ? null : peer);
+  }
+
+  /** `walcast.broadcast()` from SQL, committed: to every member. */
+  fromSql(name: string, event: string, payloadJson: string): void {
+    const ch = this.channels.get(name);
+    if (ch) this.send(ch, broadcastMsg(name, event, payloadJson), null);
+  }
+
+  /** Tracks (state) or untracks (null) this socket's presence in a channel it has joined. */
+  presence(peer: Peer, name: string, state: Record<string, unknown> | null): void {
+    const ch = this.joinedOrThrow(peer, name);
+    if (!this.take(peer)) throw new LimitExceededError(`presence updates are limited to ${this.o.presencePerSecond} per second per connection`);
+    let diff: PresenceDiff | null;
+    if (state === null) diff = ch.presence.untrack(keyOf(peer), peer.id);
+    else {
+      if (Buffer.byteLength(JSON.stringify(state)) > this.o.maxPayloadBytes) throw new TooLargeError(`a presence state is at most ${this.o.maxPayloadBytes} bytes of JSON`);
+      if (!this.may(peer, name, 'presence')) throw new ForbiddenError(`no policy allows ${who(peer)} to share presence on ${name}`);
+      diff = ch.presence.track(keyOf(peer), peer.id, state);
+    }
+    if (diff) this.send(ch, presenceDiff(name, diff.joins, diff.leaves), null);
+  }
+
+  /** A socket closed: it leaves every channel, its presence with it. */
+  removePeer(peer: Peer): void {
+    const mine = this.byPeer.get(peer);
+    if (!mine) return;
+    for (const ch of [...mine]) this.remove(peer, ch);
+  }
+
+  private joinedOrThrow(peer: Peer, name: string): Channel {
+    const ch = this.channels.get(name);
+    if (!ch?.members.has(peer)) throw new BadRequestError(`join ${name} first`);
+    return ch;
+  }
+
+  private may(peer: Peer, name: string, act: string): boolean {
+    const auth = this.o.auth;
+    if (!auth) return true;
+    return peer.identity !== null && auth.mayAct(peer.identity, 'channel', name, act);
+  }
+
+  private remove(peer: Peer, ch: Channel): void {
+    ch.members.delete(peer);
+    this.byPeer.get(peer)?.delete(ch);
+    if (this.byPeer.get(peer)?.size === 0) this.byPeer.delete(peer);
+    const diff = ch.presence.untrack(keyOf(peer), peer.id);
+    if (diff) this.send(ch, presenceDiff(ch.name, diff.joins, diff.leaves), null);
+    if (ch.members.size === 0 && ch.presence.keys === 0) this.channels.delete(ch.name);
+  }
+
+  /** To every member still allowed to be there (re-checked after policy changes), but `except`. */
+  private send(ch: Channel, frame: string, except: Peer | null): void {
+    const epoch = this.o.auth?.epoch ?? 0;
+    let evicted: Peer[] | null = null;
+    for (const [peer, m] of ch.members) {
+      if (m.epoch !== epoch) {
+        if (peer.closed || !this.may(peer, ch.name, 'join')) {
+          (evicted ??= []).push(peer);
+          continue;
+        }
+        m.epoch = epoch;
+      }
+      if (peer === except || peer.closed) continue;
+      peer.push(frame);
+      peer.flush();
+    }
+    this.broadcasts++;
+    for (const peer of evicted ?? []) {
+      this.remove(peer, ch);
+      peer.push(errorMsgFrom(new ForbiddenError(`${who(peer)} may no longer join ${ch.name}`)));
+      peer.push(left(ch.name));
+      peer.flush();
+    }
+  }
+
+  /** One presence update from the socket's bucket; false when it is empty. */
+  private take(peer: Peer): boolean {
+    const now = this.now();
+    let b = this.buckets.get(peer);
+    if (!b) this.buckets.set(peer, (b = { tokens: this.o.presenceBurst, at: now }));
+    b.tokens = Math.min(this.o.presenceBurst, b.tokens + ((now - b.at) / 1000) * this.o.presencePerSecond);
+    b.at = now;
+    if (b.tokens < 1) return false;
+    b.tokens--;
+    return true;
+  }
+}
+
+/** Presence key: the user (its sockets are one key), or the socket under --no-auth. */
+function keyOf(peer: Peer): string {
+  return peer.identity?.id ?? peer.id;
+}
+
+function who(peer: Peer): string {
+  return peer.identity ? JSON.stringify(peer.identity.id) : 'this connection';
+}
