@@ -67,7 +67,9 @@ t.test('every client message type, valid', async (t) => {
     event: 'typing',
     payload: { user: 'ann', at: [1, 2] },
     payloadJson: '{"user":"ann","at":[1,2]}',
+    self: false,
   });
+  t.match(parse({ type: 'broadcast', channel: 'room:1', event: 'typing', self: true }), { self: true }, 'self: the sender receives it too');
   t.same(parse({ type: 'presence', channel: 'room:1', state: { status: 'online' } }), {
     type: 'presence',
     channel: 'room:1',
@@ -274,7 +276,7 @@ t.test('auth, channels, broadcast, presence: invalid fields', async (t) => {
 t.test('broadcast payload: any JSON, absent is null', async (t) => {
   for (const payload of [null, 0, 'text', true, [1, [2, [3]]], { a: { b: {} } }]) {
     const m = parse({ type: 'broadcast', channel: 'c', event: 'e', payload });
-    t.same(m, { type: 'broadcast', channel: 'c', event: 'e', payload, payloadJson: JSON.stringify(payload) });
+    t.same(m, { type: 'broadcast', channel: 'c', event: 'e', payload, payloadJson: JSON.stringify(payload), self: false });
   }
   t.same(parse({ type: 'broadcast', channel: 'c', event: 'e' }), {
     type: 'broadcast',
@@ -282,6 +284,7 @@ t.test('broadcast payload: any JSON, absent is null', async (t) => {
     event: 'e',
     payload: null,
     payloadJson: 'null',
+    self: false,
   });
 });
 
