@@ -17,7 +17,7 @@ import { Handlers } from './server/handlers.js';
 import { reloadPolicies, startAuthorizer } from './auth/setup.js';
 import type { PolicyAuthorizer } from './auth/authorizer.js';
 import { createMetrics } from './server/metrics.js';
-import { Server } from './server/server.js';
+import { Server, type ServerOptions } from './server/server.js';
 
 export interface Daemon {
   readonly port: number;
@@ -30,7 +30,12 @@ export interface Daemon {
   readonly failed: Promise<Error>;
 }
 
-export async function startDaemon(cfg: ServeConfig, log: Logger): Promise<Daemon> {
+export interface DaemonExtras {
+  /** More HTTP routes on the daemon's port (the dev demo). */
+  routes?: ServerOptions['routes'];
+}
+
+export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonExtras = {}): Promise<Daemon> {
   // First, so that a bad key (short secret, unreadable JWKS) stops the start before any connection.
   const verify = cfg.noAuth ? null : createVerifier({ secret: cfg.jwtSecret, jwks: cfg.jwks, issuer: cfg.jwtIssuer, audience: cfg.jwtAudience });
   const pool = new pg.Pool({ ...clientConfig(cfg.db), max: 2 });
@@ -93,6 +98,7 @@ export async function startDaemon(cfg: ServeConfig, log: Logger): Promise<Daemon
     log,
     healthy: () => capture.current === 'streaming',
     metrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
+    routes: extras.routes,
   });
   front = server;
   let port: number;

@@ -21,6 +21,8 @@ export interface ServerOptions {
   log: Logger;
   healthy: () => boolean;
   metrics: () => Promise<{ contentType: string; body: string }>;
+  /** More HTTP routes on the same port (the `walcast dev` demo page), before the 404. */
+  routes?: (app: uWS.TemplatedApp) => void;
 }
 
 export class Server {
@@ -95,6 +97,7 @@ export class Server {
         () => !aborted && res.cork(() => res.writeStatus('500 Internal Server Error').end()),
       );
     });
+    o.routes?.(app);
     app.any('/*', (res) => {
       res.cork(() => res.writeStatus('404 Not Found').end('walcast: WebSocket at /ws, GET /healthz, GET /metrics\n'));
     });
