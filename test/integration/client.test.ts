@@ -1,0 +1,408 @@
+// The client SDK (src/client, `walcast/client`) against a real daemon (in process, JWT secret,
+// a policy allowing reads) on a throwaway Postgres, with the `ws` constructor as in Node 20:
+// subscribe and receive; drops of every kind (network, daemon restart on the same port and
+// slot, too slow, token expiry) under a writer with nothing lost or repeated; token refresh
+// before exp keeping the connection; resync surfacing, directly and after a reconnect. Last, the
+// same modules loaded as they are by a headless Chromium, when one is installed.
+
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import ts from 'typescript';
+import t, { type Test } from 'tap';
+import WebSocket from 'ws';
+import { createClient, type Change, type ClientOptions, type DisconnectInfo, type Subscription, type WalcastClient } from '../../src/client/index.js';
+import { resolveServeConfig, type ServeFlags } from '../../src/config.js';
+import { startDaemon, type Daemon } from '../../src/daemon.js';
+import { silentLogger } from '../../src/log.js';
+import { migrate } from '../../src/sql/migrate.js';
+import { query, sleep, waitUntil } from '../helpers/capture.js';
+import { withPostgres } from '../helpers/pg.js';
+import { hsToken, inSeconds } from '../helpers/tokens.js';
+import { duplicates, freePort, orderViolations } from '../helpers/ws.js';
+import { SECRET } from '../helpers/tokens.js';
+
+const db = await withPostgres(t);
+await migrate(db.url);
+const url = db.url;
+await query(
+  url,
+  `create table items (id bigserial primary key, n int not null default 0, body text);
+   create table other (id bigserial primary key);
+   select walcast.enable('items'), walcast.enable('other');
+   insert into walcast.casbin_rule (ptype, v0, v1, v2, v3, v4) values ('p', '*', 'table', 'public.items', 'read', 'true');`,
+);
+
+async function daemon(flags: ServeFlags = {}): Promise<Daemon> {
+  const d = await startDaemon(resolveServeConfig({ db: url, port: '0', jwtSecret: SECRET, progressInterval: '200ms', ...flags }, {}), silentLogger);
+  t.teardown(() => d.stop());
+  return d;
+}
+
+function client(t: Test, opts: Partial<ClientOptions> & { url: string }): WalcastClient {
+  const c = createClient({ WebSocket, token: () => hsToken({ sub: 'alice' }), backoff: { baseMs: 50, capMs: 300 }, ...opts });
+  t.teardown(() => c.close());
+  return c;
+}
+
+/** Every change handed to the application, and the connection's drops. */
+function record<R extends Record<string, unknown>>(sub: Subscription<R>): Change<R>[] {
+  const got: Change<R>[] = [];
+  sub.on('change', (c) => got.push(c));
+  return got;
+}
+
+async function live(sub: Subscription<never> | Subscription, timeoutMs = 10_000): Promise<void> {
+  await waitUntil(() => sub.state === 'live', timeoutMs, () => `subscription ${sub.id} live (is ${sub.state})`);
+}
+
+/** A TCP proxy in front of a port: drop every connection (the client sees 1006), refuse new ones, stall. */
+class Proxy {
+  private readonly sockets = new Set<net.Socket>();
+  refusing = false;
+  readonly upstreams: net.Socket[] = [];
+  private constructor(
+    private readonly server: net.Server,
+    readonly port: number,
+    private target: number,
+  ) {}
+
+  static async start(t: Test, target: number): Promise<Proxy> {
+    let proxy: Proxy | null = null;
+    const server = net.createServer((down) => proxy!.accept(down));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    proxy = new Proxy(server, (server.address() as net.AddressInfo).port, target);
+    t.teardown(() => proxy!.stop());
+    return proxy;
+  }
+
+  private accept(down: net.Socket): void {
+    if (this.refusing) {
+      down.destroy();
+      return;
+    }
+    const up = net.connect(this.target, '127.0.0.1');
+    this.upstreams.push(up);
+    for (const s of [down, up]) {
+      this.sockets.add(s);
+      s.on('error', () => {});
+      s.on('close', () => {
+        this.sockets.delete(s);
+        down.destroy();
+        up.destroy();
+      });
+    }
+    down.pipe(up);
+    up.pipe(down);
+  }
+
+  /** Destroys every connection: no close frame, the client sees 1006. */
+  dropAll(): void {
+    for (const s of this.sockets) s.destroy();
+  }
+
+  stop(): Promise<void> {
+    this.dropAll();
+    return new Promise((r) => this.server.close(() => r()));
+  }
+}
+
+t.test('subscribe and receive changes: in order, typed, with positions from changes and progress', async (t) => {
+  const d = await daemon({ slot: 'basic' });
+  const c = client(t, { url: `ws://127.0.0.1:${d.port}/ws` });
+  const opened = new Promise<{ session: string }>((r) => c.once('open', r));
+  const sub = c.subscribe<{ id: string | number; n: number; body: string }>({ table: 'items' });
+  const few = c.subscribe({ table: 'public.items', filter: 'n=eq.7', events: ['insert'] });
+  const got = record(sub);
+  const gotFew = record(few);
+  t.ok((await opened).session, 'welcome with a session');
+  await live(sub);
+  await live(few);
+  t.ok(sub.position, `a position from subscribed: ${sub.position}`);
+  await query(url, "insert into items (n, body) values (1, 'a'), (7, 'b')");
+  await query(url, "update items set body = 'c' where body = 'a'");
+  await query(url, "delete from items where body = 'b'");
+  await waitUntil(() => got.length === 4, 10_000, () => `4 changes (have ${got.length})`);
+  t.same(got.map((m) => `${m.op}:${(m.new ?? m.old)?.body}`), ['insert:a', 'insert:b', 'update:c', 'delete:b']);
+  t.same(got[2].changed, ['body']);
+  t.same(orderViolations(got.map((m) => m.pos)), [], 'in position order');
+  t.equal(sub.position, got[3].pos, 'position = the last change');
+  t.same(gotFew.map((m) => m.new?.body), ['b'], 'the filtered, insert-only subscription');
+  // Changes that are not for this client move the position by progress.
+  await query(url, 'insert into other default values');
+  const before = sub.position!;
+  const progress = new Promise<string>((r) => c.once('progress', r));
+  await progress;
+  await waitUntil(() => sub.position !== before, 5_000, () => 'progress to move the position');
+  t.pass(`progress moved the position past the last change: ${before} → ${sub.position}`);
+  await sub.unsubscribe();
+  await query(url, "insert into items (n, body) values (0, 'after')");
+  await sleep(300);
+  t.equal(got.length, 4, 'nothing after unsubscribe');
+});
+
+t.test('drops under a writer (network 1006 twice, daemon restart 1001 on the same port and slot): nothing lost, nothing twice', async (t) => {
+  const port = await freePort();
+  const first = await daemon({ slot: 'drops', port: String(port) });
+  const proxy = await Proxy.start(t, port);
+  const c = client(t, { url: `ws://127.0.0.1:${proxy.port}/ws` });
+  const disconnects: DisconnectInfo[] = [];
+  c.on('disconnect', (x) => disconnects.push(x));
+  const all = c.subscribe<{ id: string; n: number }>({ table: 'items' });
+  const odd = c.subscribe<{ id: string; n: number }>({ table: 'items', filter: 'n=eq.1', events: ['insert'] });
+  const gotAll = record(all);
+  const gotOdd = record(odd);
+  await live(all);
+  await live(odd);
+  const [{ max: floor }] = await query<{ max: string | null }>(url, 'select max(id)::text as max from items');
+
+  const TX = 240;
+  let written = 0;
+  const writer = (async () => {
+    const pg = await import('pg');
+    const w = new pg.default.Client({ connectionString: url });
+    await w.connect();
+    try {
+      for (let i = 0; i < TX; i++) {
+        // Some transactions hold several changes (indexes > 0 within one commit LSN).
+        const rows = i % 5 === 0 ? 3 : 1;
+        await w.query(`insert into items (n, body) select g % 2, 'w${i}' from generate_series(1, ${rows}) g`);
+        written++;
+        await sleep(8);
+      }
+    } finally {
+      await w.end();
+    }
+  })();
+
+  await waitUntil(() => written >= TX / 4, 30_000);
+  proxy.dropAll();
+  await waitUntil(() => written >= TX / 2, 30_000);
+  await first.stop(); // clients closed with 1001
+  await sleep(300);
+  await daemon({ slot: 'drops', port: String(port) }); // the same port and slot
+  await waitUntil(() => written >= (TX * 3) / 4, 30_000);
+  proxy.dropAll();
+  await writer;
+
+  const want = await query<{ id: string; n: number }>(url, 'select id::text as id, n from items where items.id > $1 order by items.id', [floor ?? '0']);
+  const wantOdd = want.filter((r) => r.n === 1);
+  await waitUntil(() => gotAll.length >= want.length && gotOdd.length >= wantOdd.length, 30_000, () => `all ${want.length}/${wantOdd.length} rows (have ${gotAll.length}/${gotOdd.length})`);
+  await sleep(500);
+  const ids = gotAll.map((m) => String(m.new!.id));
+  t.same(duplicates(ids), [], 'no row twice');
+  t.equal(ids.length, want.length, `every row once (${want.length})`);
+  t.same(ids, want.map((r) => r.id), 'exactly the rows written, in commit order');
+  t.same(orderViolations(gotAll.map((m) => m.pos)), [], 'positions strictly increasing');
+  t.same(gotOdd.map((m) => String(m.new!.id)), wantOdd.map((r) => r.id), 'the filtered subscription: its rows, once, in order');
+  // While the daemon is down the proxy accepts and drops each attempt: more 1006 in between.
+  const codes = disconnects.map((x) => x.code);
+  t.equal(codes[0], 1006, 'dropped by the network');
+  t.equal(codes[1], 1001, 'then the daemon going away');
+  t.equal(codes.at(-1), 1006, 'then the network again');
+  t.ok(codes.every((x) => x === 1006 || x === 1001), `only those: ${codes}`);
+  t.ok(disconnects.every((x) => x.retryInMs !== null), 'each followed by a reconnect');
+  t.comment(`duplicates the client dropped by position: ${all.duplicatesDropped + odd.duplicatesDropped}`);
+  t.equal(c.state, 'open');
+});
+
+t.test('too slow (4008): the client reconnects and resumes from its position', async (t) => {
+  const port = await freePort();
+  await daemon({ slot: 'slow', port: String(port), maxBackpressure: '64KiB' });
+  const proxy = await Proxy.start(t, port);
+  const c = client(t, { url: `ws://127.0.0.1:${proxy.port}/ws`, pingIntervalMs: 0 });
+  const disconnects: DisconnectInfo[] = [];
+  c.on('disconnect', (x) => disconnects.push(x));
+  const sub = c.subscribe<{ id: string; n: number }>({ table: 'items', filter: 'n=eq.42' });
+  const got = record(sub);
+  await live(sub);
+  // Stop reading from the daemon: its sends pile up past the limit.
+  const up = proxy.upstreams[proxy.upstreams.length - 1];
+  up.pause();
+  await query(url, "insert into items (n, body) select 42, repeat('x', 4000) from generate_series(1, 2000)");
+  await sleep(1_000);
+  up.resume();
+  await waitUntil(() => got.length >= 2000, 60_000, () => `2000 rows (have ${got.length})`);
+  await sleep(300);
+  t.equal(disconnects[0]?.code, 4008, 'closed as too slow');
+  t.equal(got.length, 2000, 'every row');
+  t.same(duplicates(got.map((m) => String(m.new!.id))), [], 'none twice');
+  t.same(orderViolations(got.map((m) => m.pos)), []);
+});
+
+t.test('token refresh before exp keeps the connection open (3 s tokens)', async (t) => {
+  const d = await daemon({ slot: 'refresh' });
+  let issued = 0;
+  const c = client(t, {
+    url: `ws://127.0.0.1:${d.port}/ws`,
+    token: () => {
+      issued++;
+      return hsToken({ sub: 'alice' }, { exp: '3s' });
+    },
+  });
+  const disconnects: DisconnectInfo[] = [];
+  c.on('disconnect', (x) => disconnects.push(x));
+  const refreshed: (string | null)[] = [];
+  c.on('authenticated', (a) => refreshed.push(a.expiresAt));
+  const sub = c.subscribe({ table: 'items' });
+  const got = record(sub);
+  await live(sub);
+  await sleep(7_500);
+  await query(url, "insert into items (n, body) values (0, 'still here')");
+  await waitUntil(() => got.some((m) => m.new?.body === 'still here'), 5_000);
+  t.same(disconnects, [], 'never dropped');
+  t.ok(refreshed.length >= 2, `refreshed in-band ${refreshed.length} times`);
+  t.ok(refreshed.every((x) => typeof x === 'string' && Date.parse(x) > Date.now() - 10_000), 'authenticated with expires_at');
+  t.ok(issued >= 3, `the token function was asked ${issued} times`);
+  t.equal(c.state, 'open');
+});
+
+t.test('4001: a refused token and an expired session come back with fresh tokens and resume', async (t) => {
+  const d = await daemon({ slot: 'expiry' });
+  let calls = 0;
+  // 1st: already expired (refused on connect, 4001); 2nd and 3rd: the same 2 s token (the refresh
+  // gets nothing fresher, so the server closes 4001 at exp); then fresh ones.
+  let lasting: Promise<string> | null = null;
+  const c = client(t, {
+    url: `ws://127.0.0.1:${d.port}/ws`,
+    token: () => {
+      calls++;
+      if (calls === 1) return hsToken({ sub: 'alice' }, { exp: inSeconds(-30) });
+      if (calls <= 3) return (lasting ??= hsToken({ sub: 'alice' }, { exp: '2s' }));
+      return hsToken({ sub: 'alice' });
+    },
+  });
+  const disconnects: DisconnectInfo[] = [];
+  c.on('disconnect', (x) => disconnects.push(x));
+  const sub = c.subscribe<{ body: string }>({ table: 'items', filter: 'n=eq.5' });
+  const got = record(sub);
+  await live(sub);
+  t.equal(disconnects[0]?.code, 4001, 'the expired token was refused');
+  await query(url, "insert into items (n, body) values (5, 'one')");
+  await waitUntil(() => disconnects.length === 2, 6_000, () => 'the expiry close');
+  t.match(disconnects[1], { code: 4001, reason: 'token expired', retryInMs: 0 });
+  await query(url, "insert into items (n, body) values (5, 'two')");
+  await waitUntil(() => got.length === 2 && c.state === 'open', 10_000);
+  await query(url, "insert into items (n, body) values (5, 'three')");
+  await waitUntil(() => got.length === 3, 10_000);
+  await sleep(200);
+  t.same(got.map((m) => m.new!.body), ['one', 'two', 'three'], 'resumed across the expiry: nothing lost or twice');
+});
+
+t.test('resync surfaces: a position outside the window, directly and on a reconnect; resubscribe() from now', async (t) => {
+  const port = await freePort();
+  await daemon({ slot: 'resync', port: String(port), historyAge: '1s' });
+  const c = client(t, { url: `ws://127.0.0.1:${port}/ws` });
+  const reasons: string[] = [];
+  const old = c.subscribe({ table: 'items', since: '0/1:0' }, { onResync: (r) => reasons.push(r) });
+  await waitUntil(() => reasons.length === 1, 10_000);
+  t.same(reasons, ['position_outside_window']);
+  t.equal(old.state, 'ended');
+  const got = record(old);
+  old.resubscribe();
+  await live(old);
+  await query(url, "insert into items (n, body) values (0, 'after resubscribe')");
+  await waitUntil(() => got.length === 1, 10_000);
+  t.equal(got[0].new?.body, 'after resubscribe');
+
+  // Through a proxy that refuses connections for a while: the window moves past the position.
+  const proxy = await Proxy.start(t, port);
+  const c2 = client(t, { url: `ws://127.0.0.1:${proxy.port}/ws` });
+  const reasons2: string[] = [];
+  const sub = c2.subscribe({ table: 'items' }, { onResync: (r) => reasons2.push(r) });
+  const seen = record(sub);
+  await live(sub);
+  await query(url, "insert into items (n, body) values (0, 'seen')");
+  await waitUntil(() => seen.length === 1, 10_000);
+  proxy.refusing = true;
+  proxy.dropAll();
+  await query(url, "insert into items (n, body) values (0, 'missed')");
+  await sleep(3_500);
+  proxy.refusing = false;
+  await waitUntil(() => reasons2.length === 1, 15_000, () => 'a resync after the reconnect');
+  t.same(reasons2, ['position_outside_window'], 'the reconnect could not resume: resync, not silence');
+  t.equal(sub.state, 'ended');
+});
+
+/** A Chromium to run headless, or null. */
+function findChromium(): string | null {
+  for (const bin of ['chromium', 'chromium-browser', 'google-chrome']) {
+    if (spawnSync(bin, ['--version'], { stdio: 'ignore' }).status === 0) return bin;
+  }
+  return null;
+}
+
+const chromium = findChromium();
+
+t.test('in a browser: plain ES modules, the global WebSocket, a token from fetch, a reconnect', { skip: chromium ? false : 'no chromium installed' }, async (t) => {
+  const port = await freePort();
+  await daemon({ slot: 'browser', port: String(port) });
+  const proxy = await Proxy.start(t, port);
+  // The client's modules, each compiled on its own to an ES module, served under /client/ as
+  // dist/src/client serves them: the browser resolves the relative imports itself.
+  const dir = join(import.meta.dirname, '../../src/client');
+  const modules = new Map<string, string>();
+  for (const f of readdirSync(dir).filter((x) => x.endsWith('.ts'))) {
+    const out = ts.transpileModule(readFileSync(join(dir, f), 'utf8'), { compilerOptions: { module: ts.ModuleKind.ES2022, target: ts.ScriptTarget.ES2022 } });
+    modules.set(f.replace(/\.ts$/, '.js'), out.outputText);
+  }
+  const page = `<!doctype html><meta charset="utf-8"><script type="module">
+    const post = (o) => fetch('/event', { method: 'POST', body: JSON.stringify(o) });
+    try {
+      const { createClient } = await import('/client/index.js');
+      const client = createClient({ url: 'ws://127.0.0.1:${proxy.port}/ws', token: () => fetch('/token').then((r) => r.text()), backoff: { baseMs: 50, capMs: 300 } });
+      client.on('disconnect', (d) => post({ type: 'disconnect', code: d.code }));
+      client.subscribe({ table: 'items', filter: 'n=eq.77' }, {
+        onSubscribed: (i) => post({ type: 'subscribed', resumed: i.resumed }),
+        onChange: (c) => post({ type: 'change', pos: c.pos, body: c.new.body }),
+      });
+    } catch (e) {
+      post({ type: 'fail', message: String((e && e.stack) || e) });
+    }
+  </script>`;
+  const events: Record<string, unknown>[] = [];
+  const web = http.createServer((req, res) => {
+    if (req.method === 'POST') {
+      let body = '';
+      req.on('data', (d) => (body += d));
+      req.on('end', () => {
+        events.push(JSON.parse(body));
+        res.end();
+      });
+      return;
+    }
+    if (req.url === '/token') {
+      void hsToken({ sub: 'browser-user' }).then((tok) => res.end(tok));
+      return;
+    }
+    const js = req.url?.startsWith('/client/') ? modules.get(req.url.slice('/client/'.length)) : undefined;
+    if (req.url === '/') res.setHeader('content-type', 'text/html').end(page);
+    else if (js !== undefined) res.setHeader('content-type', 'text/javascript').end(js);
+    else res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
+  t.teardown(() => new Promise<void>((r) => web.close(() => r())));
+  const profile = mkdtempSync(join(tmpdir(), 'walcast-chromium-'));
+  const browser = spawn(chromium!, ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', `--user-data-dir=${profile}`, `http://127.0.0.1:${(web.address() as net.AddressInfo).port}/`], { stdio: 'ignore' });
+  t.teardown(async () => {
+    browser.kill();
+    await new Promise((r) => (browser.exitCode !== null ? r(null) : browser.once('exit', r)));
+    rmSync(profile, { recursive: true, force: true });
+  });
+  const of = (type: string) => events.filter((e) => e.type === type);
+  await waitUntil(() => of('subscribed').length === 1 || of('fail').length > 0, 30_000, () => `the page to subscribe: ${JSON.stringify(events)}`);
+  t.same(of('fail'), [], 'the modules load');
+  await query(url, "insert into items (n, body) values (77, 'one')");
+  await waitUntil(() => of('change').length === 1, 10_000, () => `the change in the page: ${JSON.stringify(events)}`);
+  proxy.dropAll();
+  await query(url, "insert into items (n, body) values (77, 'two')");
+  await waitUntil(() => of('subscribed').length === 2, 10_000, () => `the resubscribe: ${JSON.stringify(events)}`);
+  await query(url, "insert into items (n, body) values (77, 'three')");
+  await waitUntil(() => of('change').length === 3, 10_000, () => `three changes: ${JSON.stringify(events)}`);
+  t.same(of('change').map((e) => e.body), ['one', 'two', 'three'], 'each once, across the reconnect');
+  t.same(of('disconnect').map((e) => e.code), [1006], 'the drop, seen by the browser as 1006');
+  t.same(of('subscribed').map((e) => e.resumed), [false, true], 'resumed with since');
+});
