@@ -14,4 +14,6 @@ export default tseslint.config(
       'no-constant-condition': ['error', { checkLoops: false }],
     },
   },
+  // The demo page of `walcast dev`: plain browser modules.
+  { files: ['demo/**/*.js'], languageOptions: { globals: { ...globals.browser } } },
 );
