@@ -23,7 +23,11 @@ export interface ChannelEvents {
   leave: [string, PresenceMeta[]];
   /** The server confirmed the join (again after every reconnect). */
   joined: [];
-  /** A refused join (`forbidden`), broadcast or presence. */
+  /**
+   * A refused join (`forbidden`, `limit_exceeded`), broadcast or presence update
+   * (`too_large`, `limit_exceeded`...), or the server removing this connection from the
+   * channel (`forbidden`: its right to join was taken away; the channel is left).
+   */
   error: [WalcastError];
 }
 
@@ -111,9 +115,11 @@ export class Channel extends Emitter<ChannelEvents> {
 
   /**
    * Broadcasts to the channel's other members (to this connection too with `self: true`).
-   * Fire and forget: false when the connection is not open; a refusal arrives as an `error` event.
+   * Fire and forget, not stored: false when not joined right now (before join() resolved, or
+   * while reconnecting); a refusal arrives as an `error` event.
    */
   send(event: string, payload: unknown = null, opts: { self?: boolean } = {}): boolean {
+    if (!this.joinedNow) return false;
     const msg: Record<string, unknown> = { type: 'broadcast', channel: this.name, event, payload };
     if (opts.self) msg.self = true;
     return this.host.request(msg, 'broadcast', this);
@@ -194,9 +200,21 @@ export class Channel extends Emitter<ChannelEvents> {
     this.emit('joined');
   }
 
-  /** @internal */
-  handleLeft(): void {
+  /**
+   * `left`: the reply to leave(), or (`byServer`, without a ref) the server removed this
+   * connection because its right to join was taken away. @internal
+   */
+  handleLeft(byServer: boolean): void {
     this.settle(this.leaveWaiters.splice(0), null);
+    if (!byServer || !this.joinedNow) return;
+    this.wanted = false;
+    this.joinedNow = false;
+    this.joining = false;
+    this.tracked = null;
+    this.showPresence(replacePresenceState(this.view, {}));
+    const err = new WalcastError('forbidden', `the server removed this connection from channel ${this.name} (no longer allowed to join it)`);
+    if (this.listenerCount('error') === 0) this.host.unhandled(err);
+    else this.emit('error', err);
   }
 
   /** An error reply to one of this channel's requests. @internal */

@@ -435,7 +435,7 @@ export class WalcastClient extends Emitter<ClientEvents> {
         const ch = typeof m.channel === 'string' ? this.channels.get(m.channel) : undefined;
         if (!ch) return;
         if (m.type === 'joined') ch.handleJoined();
-        else if (m.type === 'left') ch.handleLeft();
+        else if (m.type === 'left') ch.handleLeft(p === undefined);
         else if (m.type === 'broadcast') ch.handleBroadcast(typeof m.event === 'string' ? m.event : '', m.payload ?? null);
         else if (m.type === 'presence_state') ch.handlePresenceState(m.state);
         else ch.handlePresenceDiff(m.joins, m.leaves);

@@ -2,7 +2,8 @@
 // a policy allowing reads) on a throwaway Postgres, with the `ws` constructor as in Node 20:
 // subscribe and receive; drops of every kind (network, daemon restart on the same port and
 // slot, too slow, token expiry) under a writer with nothing lost or repeated; token refresh
-// before exp keeping the connection; resync surfacing, directly and after a reconnect. Last, the
+// before exp keeping the connection; resync surfacing, directly and after a reconnect; channels
+// (broadcast, merged presence, rejoin and re-track after a drop, removal). Last, the
 // same modules loaded as they are by a headless Chromium, when one is installed.
 
 import { spawn, spawnSync } from 'node:child_process';
@@ -14,7 +15,7 @@ import { join } from 'node:path';
 import ts from 'typescript';
 import t, { type Test } from 'tap';
 import WebSocket from 'ws';
-import { createClient, type Change, type ClientOptions, type DisconnectInfo, type Subscription, type WalcastClient } from '../../src/client/index.js';
+import { createClient, type Change, type Channel, type ClientOptions, type DisconnectInfo, type PresenceState, type Subscription, type WalcastClient, type WalcastError } from '../../src/client/index.js';
 import { resolveServeConfig, type ServeFlags } from '../../src/config.js';
 import { startDaemon, type Daemon } from '../../src/daemon.js';
 import { silentLogger } from '../../src/log.js';
@@ -33,7 +34,13 @@ await query(
   `create table items (id bigserial primary key, n int not null default 0, body text);
    create table other (id bigserial primary key);
    select walcast.enable('items'), walcast.enable('other');
-   insert into walcast.casbin_rule (ptype, v0, v1, v2, v3, v4) values ('p', '*', 'table', 'public.items', 'read', 'true');`,
+   insert into walcast.casbin_rule (ptype, v0, v1, v2, v3, v4) values
+     ('p', '*', 'table', 'public.items', 'read', 'true'),
+     ('p', '*', 'channel', 'room:*', 'join', 'true'),
+     ('p', '*', 'channel', 'room:*', 'broadcast', 'true'),
+     ('p', '*', 'channel', 'room:*', 'presence', 'true'),
+     ('p', '*', 'channel', 'vip:*', 'join', 'true'),
+     ('p', '*', 'channel', 'vip:*', 'broadcast', 'true');`,
 );
 
 async function daemon(flags: ServeFlags = {}): Promise<Daemon> {
@@ -320,11 +327,99 @@ t.test('resync surfaces: a position outside the window, directly and on a reconn
   proxy.refusing = true;
   proxy.dropAll();
   await query(url, "insert into items (n, body) values (0, 'missed')");
-  await sleep(3_500);
+  // The ring keeps its newest entry whatever its age: later transactions push 'missed' out.
+  await query(url, 'insert into other default values');
+  await sleep(1_500);
+  await query(url, 'insert into other default values');
+  await sleep(1_500);
   proxy.refusing = false;
-  await waitUntil(() => reasons2.length === 1, 15_000, () => 'a resync after the reconnect');
+  await waitUntil(() => reasons2.length === 1, 15_000, () => `a resync after the reconnect; got ${JSON.stringify(seen.map((x) => x.new?.body))}, ${sub.state}`);
   t.same(reasons2, ['position_outside_window'], 'the reconnect could not resume: resync, not silence');
   t.equal(sub.state, 'ended');
+});
+
+const states = (view: PresenceState) => Object.fromEntries(Object.keys(view).sort().map((k) => [k, view[k].map((m) => m.state).sort((x, y) => JSON.stringify(x).localeCompare(JSON.stringify(y)))]));
+
+function watchChannel(ch: Channel): { joins: string[]; leaves: string[]; got: unknown[]; errors: WalcastError[] } {
+  const log = { joins: [] as string[], leaves: [] as string[], got: [] as unknown[], errors: [] as WalcastError[] };
+  ch.onJoin((k) => log.joins.push(k));
+  ch.onLeave((k) => log.leaves.push(k));
+  ch.on('*', (payload, m) => log.got.push({ event: m.event, payload }));
+  ch.onError((e) => log.errors.push(e));
+  return log;
+}
+
+t.test('channels: broadcast (self on request, from SQL), presence merged across tabs, rejoin and re-track after a drop, removal when the right goes', async (t) => {
+  const port = await freePort();
+  await daemon({ slot: 'channels', port: String(port) });
+  const proxy = await Proxy.start(t, port);
+  const direct = `ws://127.0.0.1:${port}/ws`;
+  const ann1 = client(t, { url: `ws://127.0.0.1:${proxy.port}/ws`, token: () => hsToken({ sub: 'ann' }) });
+  const ann2 = client(t, { url: direct, token: () => hsToken({ sub: 'ann' }) });
+  const ben = client(t, { url: direct, token: () => hsToken({ sub: 'ben' }) });
+  const [a1, a2, b] = [ann1, ann2, ben].map((c) => c.channel('room:1'));
+  const [l1, l2, lb] = [a1, a2, b].map(watchChannel);
+  await Promise.all([a1.join(), a2.join(), b.join()]);
+  a1.track({ status: 'online' });
+  a2.track({ status: 'tab2' });
+  b.track({ status: 'here' });
+  const want = { ann: [{ status: 'online' }, { status: 'tab2' }], ben: [{ status: 'here' }] };
+  await waitUntil(() => JSON.stringify(states(b.presenceState())) === JSON.stringify(want), 5_000, () => `ben's view: ${JSON.stringify(b.presenceState())}`);
+  await waitUntil(() => JSON.stringify(states(a1.presenceState())) === JSON.stringify(want), 5_000, () => `ann's view: ${JSON.stringify(a1.presenceState())}`);
+  t.same(lb.joins.sort(), ['ann', 'ben'], 'keys are user ids; two tabs of ann are one join');
+  t.same(b.presenceState().ann.map((m) => m.session).sort(), [ann1.session, ann2.session].sort(), 'one meta per connection, by session');
+
+  t.ok(a1.send('typing', { user: 'ann' }));
+  a1.send('typing', { echo: true }, { self: true });
+  await waitUntil(() => lb.got.length === 2 && l2.got.length === 2 && l1.got.length === 1, 5_000, () => JSON.stringify([l1.got, l2.got, lb.got]));
+  t.same(lb.got, [{ event: 'typing', payload: { user: 'ann' } }, { event: 'typing', payload: { echo: true } }], 'ben got both');
+  t.same(l2.got, lb.got, 'so did ann\'s other tab');
+  t.same(l1.got, [{ event: 'typing', payload: { echo: true } }], 'the sender only the one with self');
+  await query(url, `select walcast.broadcast('room:1', 'note', '{"from": "sql"}')`);
+  await waitUntil(() => lb.got.length === 3 && l1.got.length === 2, 5_000);
+  t.same(lb.got[2], { event: 'note', payload: { from: 'sql' } }, 'from SQL, to every member');
+
+  a1.track({ status: 'away' });
+  await waitUntil(() => states(b.presenceState()).ann?.some((s) => s?.status === 'away'), 5_000);
+  t.same(states(b.presenceState()), { ann: [{ status: 'away' }, { status: 'tab2' }], ben: [{ status: 'here' }] }, 'an update replaces that tab\'s meta');
+  t.same(lb.leaves, [], 'no key left');
+
+  // ann's first tab loses its connection: it comes back, rejoins and re-tracks; ann never left
+  // for ben, because her second tab stayed.
+  const oldSession = ann1.session;
+  const rejoined = new Promise<void>((r) => a1.once('joined', () => r()));
+  proxy.dropAll();
+  await rejoined;
+  await waitUntil(() => b.presenceState().ann?.some((m) => m.session === ann1.session && m.state?.status === 'away'), 5_000, () => `the re-tracked meta: ${JSON.stringify(b.presenceState())}`);
+  t.not(ann1.session, oldSession, 'a new connection');
+  t.notOk(b.presenceState().ann.some((m) => m.session === oldSession), 'the old connection\'s meta is gone');
+  t.same(lb.leaves, [], 'ben never saw ann leave');
+  await waitUntil(() => JSON.stringify(states(a1.presenceState())) === JSON.stringify(states(b.presenceState())), 5_000, () => 'the views to agree');
+  t.pass('ann\'s rejoined view agrees with ben\'s');
+  t.ok(a1.send('typing', { back: true }), 'broadcasts again once rejoined');
+  await waitUntil(() => lb.got.some((g) => JSON.stringify(g).includes('back')), 5_000);
+
+  a2.untrack();
+  await ann1.close();
+  await waitUntil(() => lb.leaves.includes('ann'), 5_000, () => `ann to leave: ${JSON.stringify(b.presenceState())}`);
+  t.same(states(b.presenceState()), { ben: [{ status: 'here' }] }, 'ann left with her last meta');
+  t.same([l1.errors, l2.errors, lb.errors], [[], [], []], 'no errors so far');
+
+  // The right to join vip:* goes; the server removes the members at the next message.
+  const [v2, vb] = [ann2, ben].map((c) => c.channel('vip:1'));
+  const [lv2, lvb] = [v2, vb].map(watchChannel);
+  await Promise.all([v2.join(), vb.join()]);
+  await query(url, "delete from walcast.casbin_rule where v1 = 'channel' and v2 = 'vip:*' and v3 = 'join'");
+  await waitUntil(() => {
+    if (v2.joined) v2.send('ping', null);
+    return lvb.errors.length > 0;
+  }, 10_000, () => 'ben to be removed');
+  t.match(lvb.errors[0], { code: 'forbidden', message: /removed/ }, 'ben is told');
+  t.notOk(vb.joined, 'and is out');
+  await waitUntil(() => lv2.errors.length > 0, 5_000);
+  t.notOk(v2.joined, 'ann too');
+  t.equal(vb.send('x', 1), false);
+  await t.rejects(ben.channel('vip:2').join(), { code: 'forbidden' }, 'a new join is refused');
 });
 
 /** A Chromium to run headless, or null. */
@@ -384,13 +479,26 @@ t.test('in a browser: plain ES modules, the global WebSocket, a token from fetch
     else res.writeHead(404).end();
   });
   await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
-  t.teardown(() => new Promise<void>((r) => web.close(() => r())));
+  t.teardown(() => {
+    web.closeAllConnections();
+    return new Promise<void>((r) => web.close(() => r()));
+  });
   const profile = mkdtempSync(join(tmpdir(), 'walcast-chromium-'));
-  const browser = spawn(chromium!, ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', `--user-data-dir=${profile}`, `http://127.0.0.1:${(web.address() as net.AddressInfo).port}/`], { stdio: 'ignore' });
+  // In its own process group, so that its helper processes end with it.
+  const browser = spawn(chromium!, ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', `--user-data-dir=${profile}`, `http://127.0.0.1:${(web.address() as net.AddressInfo).port}/`], { stdio: 'ignore', detached: true });
+  const exited = new Promise((r) => browser.once('exit', r));
   t.teardown(async () => {
-    browser.kill();
-    await new Promise((r) => (browser.exitCode !== null ? r(null) : browser.once('exit', r)));
-    rmSync(profile, { recursive: true, force: true });
+    try {
+      process.kill(-browser.pid!, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+    await Promise.race([exited, sleep(5_000)]);
+    try {
+      rmSync(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 });
+    } catch {
+      // a temporary directory: leave it
+    }
   });
   const of = (type: string) => events.filter((e) => e.type === type);
   await waitUntil(() => of('subscribed').length === 1 || of('fail').length > 0, 30_000, () => `the page to subscribe: ${JSON.stringify(events)}`);

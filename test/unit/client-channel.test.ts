@@ -194,9 +194,48 @@ t.test('errors: a refused join rejects join(); a refused broadcast reaches the c
   const open = ann.channel('open');
   const openErrs: WalcastError[] = [];
   open.onError((e) => openErrs.push(e));
-  t.ok(open.send('hi', 1), 'sent without joining');
+  t.equal(open.send('hi', 1), false, 'not sent before joining');
+  open.track({ a: 1 }); // kept for the join, not sent yet
+  await sleep(50);
+  t.same(srv.last.of('broadcast'), [], 'nothing on the wire');
+  t.same(srv.last.of('presence'), []);
+  await open.join();
+  await srv.last.next((m) => m.type === 'presence', 1_000, 'the state tracked before joining');
+  t.ok(open.send('big', 'x'), 'sent once joined');
+  await until(() => srv.last.of('broadcast').length === 1);
+  srv.last.send({ type: 'error', code: 'too_large', message: 'a broadcast payload is at most 32768 bytes of JSON', ref: srv.last.of('broadcast')[0].ref });
   await until(() => openErrs.length === 1);
-  t.match(openErrs[0], { code: 'forbidden', message: 'join the channel first' });
+  t.match(openErrs[0], { code: 'too_large' }, 'a refused broadcast reaches its channel by ref');
+  t.ok(open.joined, 'and the channel stays joined');
+});
+
+t.test('removed by the server (right to join taken away): error, view cleared, no rejoin', async (t) => {
+  const srv = await FakeServer.start(t);
+  const ann = client(t, srv, 'ann');
+  const bob = client(t, srv, 'bob');
+  const a = ann.channel('room:9');
+  const b = bob.channel('room:9');
+  const aLog = watch(a);
+  const errs: WalcastError[] = [];
+  a.onError((e) => errs.push(e));
+  const clientErrs: WalcastError[] = [];
+  ann.on('error', (e) => clientErrs.push(e));
+  await Promise.all([a.join(), b.join()]);
+  a.track({ x: 1 });
+  b.track({ y: 1 });
+  await until(() => aLog.joins.length === 2);
+  srv.evict(srv.conns.find((c) => c.user === 'ann' && !c.closed)!, 'room:9');
+  await until(() => errs.length === 1);
+  t.match(errs[0], { code: 'forbidden', message: /removed this connection from channel room:9/ });
+  t.match(clientErrs, [{ code: 'forbidden', message: /may no longer join/ }], 'the server\'s own error (it names no channel) reaches the client');
+  t.notOk(a.joined);
+  t.same(a.presenceState(), {});
+  t.same(aLog.leaves.sort(), ['ann', 'bob']);
+  t.equal(a.send('x', 1), false);
+  srv.conns.find((c) => c.user === 'ann' && !c.closed)!.terminate();
+  await until(() => ann.state === 'open' && srv.conns.filter((c) => c.user === 'ann').length === 2);
+  await sleep(100);
+  t.same(srv.conns.filter((c) => c.user === 'ann').at(-1)!.of('join'), [], 'not rejoined');
 });
 
 t.test('join() waits for a connection; close() rejects a join still waiting', async (t) => {

@@ -207,7 +207,7 @@ export class FakeServer {
       case 'broadcast': {
         const members = this.channels.get(String(m.channel));
         if (!members?.has(c)) {
-          c.send({ type: 'error', code: 'forbidden', message: 'join the channel first', ref });
+          c.send({ type: 'error', code: 'bad_request', message: `join ${String(m.channel)} first`, ref });
           return;
         }
         for (const other of members.keys()) {
@@ -219,7 +219,7 @@ export class FakeServer {
         const ch = String(m.channel);
         const members = this.channels.get(ch);
         if (!members?.has(c)) {
-          c.send({ type: 'error', code: 'forbidden', message: 'join the channel first', ref });
+          c.send({ type: 'error', code: 'bad_request', message: `join ${ch} first`, ref });
           return;
         }
         const old = members.get(c) ?? null;
@@ -233,6 +233,13 @@ export class FakeServer {
       default:
         return;
     }
+  }
+
+  /** Removes a member as the server does when its right to join was taken away. */
+  evict(c: FakeConn, ch: string): void {
+    this.leaveChannel(ch, c);
+    c.send({ type: 'error', code: 'forbidden', message: `"${c.user}" may no longer join ${ch}` });
+    c.send({ type: 'left', channel: ch });
   }
 
   presenceOf(ch: string): Record<string, unknown[]> {
