@@ -86,7 +86,7 @@ export class Channels {
     const ch = this.joinedOrThrow(peer, name);
     if (Buffer.byteLength(payloadJson) > this.o.maxPayloadBytes) throw new TooLargeError(`a broadcast payload is at most ${this.o.maxPayloadBytes} bytes of JSON`);
     if (!this.may(peer, name, 'broadcast')) throw new ForbiddenError(`no policy allows ${who(peer)} to broadcast on ${name}`);
-    this.send(ch, broadcastMsg(name, event, payloadJson), self ? null : peer);
+    this.send(ch, broadcastMsg(name, event, payloadJson, keyOf(peer)), self ? null : peer);
   }
 
   /** `walcast.broadcast()` from SQL, committed: to every member. */

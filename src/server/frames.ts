@@ -68,10 +68,13 @@ export function left(channel: string, ref?: Ref): string {
 
 /**
  * `payloadJson`: the payload as JSON text, e.g. BroadcastClientMessage.payloadJson, or the jsonb
- * text of a `walcast.broadcast()` logical message. Inserted as is.
+ * text of a `walcast.broadcast()` logical message. Inserted as is. `from`: the sending user
+ * (the token's `sub`; the session under --no-auth), set by the server for client broadcasts so
+ * that nobody can speak for someone else; absent for broadcasts from SQL.
  */
-export function broadcastMsg(channel: string, event: string, payloadJson: string): string {
-  return `{"type":"broadcast","channel":${JSON.stringify(channel)},"event":${JSON.stringify(event)},"payload":${payloadJson}}`;
+export function broadcastMsg(channel: string, event: string, payloadJson: string, from?: string): string {
+  const sender = from === undefined ? '' : `,"from":${JSON.stringify(from)}`;
+  return `{"type":"broadcast","channel":${JSON.stringify(channel)},"event":${JSON.stringify(event)},"payload":${payloadJson}${sender}}`;
 }
 
 export function presenceState(channel: string, state: Record<string, unknown>): string {

@@ -74,7 +74,7 @@ t.test('broadcast: to the other members, the sender only when it asks; the actio
     await join(c, 'room:3');
   }
   ann.send({ type: 'broadcast', channel: 'room:1', event: 'typing', payload: { user: 'ann' } });
-  t.match(await ben.next((m) => m.type === 'broadcast'), { channel: 'room:1', event: 'typing', payload: { user: 'ann' } });
+  t.match(await ben.next((m) => m.type === 'broadcast'), { channel: 'room:1', event: 'typing', payload: { user: 'ann' }, from: 'ann' });
   ann.send({ type: 'broadcast', channel: 'room:1', event: 'echo', payload: 1, self: true });
   t.match(await ann.next((m) => m.type === 'broadcast'), { event: 'echo' }, 'self: true echoes back');
   await ben.next((m) => m.type === 'broadcast' && m.event === 'echo');
@@ -99,6 +99,7 @@ t.test('walcast.broadcast() from SQL: in commit order with the rows, and only if
   await ben.next((m) => m.type === 'broadcast' && m.event === 'after');
   const seq = ben.messages.filter((m) => m.type === 'change' || m.type === 'broadcast').map((m: Msg) => (m.type === 'change' ? `change:${(m.new as { body: string }).body}` : `broadcast:${m.event}:${JSON.stringify(m.payload)}`));
   t.same(seq, ['change:hi', 'broadcast:message_sent:{"n":1}', 'broadcast:after:[1,2]'], 'the row, then its broadcast; never the rolled-back one');
+  t.notOk(ben.messages.some((m) => m.type === 'broadcast' && 'from' in m), 'broadcasts from SQL have no from');
   await t.rejects(query(url, "select walcast.broadcast('', 'x', null)"), /channel must be 1 to 255/, 'SQL checks its arguments');
 });
 
