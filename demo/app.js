@@ -7,9 +7,8 @@
 //   (policy on the row's room_id).
 // - Who is online: presence on channel room:N, each tab tracking {name}; the keys are user ids
 //   the server took from the tokens.
-// - Who is typing: broadcast "typing" on room:N. A broadcast carries no sender, so the payload
-//   names the sender's connection (session) and the page looks it up in the presence view: a
-//   name comes from the server, not from the payload.
+// - Who is typing: broadcast "typing" on room:N; the server stamps each client broadcast with
+//   its sender's user id (`from`, from the token), so a name never comes from a payload.
 // - Friends online: channel user:NAME, tracked by its owner, joinable by the owner's friends.
 import { createClient } from '/client/index.js';
 
@@ -195,7 +194,7 @@ function openRoom(session, id) {
   room.channel = session.client.channel(`room:${id}`);
   room.offs.push(
     room.channel.onPresence((state) => renderOnline(room, state)),
-    room.channel.onBroadcast('typing', (payload) => showTyping(room, payload)),
+    room.channel.onBroadcast('typing', (_payload, message) => showTyping(room, message.from)),
     // forbidden: refused, or removed because the membership was taken away.
     room.channel.onError((err) => {
       if (room.closed) return;
@@ -299,14 +298,11 @@ $('message-input').addEventListener('input', () => {
   const room = me?.room;
   if (!room || !room.channel.joined || Date.now() - room.lastTypingSent < TYPING_SEND_EVERY_MS) return;
   room.lastTypingSent = Date.now();
-  room.channel.send('typing', { session: me.client.session });
+  room.channel.send('typing', null);
 });
 
-function showTyping(room, payload) {
-  const session = typeof payload?.session === 'string' ? payload.session : null;
-  const state = room.channel.presenceState();
-  const name = Object.keys(state).find((key) => state[key].some((meta) => meta.session === session));
-  if (!name || room.closed) return;
+function showTyping(room, name) {
+  if (typeof name !== 'string' || room.closed) return;
   clearTimeout(room.typing.get(name));
   room.typing.set(name, setTimeout(() => stopTyping(room, name), TYPING_SHOW_MS));
   renderTyping(room);
