@@ -12,6 +12,8 @@ export interface BroadcastMessage<P = unknown> {
   channel: string;
   event: string;
   payload: P;
+  /** The sender's user id (JWT `sub`; its session id under --no-auth), set by the server; absent from SQL. */
+  from?: string;
 }
 
 export interface ChannelEvents {
@@ -234,9 +236,10 @@ export class Channel extends Emitter<ChannelEvents> {
   }
 
   /** @internal */
-  handleBroadcast(event: string, payload: unknown): void {
+  handleBroadcast(event: string, payload: unknown, from: unknown): void {
     if (!this.wanted) return;
     const msg: BroadcastMessage = { channel: this.name, event, payload };
+    if (typeof from === 'string') msg.from = from;
     for (const key of [event, '*']) {
       const set = this.broadcastListeners.get(key);
       if (!set) continue;

@@ -436,7 +436,7 @@ export class WalcastClient extends Emitter<ClientEvents> {
         if (!ch) return;
         if (m.type === 'joined') ch.handleJoined();
         else if (m.type === 'left') ch.handleLeft(p === undefined);
-        else if (m.type === 'broadcast') ch.handleBroadcast(typeof m.event === 'string' ? m.event : '', m.payload ?? null);
+        else if (m.type === 'broadcast') ch.handleBroadcast(typeof m.event === 'string' ? m.event : '', m.payload ?? null, m.from);
         else if (m.type === 'presence_state') ch.handlePresenceState(m.state);
         else ch.handlePresenceDiff(m.joins, m.leaves);
         return;

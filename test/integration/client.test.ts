@@ -344,7 +344,7 @@ function watchChannel(ch: Channel): { joins: string[]; leaves: string[]; got: un
   const log = { joins: [] as string[], leaves: [] as string[], got: [] as unknown[], errors: [] as WalcastError[] };
   ch.onJoin((k) => log.joins.push(k));
   ch.onLeave((k) => log.leaves.push(k));
-  ch.on('*', (payload, m) => log.got.push({ event: m.event, payload }));
+  ch.on('*', (payload, m) => log.got.push(m.from === undefined ? { event: m.event, payload } : { event: m.event, payload, from: m.from }));
   ch.onError((e) => log.errors.push(e));
   return log;
 }
@@ -372,12 +372,12 @@ t.test('channels: broadcast (self on request, from SQL), presence merged across 
   t.ok(a1.send('typing', { user: 'ann' }));
   a1.send('typing', { echo: true }, { self: true });
   await waitUntil(() => lb.got.length === 2 && l2.got.length === 2 && l1.got.length === 1, 5_000, () => JSON.stringify([l1.got, l2.got, lb.got]));
-  t.same(lb.got, [{ event: 'typing', payload: { user: 'ann' } }, { event: 'typing', payload: { echo: true } }], 'ben got both');
+  t.same(lb.got, [{ event: 'typing', payload: { user: 'ann' }, from: 'ann' }, { event: 'typing', payload: { echo: true }, from: 'ann' }], 'ben got both, from ann');
   t.same(l2.got, lb.got, 'so did ann\'s other tab');
-  t.same(l1.got, [{ event: 'typing', payload: { echo: true } }], 'the sender only the one with self');
+  t.same(l1.got, [{ event: 'typing', payload: { echo: true }, from: 'ann' }], 'the sender only the one with self');
   await query(url, `select walcast.broadcast('room:1', 'note', '{"from": "sql"}')`);
   await waitUntil(() => lb.got.length === 3 && l1.got.length === 2, 5_000);
-  t.same(lb.got[2], { event: 'note', payload: { from: 'sql' } }, 'from SQL, to every member');
+  t.same(lb.got[2], { event: 'note', payload: { from: 'sql' } }, 'from SQL, to every member, without a sender');
 
   a1.track({ status: 'away' });
   await waitUntil(() => states(b.presenceState()).ann?.some((s) => s?.status === 'away'), 5_000);

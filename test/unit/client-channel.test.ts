@@ -57,7 +57,7 @@ t.test('join, broadcast to the others, self on request, wildcard listeners', asy
   const allAtB: string[] = [];
   const atA: unknown[] = [];
   b.on('typing', (payload) => atB.push(payload));
-  b.on('*', (_p, msg) => allAtB.push(msg.event));
+  b.on('*', (_p, msg) => allAtB.push(`${msg.from}:${msg.event}`));
   a.on('typing', (payload) => atA.push(payload));
   t.ok(a.send('typing', { user: 'ann' }), 'sent');
   a.send('moved', [1, 2]);
@@ -65,7 +65,7 @@ t.test('join, broadcast to the others, self on request, wildcard listeners', asy
   await until(() => atB.length === 2 && atA.length === 1);
   await sleep(50);
   t.same(atB, [{ user: 'ann' }, { again: true }], 'bob got both typings');
-  t.same(allAtB, ['typing', 'moved', 'typing'], '"*" gets every event');
+  t.same(allAtB, ['ann:typing', 'ann:moved', 'ann:typing'], '"*" gets every event, with its sender');
   t.same(atA, [{ again: true }], 'ann only got the one sent with self');
   const wire = srv.conns.find((c) => c.user === 'ann')!.of('broadcast');
   t.match(wire, [{ channel: 'room:1', event: 'typing', payload: { user: 'ann' } }, { event: 'moved' }, { event: 'typing', self: true }]);

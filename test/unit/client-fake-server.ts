@@ -2,7 +2,7 @@
 // it records what clients send, answers the protocol's requests the simple way, and implements
 // channels as docs/PROTOCOL.md and issue 5 define them (broadcast to the other members, `self`
 // on request; presence keyed by the user, one meta {session, state} per connection, an update
-// as leave + join in one diff, a fresh presence_state on join). The token is taken as the user
+// as leave + join in one diff, a fresh presence_state on join; `from` = the sender). The token is taken as the user
 // id unless it looks like a JWT (then its `sub`). Table subscriptions are only acknowledged:
 // tests send `change`/`progress` themselves. Real-server behaviour is tested in
 // test/integration/client.test.ts.
@@ -211,7 +211,7 @@ export class FakeServer {
           return;
         }
         for (const other of members.keys()) {
-          if (other !== c || m.self === true) other.send({ type: 'broadcast', channel: m.channel, event: m.event, payload: m.payload ?? null });
+          if (other !== c || m.self === true) other.send({ type: 'broadcast', channel: m.channel, event: m.event, payload: m.payload ?? null, from: c.user });
         }
         return;
       }
