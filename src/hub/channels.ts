@@ -43,6 +43,8 @@ export class Channels {
   private readonly byPeer = new Map<Peer, Set<Channel>>();
   private readonly buckets = new WeakMap<Peer, Bucket>();
   private readonly now: () => number;
+  private readonly touched = new Set<Peer>();
+  private flushScheduled = false;
   broadcasts = 0;
 
   constructor(private readonly o: ChannelOptions) {
@@ -151,9 +153,15 @@ export class Channels {
       }
       if (peer === except || peer.closed) continue;
       peer.push(frame);
-      peer.flush();
+      this.touched.add(peer);
     }
     this.broadcasts++;
+    // One corked write per socket per turn of the event loop, not one per message: the write
+    // syscalls are what fan-out costs (bench/README.md, channels).
+    if (!this.flushScheduled && this.touched.size > 0) {
+      this.flushScheduled = true;
+      setImmediate(this.flushTouched);
+    }
     for (const peer of evicted ?? []) {
       this.remove(peer, ch);
       peer.push(errorMsgFrom(new ForbiddenError(`${who(peer)} may no longer join ${ch.name}`)));
@@ -161,6 +169,12 @@ export class Channels {
       peer.flush();
     }
   }
+
+  private readonly flushTouched = (): void => {
+    this.flushScheduled = false;
+    for (const peer of this.touched) peer.flush();
+    this.touched.clear();
+  };
 
   /** One presence update from the socket's bucket; false when it is empty. */
   private take(peer: Peer): boolean {
