@@ -1,6 +1,7 @@
 // Identities from JWTs, verified with jose: HS256 with a shared secret, or RS*/ES*/PS*/EdDSA
 // with keys from a JWKS file or URL. `alg: none` and algorithm confusion are refused by
 // construction: each key source accepts only its own family of algorithms.
+import { createSecretKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { AuthConfigError, AuthError } from '../errors.js';
@@ -33,14 +34,15 @@ const MIN_SECRET_BYTES = 32;
 
 export function createVerifier(o: VerifierOptions): TokenVerifier {
   if (o.secret && o.jwks) throw new AuthConfigError('both a JWT secret and a JWKS were given', 'pass one of --jwt-secret or --jwks');
-  let key: Uint8Array | JWTVerifyGetKey;
+  let key: KeyObject | JWTVerifyGetKey;
   let algorithms: string[];
   if (o.secret) {
     const bytes = new TextEncoder().encode(o.secret);
     if (bytes.length < MIN_SECRET_BYTES) {
       throw new AuthConfigError(`the JWT secret is ${bytes.length} bytes; at least ${MIN_SECRET_BYTES} are needed`, 'use a long random secret, e.g. openssl rand -base64 48');
     }
-    key = bytes;
+    // A KeyObject made once: raw bytes would be imported again on every verification.
+    key = createSecretKey(bytes);
     algorithms = ['HS256'];
   } else if (o.jwks) {
     key = loadJwks(o.jwks);
@@ -52,7 +54,7 @@ export function createVerifier(o: VerifierOptions): TokenVerifier {
   return async (token: string) => {
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(token, key as Uint8Array, verifyOpts));
+      ({ payload } = await jwtVerify(token, key as KeyObject, verifyOpts));
     } catch (err) {
       throw new AuthError(describe(err), undefined, { cause: err });
     }

@@ -46,6 +46,9 @@ export interface HubCounters {
   resyncs: number;
 }
 
+/** Peers one turn of the progress sweep writes to. */
+const PROGRESS_SLICE = 256;
+
 export class Hub {
   readonly ring: HistoryRing;
   readonly index = new SubscriptionIndex();
@@ -58,6 +61,9 @@ export class Hub {
   private lastMarkAt = 0;
   private nowFloor: Position = { lsn: 0n, index: 0 };
   private flushScheduled = false;
+  /** Peers of the progress sweep under way, and how far it got. */
+  private sweep: Peer[] | null = null;
+  private sweepAt = 0;
   /** Frames of the change being dispatched, by interned prefix. */
   private readonly frames = new Map<Buffer, Buffer>();
   readonly prefixes = new PrefixTable();
@@ -231,10 +237,27 @@ export class Hub {
 
   /** `progress` for idle clients whose last position is behind the head. */
   sendProgress(): void {
+    if (this.sweep) return; // the last sweep is still going
+    this.sweep = [...this.peers.keys()];
+    this.sweepAt = 0;
+    this.progressSlice();
+  }
+
+  /**
+   * One slice of the progress sweep. With many idle clients a sweep is that many writes, so it
+   * is spread over turns of the event loop rather than blocking it (bench/README.md, auth).
+   */
+  private readonly progressSlice = (): void => {
+    const peers = this.sweep;
+    if (!peers) return;
     const head = this.ring.head;
     const frame = progress(formatPosition(head.lsn, head.index));
-    for (const [peer, subs] of this.peers) {
-      if (peer.closed || subs.size === 0) continue;
+    const end = Math.min(peers.length, this.sweepAt + PROGRESS_SLICE);
+    for (; this.sweepAt < end; this.sweepAt++) {
+      const peer = peers[this.sweepAt];
+      const subs = this.peers.get(peer);
+      // Peers with frames waiting for this turn's flush get their position from those.
+      if (!subs || peer.closed || subs.size === 0 || this.touched.has(peer)) continue;
       if (peer.lastPos && comparePositions(peer.lastPos, head) >= 0) continue;
       let catching = false;
       for (const sub of subs.values()) if (sub.state === 'catching_up') catching = true;
@@ -243,7 +266,9 @@ export class Hub {
       peer.push(frame);
       peer.flush();
     }
-  }
+    if (this.sweepAt < peers.length) setImmediate(this.progressSlice);
+    else this.sweep = null;
+  };
 
   // ── delivery ────────────────────────────────────────────────────────────────────────────
 
