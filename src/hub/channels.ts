@@ -111,6 +111,14 @@ export class Channels {
     if (diff) this.send(ch, presenceDiff(name, diff.joins, diff.leaves), null);
   }
 
+  /** The socket's identity changed (token refresh): channels it may no longer join are left. */
+  reauthorize(peer: Peer): void {
+    for (const ch of [...(this.byPeer.get(peer) ?? [])]) {
+      if (this.may(peer, ch.name, 'join')) continue;
+      this.evict(peer, ch);
+    }
+  }
+
   /** A socket closed: it leaves every channel, its presence with it. */
   removePeer(peer: Peer): void {
     const mine = this.byPeer.get(peer);
@@ -162,12 +170,15 @@ export class Channels {
       this.flushScheduled = true;
       setImmediate(this.flushTouched);
     }
-    for (const peer of evicted ?? []) {
-      this.remove(peer, ch);
-      peer.push(errorMsgFrom(new ForbiddenError(`${who(peer)} may no longer join ${ch.name}`)));
-      peer.push(left(ch.name));
-      peer.flush();
-    }
+    for (const peer of evicted ?? []) this.evict(peer, ch);
+  }
+
+  private evict(peer: Peer, ch: Channel): void {
+    this.remove(peer, ch);
+    if (peer.closed) return;
+    peer.push(errorMsgFrom(new ForbiddenError(`${who(peer)} may no longer join ${ch.name}`)));
+    peer.push(left(ch.name));
+    peer.flush();
   }
 
   private readonly flushTouched = (): void => {

@@ -153,6 +153,7 @@ export class Hub {
    * read at all are ended with `forbidden`; the others go on, authorized row by row as before.
    */
   reauthorize(peer: Peer): void {
+    this.channels?.reauthorize(peer);
     const subs = this.peers.get(peer);
     if (!subs || !this.auth) return;
     for (const [k, sub] of subs) {

@@ -166,6 +166,18 @@ t.test('a member removed from the room stops receiving its channel at once', asy
   t.notOk(of(cat, 'broadcast').some((m) => m.event === 'two'), 'and never gets the broadcast after its removal');
 });
 
+t.test('a refreshed token whose claims no longer allow a channel leaves it', async (t) => {
+  await query(url, "insert into walcast.casbin_rule (ptype, v0, v1, v2, v3, v4) values ('p', '*', 'channel', 'staff', 'join', 'r.sub.role == \"staff\"')");
+  await sleep(300);
+  const c = await WsClient.connect(`ws://127.0.0.1:${daemon.port}/ws?token=${await hsToken({ sub: 'eve', role: 'staff' })}`);
+  t.teardown(() => c.close());
+  t.match(await join(c, 'staff'), { type: 'joined' });
+  c.send({ type: 'auth', token: await hsToken({ sub: 'eve', role: 'guest' }) });
+  t.match(await c.next((m) => m.type === 'left' && m.channel === 'staff'), { channel: 'staff' }, 'left');
+  t.ok(of(c, 'error').some((e) => e.code === 'forbidden'), 'with forbidden');
+  t.ok(c.isOpen, 'the connection stays open');
+});
+
 t.test('online status only reaches the user\'s friends (per-user channels, friendships mirrored)', async (t) => {
   const ann = await as('ann');
   const ben = await as('ben');
