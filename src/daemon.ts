@@ -3,7 +3,7 @@
 import pg from 'pg';
 import { createVerifier } from './auth/jwt.js';
 import { Capture } from './capture/capture.js';
-import { MAX_INDEX } from './capture/position.js';
+import { MAX_INDEX, formatPosition } from './capture/position.js';
 import type { Relation } from './capture/pgoutput.types.js';
 import type { ServeConfig } from './config.js';
 import { PUBLICATION, SERVER_DEFAULTS } from './constants.js';
@@ -99,6 +99,24 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
     healthy: () => capture.current === 'streaming',
     metrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
     routes: extras.routes,
+    status: () => {
+      const w = ring.stats();
+      return {
+        slot: cfg.slot,
+        replication: capture.current,
+        clients: front?.clients ?? 0,
+        subscriptions: hub.subscriptionCount,
+        channels: channels.count,
+        window: {
+          floor: formatPosition(w.floor.lsn, w.floor.index),
+          head: formatPosition(w.head.lsn, w.head.index),
+          transactions: w.transactions,
+          bytes: w.bytes,
+          ageSeconds: w.oldestTime === null ? 0 : Math.max(0, (Date.now() - w.oldestTime) / 1000),
+        },
+        auth: auth ? { rules: auth.ruleCount, links: auth.linkTotal, ready: auth.ready } : null,
+      };
+    },
   });
   front = server;
   let port: number;

@@ -6,6 +6,7 @@ import { registerDev } from './dev.js';
 import { registerMigrate } from './migrate.js';
 import { registerPolicy } from './policy.js';
 import { registerServe } from './serve.js';
+import { registerStatus } from './status.js';
 import { registerTail } from './tail.js';
 
 export function buildProgram(): Command {
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   registerTail(program);
   registerDev(program);
   registerPolicy(program);
+  registerStatus(program);
   return program;
 }
 

@@ -21,6 +21,8 @@ export interface ServerOptions {
   log: Logger;
   healthy: () => boolean;
   metrics: () => Promise<{ contentType: string; body: string }>;
+  /** What `GET /status` answers (walcast status): clients, subscriptions, window. */
+  status?: () => unknown;
   /** More HTTP routes on the same port (the `walcast dev` demo page), before the 404. */
   routes?: (app: uWS.TemplatedApp) => void;
 }
@@ -97,9 +99,13 @@ export class Server {
         () => !aborted && res.cork(() => res.writeStatus('500 Internal Server Error').end()),
       );
     });
+    app.get('/status', (res) => {
+      const body = JSON.stringify(o.status?.() ?? {});
+      res.cork(() => res.writeHeader('Content-Type', 'application/json').end(body));
+    });
     o.routes?.(app);
     app.any('/*', (res) => {
-      res.cork(() => res.writeStatus('404 Not Found').end('walcast: WebSocket at /ws, GET /healthz, GET /metrics\n'));
+      res.cork(() => res.writeStatus('404 Not Found').end('walcast: WebSocket at /ws, GET /healthz, GET /metrics, GET /status\n'));
     });
     return new Promise((resolve, reject) => {
       app.listen(o.host, o.port, (token) => {
