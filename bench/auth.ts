@@ -33,20 +33,21 @@
 // Prints one JSON line, then readable tables and the targets, each marked met or MISSED. Exits 0
 // whatever the figures; non-zero only when the benchmark itself failed.
 // Run: npm run bench:auth   (options: see usage() and bench/README.md)
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../src/pg/throwaway.js';
 import { migrate } from '../src/sql/migrate.js';
 import type { AuthClientDetail, AuthClientStats, AuthConnectArgs, AuthResetArgs, LeakSample } from './lib/auth-clients.js';
+import { printAuthReport, type CapacityPhase, type Check, type PacedPhase, type RunName, type RunResult, type SlowWindow, type Stall, type StallSummary } from './lib/auth-report.js';
 import { roomOf } from './lib/auth-scenario.js';
-import { cpuMsOf, Helper, nowMs, rssOf } from './lib/rpc.js';
-import { fmtInt, percentile, round, Stopwatch, table } from './lib/stats.js';
+import { dropSlot, ensureOpenFiles, log, positive as positiveOf, runMain, sleep, sum } from './lib/common.js';
+import { reapDaemonsOnExit, startWalcast } from './lib/daemon.js';
+import { StatsPool } from './lib/pool.js';
+import { machine, type Target } from './lib/report.js';
+import { cpuMsOf, nowMs, rssOf } from './lib/rpc.js';
+import { fmtInt, percentile, round, Stopwatch } from './lib/stats.js';
 
 const TARGETS = { p99Ms: 50, vsNoAuth: 0.5 };
 const HOST = '127.0.0.1';
@@ -54,8 +55,6 @@ const TABLE = 'bench_auth';
 const QTABLE = `public.${TABLE}`;
 const RELATION = 'public.room_members {user_id} room:{room_id}';
 const POLICY_COND = 'g2(r.sub.id, "room:" + r.obj.row.room_id)';
-const here = path.dirname(fileURLToPath(import.meta.url)); // dist/bench
-const ROOT = path.resolve(here, '../..');
 
 const { values: args } = parseArgs({
   options: {
@@ -84,7 +83,6 @@ const UNF_RATE = positive(args['unfiltered-rate'], 'unfiltered-rate');
 const UNF_SECONDS = positive(args['unfiltered-seconds'], 'unfiltered-seconds');
 const UNF_CAP_ROWS = positive(args['unfiltered-capacity-rows'], 'unfiltered-capacity-rows');
 const CLIENT_PROCS = positive(args['client-procs'], 'client-procs');
-type RunName = 'auth' | 'filtered' | 'unfiltered';
 const ALL_RUNS: RunName[] = ['auth', 'filtered', 'unfiltered'];
 const RUNS = new Set((args.runs ?? '').split(',').map((s) => s.trim()) as RunName[]);
 if (RUNS.size === 0 || [...RUNS].some((r) => !ALL_RUNS.includes(r))) usage(`--runs takes auth,filtered,unfiltered, got ${JSON.stringify(args.runs)}`);
@@ -93,36 +91,6 @@ const PROFILE_DIR = args['profile-daemon'] ? path.resolve(args['profile-daemon']
 const DAEMON_ARGS: string[] = args['daemon-arg'] ?? [];
 const WARMUP_MS = 1_000;
 const IDLE_MS = 2_000;
-
-const log = (msg: string): void => {
-  process.stderr.write(`[bench] ${msg}\n`);
-};
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-// ── open files ────────────────────────────────────────────────────────────────────────────
-// The daemon holds one socket per subscriber, each client process its share. Node raises its
-// soft limit to the hard one at start, and the daemon and clients inherit it: only the hard
-// limit can be too low, and then only the shell (or root) can raise it.
-
-function ensureOpenFiles(): void {
-  const need = SUBS + 1_024;
-  let soft: number;
-  let hard: number;
-  try {
-    const m = /^Max open files\s+(\S+)\s+(\S+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
-    const num = (v: string | undefined): number => (v === 'unlimited' ? Infinity : Number(v));
-    soft = num(m?.[1]);
-    hard = num(m?.[2]);
-  } catch {
-    return; // not Linux: the connects will tell
-  }
-  if (!(soft < need)) return;
-  process.stderr.write(
-    `bench: ${fmtInt(SUBS)} connections need ${need} open files per process, and the limit is ${soft} (hard limit ${hard}).\n` +
-      `Raise it (\`ulimit -n ${need}\`, as root if the hard limit is lower) or run smaller (--subscribers).\n`,
-  );
-  process.exit(2);
-}
 
 // ── database ──────────────────────────────────────────────────────────────────────────────
 
@@ -242,94 +210,36 @@ async function paced(conns: pg.Client[], rate: number, ms: number, random: () =>
 
 // ── load clients ──────────────────────────────────────────────────────────────────────────
 
-interface PoolStats extends Omit<AuthClientStats, 'elu'> {
-  elu: number[];
-}
-
-class ClientPool {
-  private constructor(readonly procs: Helper[]) {}
+class ClientPool extends StatsPool<AuthClientStats> {
+  protected override extraCounters: Array<keyof AuthClientStats & string> = ['foreign'];
 
   static start(n: number): ClientPool {
-    const script = path.join(here, 'lib', 'auth-clients.js');
-    return new ClientPool(Array.from({ length: n }, (_, i) => Helper.fork(`client-${i}`, script)));
+    return new ClientPool(StatsPool.fork(n, 'auth-clients.js'));
   }
 
   /** `total` connections split over the client processes; resolves when all are subscribed. */
   async connect(port: number, total: number, o: { secret?: string; filtered: boolean }): Promise<{ ms: number; tokenMs: number }> {
     const w = new Stopwatch();
-    const per = Math.ceil(total / this.procs.length);
     const res = await Promise.all(
-      this.procs.map((p, i) => {
-        const count = Math.max(0, Math.min(per, total - i * per));
-        const a: AuthConnectArgs = { host: HOST, port, count, offset: i * per, rooms: ROOMS, table: QTABLE, secret: o.secret, filtered: o.filtered, timeoutMs: 120_000 };
-        return p.call<{ ms: number; tokenMs: number }>('connect', a, 130_000);
+      this.split(total, Math.ceil(total / this.procs.length)).map(({ count, offset }, i) => {
+        const a: AuthConnectArgs = { host: HOST, port, count, offset, rooms: ROOMS, table: QTABLE, secret: o.secret, filtered: o.filtered, timeoutMs: 120_000 };
+        return this.procs[i].call<{ ms: number; tokenMs: number }>('connect', a, 130_000);
       }),
     );
     return { ms: w.elapsedMs(), tokenMs: Math.max(...res.map((r) => r.tokenMs)) };
   }
 
   reset(a: AuthResetArgs): Promise<unknown> {
-    return Promise.all(this.procs.map((p) => p.call('reset', a)));
+    return this.each('reset', a);
   }
 
-  async stats(): Promise<PoolStats> {
-    const all = await Promise.all(this.procs.map((p) => p.call<AuthClientStats>('stats')));
-    const firsts = all.filter((s) => s.deliveries > 0).map((s) => s.firstAt);
-    const closeCodes: Record<string, number> = {};
-    for (const s of all) for (const [k, v] of Object.entries(s.closeCodes)) closeCodes[k] = (closeCodes[k] ?? 0) + v;
-    return {
-      open: sum(all.map((s) => s.open)),
-      deliveries: sum(all.map((s) => s.deliveries)),
-      foreign: sum(all.map((s) => s.foreign)),
-      stale: sum(all.map((s) => s.stale)),
-      bytes: sum(all.map((s) => s.bytes)),
-      other: sum(all.map((s) => s.other)),
-      firstAt: firsts.length ? Math.min(...firsts) : 0,
-      lastAt: Math.max(...all.map((s) => s.lastAt)),
-      unexpectedCloses: sum(all.map((s) => s.unexpectedCloses)),
-      closeCodes,
-      cpuMs: sum(all.map((s) => s.cpuMs)),
-      elu: all.map((s) => round(s.elu, 2)),
-    };
-  }
-
-  /**
-   * Polls until `expected` deliveries arrived, nothing arrived for `idleMs`, or `timeoutMs`
-   * passed. `at` is when the last poll saw the figure (before any settling).
-   */
-  async waitFor(expected: number, idleMs: number, timeoutMs: number): Promise<PoolStats & { at: number; timedOut: boolean }> {
-    const w = new Stopwatch();
-    let last = -1;
-    let lastChange = performance.now();
-    for (;;) {
-      const s = await this.stats();
-      const at = nowMs();
-      if (s.deliveries >= expected) return { ...s, at, timedOut: false };
-      if (s.deliveries !== last) {
-        last = s.deliveries;
-        lastChange = performance.now();
-      }
-      if (performance.now() - lastChange > idleMs || w.elapsedMs() > timeoutMs) {
-        log(`  incomplete: ${fmtInt(s.deliveries)} of ${fmtInt(expected)} deliveries`);
-        return { ...s, at, timedOut: true };
-      }
-      await sleep(50);
-    }
+  /** Polls until `expected` deliveries arrived (see StatsPool.waitFor), every 50 ms. */
+  wait(expected: number, idleMs: number, timeoutMs: number): ReturnType<StatsPool<AuthClientStats>['waitFor']> {
+    return this.waitFor(expected, idleMs, timeoutMs, 50, nowMs);
   }
 
   details(): Promise<AuthClientDetail[]> {
-    return Promise.all(this.procs.map((p) => p.call<AuthClientDetail>('detail')));
-  }
-
-  async latencies(): Promise<Float64Array> {
-    const parts = await Promise.all(this.procs.map((p) => p.call<Float64Array>('latencies')));
-    const out = new Float64Array(sum(parts.map((p) => p.length)));
-    let o = 0;
-    for (const p of parts) {
-      out.set(p, o);
-      o += p.length;
-    }
-    return out.sort();
+    return this.each<AuthClientDetail>('detail');
   }
 
   /**
@@ -337,7 +247,7 @@ class ClientPool {
    * their row was written (ms after `t0`), busiest first.
    */
   async slowWindows(overMs: number, t0: number, windowMs = 100): Promise<SlowWindow[]> {
-    const parts = await Promise.all(this.procs.map((p) => p.call<Float64Array>('slowSamples', { overMs })));
+    const parts = await this.each<Float64Array>('slowSamples', { overMs });
     const w = new Map<number, SlowWindow>();
     for (const p of parts) {
       for (let i = 0; i < p.length; i += 2) {
@@ -351,24 +261,9 @@ class ClientPool {
     return [...w.values()].sort((a, b) => a.atMs - b.atMs);
   }
 
-  async closeAll(): Promise<void> {
-    await Promise.all(this.procs.map((p) => p.call('closeAll')));
-    await sleep(500); // let the server see the closes
+  override async closeAll(): Promise<void> {
+    await super.closeAll(500); // let the server see the closes
   }
-
-  async stop(): Promise<void> {
-    await Promise.all(this.procs.map((p) => p.stop()));
-  }
-}
-
-interface StallSummary {
-  blocks: number;
-  blockMaxMs: number;
-  blockTotalMs: number;
-  gcPauses: number;
-  gcMaxMs: number;
-  /** The longest ones, in time order: {atMs after the start of the writes, ms, kind}. */
-  longest: Array<{ atMs: number; ms: number; kind: string }>;
 }
 
 function summarizeStalls(all: readonly Stall[], from: number, to: number): StallSummary {
@@ -390,31 +285,7 @@ function summarizeStalls(all: readonly Stall[], from: number, to: number): Stall
   };
 }
 
-interface SlowWindow {
-  /** Start of the window, ms after the start of the writes (by the rows' sent_at_ms). */
-  atMs: number;
-  samples: number;
-  maxMs: number;
-}
-
 // ── correctness ───────────────────────────────────────────────────────────────────────────
-
-interface Check {
-  expected: number;
-  received: number;
-  /** Owed deliveries that never came (per connection, own room; and others' rows when unfiltered). */
-  missing: number;
-  /** Deliveries beyond what was owed (duplicates). */
-  extra: number;
-  /** Connections whose count was right but whose id sum was not (a duplicate hid a miss). */
-  idSumMismatches: number;
-  /** Rows of another room than the connection's: with authorization, leaks. */
-  foreign: number;
-  leakSamples: LeakSample[];
-  /** Deliveries of an earlier phase's rows (not counted). */
-  stale: number;
-  complete: boolean;
-}
 
 function check(details: AuthClientDetail[], rr: RoomRows, run: RunName, mode: 'count' | 'check', stale: number): Check {
   let expected = 0;
@@ -463,14 +334,6 @@ function check(details: AuthClientDetail[], rr: RoomRows, run: RunName, mode: 'c
 // ── the daemon ────────────────────────────────────────────────────────────────────────────
 
 /** From bench/lib/stall-hook.ts, preloaded into the daemon. */
-interface Stall {
-  kind: 'block' | 'gc';
-  /** ms since the epoch */
-  at: number;
-  ms: number;
-}
-const STALL_MARK = '@@bench-stall '; // written by bench/lib/stall-hook.ts
-
 interface Daemon {
   pid: number;
   /** Event-loop blocks and GC pauses of 20 ms or more, as the daemon reported them. */
@@ -482,93 +345,35 @@ interface Daemon {
   stop(): Promise<void>;
 }
 
-/** Daemons running: whatever happens to this process (an error, Ctrl-C), none is left behind, paused or not. */
-const live = new Set<ChildProcess>();
-function reapDaemons(): void {
-  for (const c of live) {
-    c.kill('SIGCONT');
-    c.kill('SIGKILL');
-  }
-}
-process.on('exit', reapDaemons);
-// With a listener of ours, the throwaway cluster's own handler (which runs first and removes the
-// cluster) leaves the exit to us.
-for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
-  process.on(sig, () => {
-    reapDaemons();
-    process.exit(code);
-  });
-}
+const STALL_MARK = '@@bench-stall '; // written by bench/lib/stall-hook.ts
+reapDaemonsOnExit();
 
 async function startDaemon(url: string, slot: string, secret: string | null): Promise<Daemon> {
-  const nodeArgs: string[] = ['--import', new URL('./lib/stall-hook.js', import.meta.url).href];
-  if (PROFILE_DIR) nodeArgs.push('--cpu-prof', '--cpu-prof-dir', PROFILE_DIR);
-  const argv = [...nodeArgs, path.join(ROOT, 'bin', 'walcast.js'), 'serve', '--db', url, '--port', '0', '--slot', slot, '--log-level', 'warn', ...DAEMON_ARGS];
-  if (secret) argv.push('--relation', RELATION);
-  else argv.push('--no-auth');
-  const env = { ...process.env };
-  delete env.WALCAST_NO_AUTH;
-  delete env.WALCAST_JWT_SECRET;
-  delete env.WALCAST_JWKS;
-  delete env.WALCAST_RELATIONS;
-  if (secret) env.WALCAST_JWT_SECRET = secret; // not a flag: flags show in ps
-  const child: ChildProcess = spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'pipe'], env });
-  const tail: string[] = [];
-  let portFound: (port: number) => void = () => {};
-  live.add(child);
-  const exited = new Promise<number | null>((resolve) =>
-    child.on('exit', (code) => {
-      live.delete(child);
-      resolve(code);
-    }),
-  );
   const stalls: Stall[] = [];
-  let buf = '';
-  child.stderr?.setEncoding('utf8');
-  child.stderr?.on('data', (chunk: string) => {
-    buf += chunk;
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      if (line.startsWith(STALL_MARK)) {
-        stalls.push(JSON.parse(line.slice(STALL_MARK.length)) as Stall);
-        continue;
-      }
-      const p = /serving ws:\/\/[^:]+:(\d+)\//.exec(line);
-      if (p) portFound(Number(p[1]));
-      tail.push(line);
-      if (tail.length > 30) tail.shift();
-    }
+  const w = await startWalcast({
+    nodeArgs: ['--import', new URL('./lib/stall-hook.js', import.meta.url).href],
+    profileDir: PROFILE_DIR,
+    serveArgs: ['--db', url, '--port', '0', '--slot', slot, '--log-level', 'warn', ...DAEMON_ARGS, ...(secret ? ['--relation', RELATION] : ['--no-auth'])],
+    env: secret ? { WALCAST_JWT_SECRET: secret } : {},
+    marks: { [STALL_MARK]: (rest) => stalls.push(JSON.parse(rest) as Stall) },
   });
-  const port = await Promise.race([
-    new Promise<number>((resolve) => (portFound = resolve)),
-    exited.then((code) => Promise.reject(new Error(`walcast exited (${code}) before serving:\n${tail.join('\n')}`))),
-    sleep(60_000).then(() => Promise.reject(new Error(`walcast did not start within 60 s:\n${tail.join('\n')}`))),
-  ]);
   let paused = false;
   return {
-    pid: child.pid ?? 0,
+    pid: w.pid,
     stalls,
-    port,
+    port: w.port,
     slot,
     pause() {
       paused = true;
-      child.kill('SIGSTOP');
+      w.child.kill('SIGSTOP');
     },
     resume() {
       paused = false;
-      child.kill('SIGCONT');
+      w.child.kill('SIGCONT');
     },
     async stop() {
-      if (paused) child.kill('SIGCONT');
-      child.kill('SIGTERM');
-      const code = await Promise.race([exited, sleep(20_000).then(() => 'timeout' as const)]);
-      if (code === 'timeout') {
-        log('walcast did not exit within 20 s of SIGTERM: killed');
-        child.kill('SIGKILL');
-        await exited;
-      } else if (code !== 0) log(`walcast exited with ${code}:\n${tail.join('\n')}`);
+      if (paused) w.child.kill('SIGCONT');
+      await w.stop();
     },
   };
 }
@@ -593,94 +398,7 @@ function cpuOf(pid: number | null): number {
   }
 }
 
-/** Drops a daemon's slot once its walsender has let go. */
-async function dropSlot(db: pg.Client, slot: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const { rows } = await db.query<{ active: boolean }>(`select active from pg_replication_slots where slot_name = $1`, [slot]);
-    if (rows.length === 0) return;
-    if (!rows[0].active || Date.now() > deadline) break;
-    await sleep(50);
-  }
-  await db.query(`select pg_drop_replication_slot($1)`, [slot]).catch((err: Error) => log(`could not drop the slot: ${err.message}`));
-}
-
 // ── phases ────────────────────────────────────────────────────────────────────────────────
-
-interface PacedPhase {
-  txPerSec: number;
-  seconds: number;
-  transactions: number;
-  /** Deliveries at the clients / (last delivery − start of the writes), s. */
-  deliveriesPerSec: number;
-  /** What the run owes per second: expected deliveries / the writer's duration. */
-  offeredPerSec: number;
-  check: Check;
-  samples: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  p999: number;
-  max: number;
-  mean: number;
-  commitP50: number;
-  commitP99: number;
-  writerMaxLagMs: number;
-  /** Deliveries slower than the p99 target, by 100 ms window of their rows' writing. */
-  slowWindows: SlowWindow[];
-  /** The daemon's event-loop blocks and GC pauses ≥ 20 ms during the run (ms after its start). */
-  daemonStalls: StallSummary;
-  /** Daemon CPU ms per second of wall time (1,000 = one core). */
-  daemonCpuMsPerSec: number;
-  walsenderCpuMsPerSec: number;
-  /** Daemon CPU µs per row written and per delivery. */
-  daemonUsPerRow: number;
-  daemonUsPerDelivery: number;
-  clientCores: number;
-  clientElu: number[];
-  unexpectedCloses: number;
-  closeCodes: Record<string, number>;
-}
-
-interface CapacityPhase {
-  rows: number;
-  deliveries: number;
-  /** Deliveries / (last delivery − release of the paused daemon), at the clients. */
-  deliveriesPerSec: number;
-  /** Rows / the same interval. */
-  rowsPerSec: number;
-  releaseToLastMs: number;
-  firstToLastMs: number;
-  /** Committing the backlog while the daemon was paused. */
-  writeMs: number;
-  check: Check;
-  daemonCores: number;
-  daemonUsPerRow: number;
-  daemonUsPerDelivery: number;
-  /**
-   * Walsender CPU from the pause to the last delivery, ms: it decodes much of the backlog into
-   * the socket buffers while the daemon is paused, so this is not a rate.
-   */
-  walsenderCpuMs: number;
-  clientCores: number;
-  clientElu: number[];
-  unexpectedCloses: number;
-  closeCodes: Record<string, number>;
-}
-
-interface RunResult {
-  name: RunName;
-  auth: boolean;
-  filter: string;
-  subscribers: number;
-  connectMs: number;
-  tokenMs: number;
-  daemonRssMiB: number;
-  /** Daemon CPU ms per second with every subscriber connected and nothing written. */
-  idleCpuMsPerSec: number;
-  paced: PacedPhase;
-  capacity: CapacityPhase;
-}
 
 async function run(name: RunName, daemon: Daemon, clients: ClientPool, db: pg.Client, writers: pg.Client[], secret: string | null): Promise<RunResult> {
   const filtered = name === 'filtered';
@@ -708,7 +426,7 @@ async function run(name: RunName, daemon: Daemon, clients: ClientPool, db: pg.Cl
   await clients.reset({ mode: 'check', latency: true });
   const warm = await paced(writers, rate, WARMUP_MS, random);
   const warmRows = await roomRows(db, warm.firstId, nextId);
-  await clients.waitFor(expectedDeliveries(warmRows, name), 3_000, 60_000);
+  await clients.wait(expectedDeliveries(warmRows, name), 3_000, 60_000);
   await sleep(200);
 
   log(`${name}: paced, ${fmtInt(rate)} tx/s for ${seconds} s`);
@@ -719,7 +437,7 @@ async function run(name: RunName, daemon: Daemon, clients: ClientPool, db: pg.Cl
   const res = await paced(writers, rate, seconds * 1000, random);
   const rr = await roomRows(db, res.firstId, nextId);
   const expected = expectedDeliveries(rr, name);
-  const s = await clients.waitFor(expected, 5_000, 120_000);
+  const s = await clients.wait(expected, 5_000, 120_000);
   const cpuMs = cpuOf(daemon.pid) - cpu0;
   const wsMs = cpuOf(wsPid) - ws0;
   const wallMs = s.at - t0;
@@ -784,7 +502,7 @@ async function run(name: RunName, daemon: Daemon, clients: ClientPool, db: pg.Cl
   }
   const cr = await roomRows(db, firstId, nextId);
   const capExpected = expectedDeliveries(cr, name);
-  const c = await clients.waitFor(capExpected, 10_000, 300_000);
+  const c = await clients.wait(capExpected, 10_000, 300_000);
   const capCpu = cpuOf(daemon.pid) - cpuA;
   const capWs = cpuOf(wsPid) - wsA;
   const capWall = c.at - tRelease;
@@ -832,7 +550,7 @@ async function run(name: RunName, daemon: Daemon, clients: ClientPool, db: pg.Cl
 // ── main ──────────────────────────────────────────────────────────────────────────────────
 
 async function main(): Promise<void> {
-  ensureOpenFiles();
+  ensureOpenFiles(SUBS, '--subscribers', false);
   const total = new Stopwatch();
   log('starting a throwaway Postgres');
   const pgServer: ThrowawayPostgres = await startThrowawayPostgres({});
@@ -885,7 +603,7 @@ async function main(): Promise<void> {
     const leaks = sum(authChecks.map((c) => c.foreign));
     const missing = sum(authChecks.map((c) => c.missing));
     const extra = sum(authChecks.map((c) => c.extra + c.idSumMismatches));
-    const targets = [
+    const targets: Target[] = [
       {
         name: `auth, ${fmtInt(RATE)} tx/s, ${fmtInt(SUBS)} subscribers: commit-to-client p99 ≤ ${TARGETS.p99Ms} ms`,
         value: a?.paced.p99 ?? null,
@@ -932,11 +650,7 @@ async function main(): Promise<void> {
       timing:
         'paced: latency = client receive time − sent_at_ms stamped by the writer just before sending the INSERT (commit included); deliveries/s = deliveries / (last delivery − start of the writes). ' +
         'capacity: the daemon is paused (SIGSTOP) while the rows are committed, then resumed; deliveries/s = deliveries / (last delivery − resume). CPU from /proc (all threads).',
-      node: process.version,
-      postgres: ver[0].v,
-      cpus: os.cpus().length,
-      cpuModel: os.cpus()[0]?.model ?? 'unknown',
-      loadAverage: os.loadavg().map((v) => round(v, 2)),
+      ...machine(ver[0].v),
       clientProcesses: CLIENT_PROCS,
       runs: results,
       ratios: { capacityAuthVsUnfiltered: capVsUnfiltered, capacityAuthVsFiltered: capVsFiltered, pacedAuthVsFiltered: pacedVsFiltered },
@@ -945,84 +659,7 @@ async function main(): Promise<void> {
     };
     process.stdout.write(JSON.stringify(out) + '\n');
 
-    const ms = (v: number): string => (Number.isFinite(v) ? v.toFixed(2) : '?');
-    const label = (r: RunResult): string => (r.name === 'auth' ? 'auth' : `no-auth ${r.name}`);
-    const correctness = (c: Check): string =>
-      c.complete ? 'ok' : [c.foreign && `${fmtInt(c.foreign)} foreign`, c.missing && `${fmtInt(c.missing)} missing`, c.extra && `${fmtInt(c.extra)} extra`, c.idSumMismatches && `${c.idSumMismatches} id-sum`].filter(Boolean).join(', ');
-    if (results.length) {
-      process.stdout.write(
-        `\n${fmtInt(SUBS)} subscribers (one connection, one subscription each), ${fmtInt(ROOMS)} rooms of ${SUBS / ROOMS} members; policy: members of the row's room may read\n`,
-      );
-      process.stdout.write(`\nPaced: single-row insert transactions, random room (latency ms: writer stamp before INSERT → client receive)\n`);
-      process.stdout.write(
-        table(
-          ['run', 'filter', 'tx/s', 'per row', 'deliveries/s', 'received/expected', 'check', 'p50', 'p90', 'p99', 'max', 'commit p99', 'daemon CPU ms/s', 'µs/row', 'walsender ms/s', 'client ELU'],
-          results.map((r) => [
-            label(r),
-            r.filter,
-            fmtInt(r.paced.txPerSec),
-            r.name === 'unfiltered' ? fmtInt(SUBS) : String(membersOf(0)),
-            fmtInt(r.paced.deliveriesPerSec),
-            `${fmtInt(r.paced.check.received)}/${fmtInt(r.paced.check.expected)}`,
-            correctness(r.paced.check),
-            ms(r.paced.p50),
-            ms(r.paced.p90),
-            ms(r.paced.p99),
-            ms(r.paced.max),
-            ms(r.paced.commitP99),
-            fmtInt(r.paced.daemonCpuMsPerSec),
-            r.paced.daemonUsPerRow.toFixed(1),
-            fmtInt(r.paced.walsenderCpuMsPerSec),
-            r.paced.clientElu.join('/'),
-          ]),
-        ) + '\n',
-      );
-      process.stdout.write(`\nCapacity: a backlog of committed single-row transactions, released to the paused daemon at once (deliveries/s from release to last delivery)\n`);
-      process.stdout.write(
-        table(
-          ['run', 'rows', 'deliveries', 'check', 'deliveries/s', 'rows/s', 'release→last ms', 'daemon cores', 'daemon µs/row', 'µs/delivery', 'walsender CPU ms', 'client ELU'],
-          results.map((r) => [
-            label(r),
-            fmtInt(r.capacity.rows),
-            fmtInt(r.capacity.deliveries),
-            correctness(r.capacity.check),
-            fmtInt(r.capacity.deliveriesPerSec),
-            fmtInt(r.capacity.rowsPerSec),
-            fmtInt(r.capacity.releaseToLastMs),
-            r.capacity.daemonCores.toFixed(2),
-            r.capacity.daemonUsPerRow.toFixed(1),
-            r.capacity.daemonUsPerDelivery.toFixed(2),
-            fmtInt(r.capacity.walsenderCpuMs),
-            r.capacity.clientElu.join('/'),
-          ]),
-        ) + '\n',
-      );
-      process.stdout.write(
-        `\nConnected and subscribed: ${results.map((r) => `${label(r)} in ${fmtInt(r.connectMs)} ms, daemon RSS ${r.daemonRssMiB} MiB, idle ${fmtInt(r.idleCpuMsPerSec)} ms CPU/s`).join('; ')}\n`,
-      );
-      process.stdout.write(`\nWhere the paced tail is (seconds after the start of the writes)\n`);
-      for (const r of results) {
-        const sw = r.paced.slowWindows;
-        const shown = sw.map((x) => `${(x.atMs / 1000).toFixed(1)}s×${x.samples}`);
-        process.stdout.write(
-          `  ${label(r)}: deliveries over ${TARGETS.p99Ms} ms by when their row was written (100 ms windows × samples): ${shown.length ? shown.slice(0, 30).join(' ') + (shown.length > 30 ? ' …' : '') : 'none'}\n`,
-        );
-        const st = r.paced.daemonStalls;
-        const longest = st.longest.map((x) => `${(x.atMs / 1000).toFixed(1)}s ${fmtInt(x.ms)}ms${x.kind === 'gc' ? ' (gc)' : ''}`);
-        process.stdout.write(
-          `  ${' '.repeat(label(r).length)}  daemon event loop blocked ≥ 20 ms ${st.blocks} times (max ${fmtInt(st.blockMaxMs)} ms, ${fmtInt(st.blockTotalMs)} ms in all), GC pauses ≥ 20 ms ${st.gcPauses} (max ${fmtInt(st.gcMaxMs)} ms)${longest.length ? `; longest: ${longest.join(', ')}` : ''}\n`,
-        );
-      }
-      const samples = results.flatMap((r) => [...r.paced.check.leakSamples, ...r.capacity.check.leakSamples].map((l) => ({ run: r.name, ...l })));
-      if (samples.length) process.stdout.write(`Foreign deliveries (first ones): ${JSON.stringify(samples.slice(0, 5))}\n`);
-    }
-    process.stdout.write('\nTargets\n');
-    for (const t of targets) {
-      const v = t.value === null ? 'not measured' : String(t.value);
-      process.stdout.write(`  ${t.met === null ? '-     ' : t.met ? 'met   ' : 'MISSED'}  ${t.name}: ${v}\n`);
-    }
-    process.stdout.write(`\nnode ${out.node}, Postgres ${out.postgres}, ${out.cpus} cpus (${out.cpuModel}), load ${out.loadAverage.join(' ')}, ${out.totalSeconds} s\n`);
-    if (PROFILE_DIR) process.stdout.write(`walcast CPU profiles written to ${PROFILE_DIR}\n`);
+    printAuthReport(results, targets, out, { subscribers: SUBS, rooms: ROOMS, membersPerRoom: membersOf(0), p99TargetMs: TARGETS.p99Ms, profileDir: PROFILE_DIR });
   } finally {
     await clients.stop().catch(() => {});
     for (const w of writers) await w.end().catch(() => {});
@@ -1031,16 +668,8 @@ async function main(): Promise<void> {
   }
 }
 
-function sum(xs: readonly number[]): number {
-  let s = 0;
-  for (const x of xs) s += x;
-  return s;
-}
-
 function positive(v: string | undefined, name: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) usage(`--${name} must be a positive integer, got ${JSON.stringify(v)}`);
-  return n;
+  return positiveOf(v, name, usage);
 }
 
 function usage(msg: string): never {
@@ -1052,10 +681,4 @@ function usage(msg: string): never {
   process.exit(msg ? 2 : 0);
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exit(1);
-  },
-);
+runMain(main);

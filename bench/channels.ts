@@ -33,19 +33,20 @@
 // against the daemon. Prints one JSON line, then readable tables. Exits 0 whatever the figures;
 // non-zero only when the benchmark itself failed.
 // Run: npm run bench:channels   (options: see usage() and bench/README.md)
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../src/pg/throwaway.js';
 import { migrate } from '../src/sql/migrate.js';
 import { addRule, toRule } from '../src/sql/policy.js';
 import type { BroadcastRunArgs, BroadcastRunResult, ChannelConnectArgs, MissingResult, PresenceRunArgs, PresenceRunResult } from './lib/channel-clients.js';
-import { cpuMsOf, Helper, nowMs, rssOf } from './lib/rpc.js';
+import { concatSorted, dropSlot, ensureOpenFiles, log, positive as positiveOf, positiveNumber as positiveNumberOf, runMain, sleep, sleepUntil, sum } from './lib/common.js';
+import { startWalcast } from './lib/daemon.js';
+import { BasePool } from './lib/pool.js';
+import { machine, ms2, printMachineLine } from './lib/report.js';
+import { cpuMsOf, nowMs, rssOf } from './lib/rpc.js';
 import { fmtInt, percentile, round, table } from './lib/stats.js';
 
 const HOST = '127.0.0.1';
@@ -56,8 +57,6 @@ const PRESENCE_CHANNEL = 'room:all';
 /** Lines of bench/lib/channel-daemon-hook.ts (not imported: it would run its timers here too). */
 const PAUSE_MARK = '@@bench-pause ';
 const PAUSE_SETTLE_MS = 500;
-const here = path.dirname(fileURLToPath(import.meta.url)); // dist/bench
-const ROOT = path.resolve(here, '../..');
 
 const { values: args } = parseArgs({
   options: {
@@ -94,54 +93,6 @@ const PROFILE_DIR = args['profile-daemon'] ? path.resolve(args['profile-daemon']
 /** Extra `walcast serve` arguments (diagnostics). */
 const DAEMON_ARGS: string[] = args['daemon-arg'] ?? [];
 const ROOMS = Math.ceil(CLIENTS / ROOM_SIZE);
-
-const log = (msg: string): void => {
-  process.stderr.write(`[bench] ${msg}\n`);
-};
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function sleepUntil(at: number): Promise<void> {
-  for (;;) {
-    const left = at - nowMs();
-    if (left <= 0) return;
-    await sleep(Math.min(left, 50));
-  }
-}
-
-// ── open files ────────────────────────────────────────────────────────────────────────────
-// The daemon holds one socket per client, each client process its share; they inherit this
-// process's limit. When the soft limit is too low but the hard one allows, this process runs
-// itself again under `ulimit -S -n`; otherwise it says what to do.
-
-function openFilesLimit(): { soft: number; hard: number } {
-  const m = /^Max open files\s+(\S+)\s+(\S+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
-  const num = (s: string | undefined): number => (s === undefined ? Number.NaN : s === 'unlimited' ? Infinity : Number(s));
-  return { soft: num(m?.[1]), hard: num(m?.[2]) };
-}
-
-function ensureOpenFiles(): void {
-  const need = Math.max(CLIENTS, P_CLIENTS) + 1_024;
-  let lim: { soft: number; hard: number };
-  try {
-    lim = openFilesLimit();
-  } catch {
-    return; // not Linux: let the connects tell
-  }
-  if (!(lim.soft < need)) return;
-  if (lim.hard >= need && !process.env.WALCAST_BENCH_ULIMIT_RAISED) {
-    log(`ulimit -n is ${lim.soft}; ${fmtInt(Math.max(CLIENTS, P_CLIENTS))} connections need ${need}: running again under ulimit -S -n ${need}`);
-    const r = spawnSync('/bin/sh', ['-c', 'ulimit -S -n "$1" && shift && exec "$@"', 'sh', String(need), process.execPath, ...process.execArgv, ...process.argv.slice(1)], {
-      stdio: 'inherit',
-      env: { ...process.env, WALCAST_BENCH_ULIMIT_RAISED: '1' },
-    });
-    process.exit(r.status ?? 1);
-  }
-  process.stderr.write(
-    `bench: ${fmtInt(Math.max(CLIENTS, P_CLIENTS))} connections need ${need} open files per process, and ulimit -n is ${lim.soft} (hard limit ${lim.hard}).\n` +
-      `Raise it (e.g. \`ulimit -n ${need}\`, as root if the hard limit is lower) or run smaller (--clients, --presence-clients).\n`,
-  );
-  process.exit(2);
-}
 
 // ── the machine ───────────────────────────────────────────────────────────────────────────
 
@@ -230,66 +181,22 @@ function pausesBetween(d: Daemon, from: number, to: number): PauseSummary {
 }
 
 async function startDaemon(url: string, secret: string): Promise<Daemon> {
-  const nodeArgs: string[] = ['--import', new URL('./lib/channel-daemon-hook.js', import.meta.url).href];
-  if (PROFILE_DIR) nodeArgs.push('--cpu-prof', '--cpu-prof-dir', PROFILE_DIR);
-  const argv = [...nodeArgs, path.join(ROOT, 'bin', 'walcast.js'), 'serve', '--db', url, '--port', '0', '--slot', SLOT, '--log-level', 'warn', '--relation', RELATION, ...DAEMON_ARGS];
-  const env = { ...process.env };
-  delete env.WALCAST_NO_AUTH;
-  delete env.WALCAST_JWKS;
-  delete env.WALCAST_RELATIONS;
-  env.WALCAST_JWT_SECRET = secret; // = --jwt-secret, without showing in ps
-  const child: ChildProcess = spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'pipe'], env });
-  const tail: string[] = [];
   const pauses: Pause[] = [];
-  let portFound: (port: number) => void = () => {};
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  let buf = '';
-  child.stderr?.setEncoding('utf8');
-  child.stderr?.on('data', (chunk: string) => {
-    buf += chunk;
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      if (line.startsWith(PAUSE_MARK)) {
-        pauses.push(JSON.parse(line.slice(PAUSE_MARK.length)) as Pause);
-        continue;
-      }
-      const p = /serving ws:\/\/[^:]+:(\d+)\//.exec(line);
-      if (p) portFound(Number(p[1]));
-      tail.push(line);
-      if (tail.length > 30) tail.shift();
-    }
+  const w = await startWalcast({
+    nodeArgs: ['--import', new URL('./lib/channel-daemon-hook.js', import.meta.url).href],
+    profileDir: PROFILE_DIR,
+    serveArgs: ['--db', url, '--port', '0', '--slot', SLOT, '--log-level', 'warn', '--relation', RELATION, ...DAEMON_ARGS],
+    env: { WALCAST_JWT_SECRET: secret }, // = --jwt-secret, without showing in ps
+    marks: { [PAUSE_MARK]: (rest) => pauses.push(JSON.parse(rest) as Pause) },
   });
-  const port = await Promise.race([
-    new Promise<number>((resolve) => (portFound = resolve)),
-    exited.then((code) => Promise.reject(new Error(`walcast exited (${code}) before serving:\n${tail.join('\n')}`))),
-    sleep(60_000).then(() => Promise.reject(new Error(`walcast did not start within 60 s:\n${tail.join('\n')}`))),
-  ]);
-  return {
-    pid: child.pid ?? 0,
-    port,
-    pauses,
-    async stop() {
-      child.kill('SIGTERM');
-      const code = await Promise.race([exited, sleep(20_000).then(() => 'timeout' as const)]);
-      if (code === 'timeout') {
-        log('walcast did not exit within 20 s of SIGTERM: killed');
-        child.kill('SIGKILL');
-        await exited;
-      } else if (code !== 0) log(`walcast exited with ${code}:\n${tail.join('\n')}`);
-    },
-  };
+  return { pid: w.pid, port: w.port, pauses, stop: () => w.stop() };
 }
 
 // ── load clients ──────────────────────────────────────────────────────────────────────────
 
-class ClientPool {
-  private constructor(readonly procs: Helper[]) {}
-
+class ClientPool extends BasePool {
   static start(n: number): ClientPool {
-    const script = path.join(here, 'lib', 'channel-clients.js');
-    return new ClientPool(Array.from({ length: n }, (_, i) => Helper.fork(`client-${i}`, script)));
+    return new ClientPool(BasePool.fork(n, 'channel-clients.js'));
   }
 
   /** `total` connections (users u0…), in contiguous blocks per process; resolves when all are ready. */
@@ -298,26 +205,16 @@ class ClientPool {
     // Blocks of whole rooms, so that a room's members share a process when they can.
     const per = Math.ceil(total / this.procs.length / (roomSize ?? 1)) * (roomSize ?? 1);
     await Promise.all(
-      this.procs.map((p, i) => {
-        const count = Math.max(0, Math.min(per, total - i * per));
-        const a: ChannelConnectArgs = { host: HOST, port, secret, count, offset: i * per, roomSize, timeoutMs: 120_000 };
-        return p.call('connect', a, 130_000);
+      this.split(total, per).map(({ count, offset }, i) => {
+        const a: ChannelConnectArgs = { host: HOST, port, secret, count, offset, roomSize, timeoutMs: 120_000 };
+        return this.procs[i].call('connect', a, 130_000);
       }),
     );
     return performance.now() - t0;
   }
 
-  each<T>(cmd: string, a: unknown, timeoutMs: number): Promise<T[]> {
-    return Promise.all(this.procs.map((p) => p.call<T>(cmd, a, timeoutMs)));
-  }
-
-  async closeAll(): Promise<void> {
-    await this.each('closeAll', {}, 10_000);
-    await sleep(500); // let the daemon see the closes (and drop their channels)
-  }
-
-  async stop(): Promise<void> {
-    await Promise.all(this.procs.map((p) => p.stop()));
+  override async closeAll(): Promise<void> {
+    await super.closeAll(500, 10_000); // let the daemon see the closes (and drop their channels)
   }
 }
 
@@ -564,7 +461,7 @@ async function presenceRun(daemon: Daemon, clients: ClientPool, secret: string):
 // ── main ──────────────────────────────────────────────────────────────────────────────────
 
 async function main(): Promise<void> {
-  ensureOpenFiles();
+  ensureOpenFiles(Math.max(CLIENTS, P_CLIENTS), '--clients, --presence-clients', true);
   const t0 = performance.now();
   log('starting a throwaway Postgres');
   const pgServer: ThrowawayPostgres = await startThrowawayPostgres({});
@@ -598,11 +495,7 @@ async function main(): Promise<void> {
         'round trip = arrival of the sender’s own broadcast (self:true) − payload.t, the sender’s wall clock just before sending (performance.timeOrigin + now, sub-ms); ' +
         'deliveries/s = broadcast frames received by all clients in the measured seconds / seconds; daemon cores = daemon CPU (/proc, all threads) over the measured seconds; ' +
         'presence convergence = last client’s view complete − first join sent',
-      node: process.version,
-      postgres: ver[0].v,
-      cpus: os.cpus().length,
-      cpuModel: os.cpus()[0]?.model ?? 'unknown',
-      loadAverage: os.loadavg().map((v) => round(v, 2)),
+      ...machine(ver[0].v),
       clientProcesses: CLIENT_PROCS,
       auth: { tokens: 'HS256 ?token=', relation: RELATION, policies: ['join', 'broadcast', 'presence'].map((act) => `p, *, channel, room:*, ${act}, ${POLICY_COND}`) },
       clients: CLIENTS,
@@ -616,7 +509,7 @@ async function main(): Promise<void> {
     };
     process.stdout.write(JSON.stringify(out) + '\n');
 
-    const ms = (v: number): string => (Number.isFinite(v) ? v.toFixed(2) : '?');
+    const ms = ms2;
     if (runs.length) {
       process.stdout.write(`\nBroadcast: ${fmtInt(CLIENTS)} clients in ${fmtInt(ROOMS)} rooms of ${ROOM_SIZE} (self: true; round trip = own echo − send time, ms; ${SECONDS} s measured)\n`);
       process.stdout.write(
@@ -673,55 +566,23 @@ async function main(): Promise<void> {
         ) + '\n',
       );
     }
-    process.stdout.write(`\nnode ${out.node}, Postgres ${out.postgres}, ${out.cpus} cpus (${out.cpuModel}), load ${out.loadAverage.join(' ')}, ${out.totalSeconds} s\n`);
+    printMachineLine(out);
     if (PROFILE_DIR) process.stdout.write(`walcast CPU profile written to ${PROFILE_DIR}\n`);
   } finally {
     await clients.stop().catch(() => {});
     await daemon?.stop().catch(() => {});
-    await dropSlot(db).catch(() => {});
+    await dropSlot(db, SLOT).catch(() => {});
     await db.end().catch(() => {});
     await pgServer.destroy();
   }
 }
 
-/** Drops the daemon's slot once its walsender has let go. */
-async function dropSlot(db: pg.Client): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const { rows } = await db.query<{ active: boolean }>(`select active from pg_replication_slots where slot_name = $1`, [SLOT]);
-    if (rows.length === 0) return;
-    if (!rows[0].active || Date.now() > deadline) break;
-    await sleep(50);
-  }
-  await db.query(`select pg_drop_replication_slot($1)`, [SLOT]);
-}
-
-function concatSorted(parts: ArrayLike<number>[]): Float64Array {
-  const out = new Float64Array(sum(parts.map((p) => p.length)));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out.sort(); // NaN sorts last
-}
-
-function sum(xs: ArrayLike<number>): number {
-  let s = 0;
-  for (let i = 0; i < xs.length; i++) s += xs[i];
-  return s;
-}
-
 function positive(v: string | undefined, name: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) usage(`--${name} must be a positive integer, got ${JSON.stringify(v)}`);
-  return n;
+  return positiveOf(v, name, usage);
 }
 
 function positiveNumber(v: string | undefined, name: string): number {
-  const n = Number(v);
-  if (!(n > 0) || !Number.isFinite(n)) usage(`--${name} must be a positive number, got ${JSON.stringify(v)}`);
-  return n;
+  return positiveNumberOf(v, name, usage);
 }
 
 function usage(msg: string): never {
@@ -732,10 +593,4 @@ function usage(msg: string): never {
   process.exit(msg ? 2 : 0);
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exit(1);
-  },
-);
+runMain(main);

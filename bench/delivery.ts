@@ -24,8 +24,6 @@
 // Prints one JSON line, then readable tables and the targets, each marked met or missed. Exits 0
 // whatever the figures; non-zero only when the benchmark itself failed.
 // Run: npm run bench:delivery   (options: see usage() and bench/README.md)
-import { spawn, type ChildProcess } from 'node:child_process';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -33,6 +31,10 @@ import pg from 'pg';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../src/pg/throwaway.js';
 import { migrate } from '../src/sql/migrate.js';
 import type { ClientStats, ConnectArgs, ResetArgs } from './lib/clients.js';
+import { dropSlot, log, positive as positiveOf, runMain, sleep, sum } from './lib/common.js';
+import { startWalcast } from './lib/daemon.js';
+import { StatsPool } from './lib/pool.js';
+import { machine, ms2, printMachineLine, printTargets, type Target } from './lib/report.js';
 import { cpuMsOf, Helper, nowMs, rssOf } from './lib/rpc.js';
 import { fmtInt, percentile, round, Stopwatch, table } from './lib/stats.js';
 
@@ -45,7 +47,6 @@ const CHANGE_PREFIX = '{"type":"change"';
 const NAIVE_PREFIX = '{"id":';
 const MEM_MARK = '@@bench-mem '; // written by bench/lib/daemon-hook.ts
 const here = path.dirname(fileURLToPath(import.meta.url)); // dist/bench
-const ROOT = path.resolve(here, '../..');
 
 const { values: args } = parseArgs({
   options: {
@@ -86,11 +87,6 @@ type System = 'walcast' | 'raw' | 'naive';
 const SYSTEMS = new Set((args.systems ?? '').split(',').map((s) => s.trim()) as System[]);
 if (SYSTEMS.size === 0 || [...SYSTEMS].some((s) => s !== 'walcast' && s !== 'raw' && s !== 'naive')) usage(`--systems takes walcast,raw,naive, got ${JSON.stringify(args.systems)}`);
 const PROFILE_DIR = args['profile-daemon'] ? path.resolve(args['profile-daemon']) : null;
-
-const log = (msg: string): void => {
-  process.stderr.write(`[bench] ${msg}\n`);
-};
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 // ── rows ──────────────────────────────────────────────────────────────────────────────────
 // Chat-message-shaped rows, the same whichever way they are written.
@@ -170,101 +166,42 @@ async function paced(conns: pg.Client[], rate: number, ms: number): Promise<Pace
 
 // ── load clients ──────────────────────────────────────────────────────────────────────────
 
-interface PoolStats extends Omit<ClientStats, 'elu'> {
-  elu: number[];
-}
-
-class ClientPool {
-  private constructor(readonly procs: Helper[]) {}
-
+class ClientPool extends StatsPool<ClientStats> {
   static start(n: number): ClientPool {
-    const script = path.join(here, 'lib', 'clients.js');
-    return new ClientPool(Array.from({ length: n }, (_, i) => Helper.fork(`client-${i}`, script)));
+    return new ClientPool(StatsPool.fork(n, 'clients.js'));
   }
 
   /** `total` connections, split over the client processes; resolves when all are ready. */
   async connect(port: number, total: number, subscribe?: ConnectArgs['subscribe']): Promise<number> {
     const w = new Stopwatch();
-    const per = Math.ceil(total / this.procs.length);
     await Promise.all(
-      this.procs.map((p, i) => {
-        const count = Math.max(0, Math.min(per, total - i * per));
-        const a: ConnectArgs = { host: HOST, port, path: '/ws', count, offset: i * per, subscribe, timeoutMs: 90_000 };
-        return p.call('connect', a, 100_000);
+      this.split(total, Math.ceil(total / this.procs.length)).map(({ count, offset }, i) => {
+        const a: ConnectArgs = { host: HOST, port, path: '/ws', count, offset, subscribe, timeoutMs: 90_000 };
+        return this.procs[i].call('connect', a, 100_000);
       }),
     );
     return w.elapsedMs();
   }
 
   reset(a: ResetArgs): Promise<unknown> {
-    return Promise.all(this.procs.map((p) => p.call('reset', a)));
-  }
-
-  async stats(): Promise<PoolStats> {
-    const all = await Promise.all(this.procs.map((p) => p.call<ClientStats>('stats')));
-    const firsts = all.filter((s) => s.deliveries > 0).map((s) => s.firstAt);
-    const closeCodes: Record<string, number> = {};
-    for (const s of all) for (const [k, v] of Object.entries(s.closeCodes)) closeCodes[k] = (closeCodes[k] ?? 0) + v;
-    return {
-      open: sum(all.map((s) => s.open)),
-      deliveries: sum(all.map((s) => s.deliveries)),
-      bytes: sum(all.map((s) => s.bytes)),
-      other: sum(all.map((s) => s.other)),
-      stale: sum(all.map((s) => s.stale)),
-      firstAt: firsts.length ? Math.min(...firsts) : 0,
-      lastAt: Math.max(...all.map((s) => s.lastAt)),
-      unexpectedCloses: sum(all.map((s) => s.unexpectedCloses)),
-      closeCodes,
-      cpuMs: sum(all.map((s) => s.cpuMs)),
-      elu: all.map((s) => round(s.elu, 2)),
-    };
+    return this.each('reset', a);
   }
 
   /**
    * Polls until `expected` deliveries arrived, nothing arrived for `idleMs`, or `timeoutMs`
-   * passed.
+   * passed; complete: exactly `expected` arrived.
    */
-  async waitFor(expected: number, idleMs: number, timeoutMs: number): Promise<PoolStats & { complete: boolean }> {
-    const w = new Stopwatch();
-    let last = -1;
-    let lastChange = performance.now();
-    for (;;) {
-      const s = await this.stats();
-      if (s.deliveries >= expected) return { ...s, complete: s.deliveries === expected };
-      if (s.deliveries !== last) {
-        last = s.deliveries;
-        lastChange = performance.now();
-      }
-      if (performance.now() - lastChange > idleMs || w.elapsedMs() > timeoutMs) {
-        log(`  incomplete: ${fmtInt(s.deliveries)} of ${fmtInt(expected)} deliveries`);
-        return { ...s, complete: false };
-      }
-      await sleep(100);
-    }
-  }
-
-  async latencies(): Promise<Float64Array> {
-    const parts = await Promise.all(this.procs.map((p) => p.call<Float64Array>('latencies')));
-    const out = new Float64Array(sum(parts.map((p) => p.length)));
-    let o = 0;
-    for (const p of parts) {
-      out.set(p, o);
-      o += p.length;
-    }
-    return out.sort();
+  async wait(expected: number, idleMs: number, timeoutMs: number): Promise<Awaited<ReturnType<StatsPool<ClientStats>['stats']>> & { complete: boolean }> {
+    const s = await this.waitFor(expected, idleMs, timeoutMs, 100, nowMs);
+    return { ...s, complete: !s.timedOut && s.deliveries === expected };
   }
 
   recorded(): Promise<string[]> {
     return this.procs[0].call<string[]>('recorded');
   }
 
-  async closeAll(): Promise<void> {
-    await Promise.all(this.procs.map((p) => p.call('closeAll')));
-    await sleep(300); // let the server see the closes
-  }
-
-  async stop(): Promise<void> {
-    await Promise.all(this.procs.map((p) => p.stop()));
+  override async closeAll(): Promise<void> {
+    await super.closeAll(300); // let the server see the closes
   }
 }
 
@@ -290,60 +227,33 @@ type MemReport = { gc: boolean; heapUsed: number; heapTotal: number };
 
 /** `node --expose-gc --import daemon-hook.js bin/walcast.js serve …`. */
 async function startDaemon(url: string): Promise<Server> {
-  const hook = new URL('./lib/daemon-hook.js', import.meta.url).href;
-  const nodeArgs = ['--expose-gc', '--import', hook];
-  if (PROFILE_DIR) nodeArgs.unshift('--cpu-prof', '--cpu-prof-dir', PROFILE_DIR);
-  const argv = [...nodeArgs, path.join(ROOT, 'bin', 'walcast.js'), 'serve', '--db', url, '--no-auth', '--port', '0', '--slot', SLOT, '--log-level', 'warn'];
-  const child: ChildProcess = spawn(process.execPath, argv, { stdio: ['ignore', 'ignore', 'pipe'] });
-  const tail: string[] = [];
   let memWaiter: ((m: Mem) => void) | null = null;
-  let portFound: (port: number) => void = () => {};
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  let buf = '';
-  child.stderr?.setEncoding('utf8');
-  child.stderr?.on('data', (chunk: string) => {
-    buf += chunk;
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      if (line.startsWith(MEM_MARK)) {
-        const m = JSON.parse(line.slice(MEM_MARK.length)) as MemReport & { rss: number };
+  const w = await startWalcast({
+    nodeArgs: ['--expose-gc', '--import', new URL('./lib/daemon-hook.js', import.meta.url).href],
+    profileDir: PROFILE_DIR,
+    profileFirst: true,
+    serveArgs: ['--db', url, '--no-auth', '--port', '0', '--slot', SLOT, '--log-level', 'warn'],
+    marks: {
+      [MEM_MARK]: (rest) => {
+        const m = JSON.parse(rest) as MemReport & { rss: number };
         memWaiter?.({ rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, gc: m.gc });
         memWaiter = null;
-        continue;
-      }
-      const p = /serving ws:\/\/[^:]+:(\d+)\//.exec(line);
-      if (p) portFound(Number(p[1]));
-      tail.push(line);
-      if (tail.length > 30) tail.shift();
-    }
+      },
+    },
+    startTimeoutMs: 30_000,
+    stopTimeoutMs: 15_000,
   });
-  const port = await Promise.race([
-    new Promise<number>((resolve) => (portFound = resolve)),
-    exited.then((code) => Promise.reject(new Error(`walcast exited (${code}) before serving:\n${tail.join('\n')}`))),
-    sleep(30_000).then(() => Promise.reject(new Error(`walcast did not start within 30 s:\n${tail.join('\n')}`))),
-  ]);
-  const pid = child.pid ?? 0;
   return {
     name: 'walcast',
-    pid,
-    port,
+    pid: w.pid,
+    port: w.port,
     async mem() {
       const got = new Promise<Mem>((resolve) => (memWaiter = resolve));
-      child.kill('SIGUSR2');
+      w.child.kill('SIGUSR2');
       const m = await Promise.race([got, sleep(10_000).then(() => Promise.reject(new Error('walcast: no memory report')))]);
-      return { ...m, rss: rssOf(pid) };
+      return { ...m, rss: rssOf(w.pid) };
     },
-    async stop() {
-      child.kill('SIGTERM');
-      const code = await Promise.race([exited, sleep(15_000).then(() => 'timeout' as const)]);
-      if (code === 'timeout') {
-        log('walcast did not exit within 15 s of SIGTERM: killed');
-        child.kill('SIGKILL');
-        await exited;
-      } else if (code !== 0) log(`walcast exited with ${code}:\n${tail.join('\n')}`);
-    },
+    stop: () => w.stop(),
   };
 }
 
@@ -438,7 +348,7 @@ async function fanout(server: Server, clients: ClientPool, expected: number, pay
   const cpu0 = cpuMsOf(server.pid);
   const t0 = nowMs();
   await run();
-  const s = await clients.waitFor(expected, 10_000, 150_000);
+  const s = await clients.wait(expected, 10_000, 150_000);
   const cpuMs = cpuMsOf(server.pid) - cpu0;
   const firstToLast = s.lastAt - s.firstAt;
   const startToLast = s.lastAt - t0;
@@ -513,7 +423,7 @@ async function latency(
   const w = new Stopwatch();
   const res = await paced(writers, o.rate, o.seconds * 1000);
   const expected = sum(res.rooms.map(perRoom));
-  const s = await clients.waitFor(expected, 3_000, 30_000);
+  const s = await clients.wait(expected, 3_000, 30_000);
   const cpuMs = cpuMsOf(server.pid) - cpu0;
   const wallMs = w.elapsedMs();
   const lat = await clients.latencies();
@@ -581,7 +491,7 @@ async function main(): Promise<void> {
         await clients.connect(daemon.port, 200, { table: TABLE });
         await clients.reset({ prefix: CHANGE_PREFIX });
         await burst(db, 50);
-        await clients.waitFor(200 * 50, 5_000, 30_000);
+        await clients.wait(200 * 50, 5_000, 30_000);
         await clients.closeAll();
 
         memory.walcast = await measureMemory(daemon, clients, { table: TABLE });
@@ -598,7 +508,7 @@ async function main(): Promise<void> {
         lat.push(await latency(daemon, clients, writers, { name: 'unfiltered', subscribers: LAT_SUBS, rate: UNF_RATE, seconds: UNF_SECONDS, filtered: false, withTarget: false }));
       } finally {
         await daemon.stop();
-        await dropSlot(db);
+        await dropSlot(db, SLOT);
       }
     }
 
@@ -610,7 +520,7 @@ async function main(): Promise<void> {
         await clients.connect(raw.port, 200);
         await clients.reset({ prefix: CHANGE_PREFIX });
         await raw.helper.call('publish', { payloads: frames.slice(0, 50), mode: RAW_MODE, perTick: 1 });
-        await clients.waitFor(200 * 50, 5_000, 30_000);
+        await clients.wait(200 * 50, 5_000, 30_000);
         await clients.closeAll();
 
         memory.raw = await measureMemory(raw, clients, undefined);
@@ -644,7 +554,7 @@ async function main(): Promise<void> {
         await clients.connect(naive.port, 200);
         await clients.reset({ prefix: NAIVE_PREFIX });
         await burst(db, 50);
-        await clients.waitFor(200 * 50, 5_000, 30_000);
+        await clients.wait(200 * 50, 5_000, 30_000);
         await clients.closeAll();
 
         memory.naive = await measureMemory(naive, clients, undefined);
@@ -665,7 +575,7 @@ async function main(): Promise<void> {
     const vsRaw = fan.walcast && fan.raw ? round(fan.walcast.deliveriesPerSec / fan.raw.deliveriesPerSec, 3) : null;
     const vsNaive = fan.walcast && fan.naive ? round(fan.walcast.deliveriesPerSec / fan.naive.deliveriesPerSec, 2) : null;
     const filtered = lat.find((l) => l.name === 'filtered');
-    const targets = [
+    const targets: Target[] = [
       {
         name: `latency at ${fmtInt(LAT_RATE)} tx/s, ${fmtInt(LAT_SUBS)} subscribers: p50 ≤ ${TARGETS.p50Ms} ms`,
         value: filtered?.p50 ?? null,
@@ -690,11 +600,7 @@ async function main(): Promise<void> {
         'latency = client receive time − sent_at_ms stamped by the writer just before sending the INSERT (commit-to-client, the commit included), ' +
         'wall clock with sub-ms resolution (performance.timeOrigin + now) in both processes; fan-out deliveries/s = deliveries / (last − first delivery) at the clients; ' +
         'memory = (server RSS after − before) / connections, full GCs before each reading',
-      node: process.version,
-      postgres: ver[0].v,
-      cpus: os.cpus().length,
-      cpuModel: os.cpus()[0]?.model ?? 'unknown',
-      loadAverage: os.loadavg().map((v) => round(v, 2)),
+      ...machine(ver[0].v),
       clientProcesses: CLIENT_PROCS,
       client: 'bench/lib/mini-ws.ts (minimal RFC 6455 client on net.Socket; counts frames, parses sent_at_ms only in latency runs)',
       latency: lat,
@@ -716,7 +622,7 @@ async function main(): Promise<void> {
     };
     process.stdout.write(JSON.stringify(out) + '\n');
 
-    const ms = (v: number): string => (Number.isFinite(v) ? v.toFixed(2) : '?');
+    const ms = ms2;
     if (lat.length) {
       process.stdout.write(`\nCommit-to-client latency (walcast; ms; writer stamp before INSERT → client receive)\n`);
       process.stdout.write(
@@ -791,12 +697,8 @@ async function main(): Promise<void> {
         ) + '\n',
       );
     }
-    process.stdout.write('\nTargets\n');
-    for (const t of targets) {
-      const v = t.value === null ? 'not measured' : String(t.value);
-      process.stdout.write(`  ${t.met === null ? '-     ' : t.met ? 'met   ' : 'MISSED'}  ${t.name}: ${v}\n`);
-    }
-    process.stdout.write(`\nnode ${out.node}, Postgres ${out.postgres}, ${out.cpus} cpus (${out.cpuModel}), load ${out.loadAverage.join(' ')}, ${out.totalSeconds} s\n`);
+    printTargets(targets);
+    printMachineLine(out);
     if (PROFILE_DIR) process.stdout.write(`walcast CPU profile written to ${PROFILE_DIR}\n`);
   } finally {
     await clients.stop().catch(() => {});
@@ -804,18 +706,6 @@ async function main(): Promise<void> {
     await db.end().catch(() => {});
     await pgServer.destroy();
   }
-}
-
-/** Drops the daemon's slot once its walsender has let go (the baselines need no decoding). */
-async function dropSlot(db: pg.Client): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const { rows } = await db.query<{ active: boolean }>(`select active from pg_replication_slots where slot_name = $1`, [SLOT]);
-    if (rows.length === 0) return;
-    if (!rows[0].active || Date.now() > deadline) break;
-    await sleep(50);
-  }
-  await db.query(`select pg_drop_replication_slot($1)`, [SLOT]).catch((err: Error) => log(`could not drop the slot: ${err.message}`));
 }
 
 /** Frames shaped like walcast's, for the raw baseline when walcast did not run (--systems). */
@@ -827,20 +717,12 @@ function syntheticFrames(n: number): string[] {
   });
 }
 
-function sum(xs: readonly number[]): number {
-  let s = 0;
-  for (const x of xs) s += x;
-  return s;
-}
-
 function mib(bytes: number): string {
   return (bytes / 1024 / 1024).toFixed(1);
 }
 
 function positive(v: string | undefined, name: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) usage(`--${name} must be a positive integer, got ${JSON.stringify(v)}`);
-  return n;
+  return positiveOf(v, name, usage);
 }
 
 function usage(msg: string): never {
@@ -852,10 +734,4 @@ function usage(msg: string): never {
   process.exit(msg ? 2 : 0);
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exit(1);
-  },
-);
+runMain(main);

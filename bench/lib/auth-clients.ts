@@ -17,7 +17,7 @@
 //   stats / detail (per-connection counts) / latencies / closeAll
 //
 // Times are nowMs() (wall clock, sub-millisecond), comparable with the writer's.
-import { SignJWT } from 'jose';
+import { connectMany, countClose, parseBeforeReady, signTokens } from './connect-many.js';
 import { MiniWs } from './mini-ws.js';
 import { nowMs, serveCommands } from './rpc.js';
 import { roomOf, userOf } from './auth-scenario.js';
@@ -198,90 +198,48 @@ async function connect(a: AuthConnectArgs): Promise<{ ready: number; ms: number;
   ownIdSum = new Float64Array(a.count);
   foreignPer = new Float64Array(a.count);
   // Tokens first (HS256 signing is cheap, but not free: keep it out of the connect timing).
-  const tokens: string[] = [];
-  if (a.secret) {
-    const key = new TextEncoder().encode(a.secret);
-    for (let i = 0; i < a.count; i++) {
-      tokens.push(await new SignJWT({}).setSubject(userOf(a.offset + i)).setProtectedHeader({ alg: 'HS256' }).setIssuedAt().setExpirationTime('2h').sign(key));
-    }
-  }
+  const tokens = a.secret ? await signTokens(a.secret, Array.from({ length: a.count }, (_, i) => userOf(a.offset + i))) : [];
   const tokenMs = Math.round(performance.now() - t0);
   const t1 = performance.now();
-  const concurrency = a.concurrency ?? 200;
-  const timeoutMs = a.timeoutMs ?? 90_000;
-  return new Promise((resolve, reject) => {
-    let started = 0;
-    let ready = 0;
-    let failed = false;
-    const timer = setTimeout(() => fail(`connect: only ${ready} of ${a.count} ready after ${timeoutMs} ms`), timeoutMs);
-    const fail = (msg: string): void => {
-      if (failed) return;
-      failed = true;
-      clearTimeout(timer);
-      reject(new Error(msg));
-    };
-    const onReady = (ws: Conn): void => {
-      ws.ready = true;
-      ready++;
-      if (ready === a.count) {
-        clearTimeout(timer);
-        resolve({ ready, ms: Math.round(performance.now() - t1), tokenMs });
-      } else startMore();
-    };
-    const startMore = (): void => {
-      while (!failed && started < a.count && started - ready < concurrency) {
-        const i = started++;
-        const n = a.offset + i;
-        const path = a.secret ? `/ws?token=${tokens[i]}` : '/ws';
-        const ws: Conn = new MiniWs(
-          a.host,
-          a.port,
-          path,
-          {
-            open: () => {},
-            text: (c, buf, start, end) => {
-              const w = c as Conn;
-              if (w.ready) {
-                if (isDelivery(buf, start, end)) onDelivery(w, buf, start, end);
-                else other++;
-                return;
-              }
-              let msg: { type?: string };
-              try {
-                msg = JSON.parse(buf.toString('utf8', start, end)) as typeof msg;
-              } catch {
-                fail(`connection ${n}: not JSON before ready: ${buf.toString('utf8', start, Math.min(end, start + 200))}`);
-                return;
-              }
-              if (msg.type === 'welcome') {
-                const filter = a.filtered ? `room_id=eq.${roomOf(n, a.rooms)}` : undefined;
-                w.sendText(JSON.stringify({ type: 'subscribe', id: 1, table: a.table, filter, ref: n }));
-              } else if (msg.type === 'subscribed') {
-                onReady(w);
-              } else if (msg.type === 'error' || msg.type === 'resync') {
-                fail(`connection ${n} (${userOf(n)}): ${JSON.stringify(msg)}`);
-              } else other++;
-            },
-            close: (c, code, reason) => {
-              conns.delete(c);
-              unexpectedCloses++;
-              const k = `${code} ${reason}`.trim();
-              closeCodes[k] = (closeCodes[k] ?? 0) + 1;
-              if (!(c as Conn).ready) fail(`connection ${n} (${userOf(n)}) closed before ready: ${k}`);
-            },
-          },
-          n,
-        );
-        conns.add(ws);
-      }
-    };
-    if (a.count <= 0) {
-      clearTimeout(timer);
-      resolve({ ready: 0, ms: 0, tokenMs });
-      return;
-    }
-    startMore();
+  const ready = await connectMany(a.count, a.concurrency ?? 200, a.timeoutMs ?? 90_000, (i, onReady, fail) => {
+    const n = a.offset + i;
+    const path = a.secret ? `/ws?token=${tokens[i]}` : '/ws';
+    const ws: Conn = new MiniWs(
+      a.host,
+      a.port,
+      path,
+      {
+        open: () => {},
+        text: (c, buf, start, end) => {
+          const w = c as Conn;
+          if (w.ready) {
+            if (isDelivery(buf, start, end)) onDelivery(w, buf, start, end);
+            else other++;
+            return;
+          }
+          const msg = parseBeforeReady<{ type?: string }>(buf, start, end, `connection ${n}`, fail);
+          if (!msg) return;
+          if (msg.type === 'welcome') {
+            const filter = a.filtered ? `room_id=eq.${roomOf(n, a.rooms)}` : undefined;
+            w.sendText(JSON.stringify({ type: 'subscribe', id: 1, table: a.table, filter, ref: n }));
+          } else if (msg.type === 'subscribed') {
+            onReady(w);
+          } else if (msg.type === 'error' || msg.type === 'resync') {
+            fail(`connection ${n} (${userOf(n)}): ${JSON.stringify(msg)}`);
+          } else other++;
+        },
+        close: (c, code, reason) => {
+          conns.delete(c);
+          unexpectedCloses++;
+          const k = countClose(closeCodes, code, reason);
+          if (!(c as Conn).ready) fail(`connection ${n} (${userOf(n)}) closed before ready: ${k}`);
+        },
+      },
+      n,
+    );
+    conns.add(ws);
   });
+  return { ready, ms: ready ? Math.round(performance.now() - t1) : 0, tokenMs };
 }
 
 serveCommands({

@@ -22,7 +22,8 @@
 //
 // Times are nowMs() (wall clock, sub-millisecond), comparable across the bench's processes.
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import { SignJWT } from 'jose';
+import { sleep, sleepUntil } from './common.js';
+import { connectMany, countClose, parseBeforeReady, signTokens } from './connect-many.js';
 import { MiniWs } from './mini-ws.js';
 import { nowMs, serveCommands } from './rpc.js';
 
@@ -347,109 +348,59 @@ function startsWith(buf: Buffer, start: number, end: number, prefix: Buffer): bo
 
 async function connect(a: ChannelConnectArgs): Promise<{ ready: number; ms: number }> {
   const t0 = performance.now();
-  const key = new TextEncoder().encode(a.secret);
-  const tokens: string[] = [];
-  for (let i = 0; i < a.count; i++) {
-    tokens.push(await new SignJWT({}).setSubject(userOf(a.offset + i)).setProtectedHeader({ alg: 'HS256' }).setIssuedAt().setExpirationTime('2h').sign(key));
-  }
-  const concurrency = a.concurrency ?? 200;
-  const timeoutMs = a.timeoutMs ?? 60_000;
-  return new Promise((resolve, reject) => {
-    let started = 0;
-    let ready = 0;
-    let failed = false;
-    const timer = setTimeout(() => fail(`connect: only ${ready} of ${a.count} ready after ${timeoutMs} ms`), timeoutMs);
-    const fail = (msg: string): void => {
-      if (failed) return;
-      failed = true;
-      clearTimeout(timer);
-      reject(new Error(msg));
-    };
-    const onReady = (ws: Conn): void => {
-      ws.ready = true;
-      ready++;
-      if (ready === a.count) {
-        clearTimeout(timer);
-        resolve({ ready, ms: Math.round(performance.now() - t0) });
-      } else startMore();
-    };
-    const startMore = (): void => {
-      while (!failed && started < a.count && started - ready < concurrency) {
-        const i = started++;
-        const n = a.offset + i;
-        const room = a.roomSize ? Math.floor(n / a.roomSize) : -1;
-        const channel = `room:${room}`;
-        const ws = new MiniWs(
-          a.host,
-          a.port,
-          `/ws?token=${tokens[i]}`,
-          {
-            open: () => {},
-            text: (c, buf, start, end) => {
-              const w = c as Conn;
-              if (w.ready) {
-                onText(w, buf, start, end);
-                return;
-              }
-              let msg: { type?: string };
-              try {
-                msg = JSON.parse(buf.toString('utf8', start, end)) as typeof msg;
-              } catch {
-                fail(`${userOf(n)}: not JSON before ready: ${buf.toString('utf8', start, Math.min(end, start + 200))}`);
-                return;
-              }
-              if (msg.type === 'welcome') {
-                if (room < 0) onReady(w);
-                else w.sendText(JSON.stringify({ type: 'join', channel, ref: n }));
-              } else if (msg.type === 'presence_state') onReady(w);
-              else if (msg.type !== 'joined') fail(`${userOf(n)}: ${buf.toString('utf8', start, Math.min(end, start + 300))}`);
-            },
-            close: (c, code, reason) => {
-              const w = c as Conn;
-              const k = `${code} ${reason}`.trim();
-              if (!w.ready) {
-                fail(`${userOf(n)} closed before ready: ${k}`);
-                return;
-              }
-              unexpectedCloses++;
-              closeCodes[k] = (closeCodes[k] ?? 0) + 1;
-            },
-          },
-          n,
-        ) as Conn;
-        Object.assign(ws, {
-          ready: false,
-          room,
-          ownTail: Buffer.from(`,"from":${JSON.stringify(userOf(n))}}`),
-          sendHead: `{"type":"broadcast","channel":${JSON.stringify(channel)},"event":"${EVENT}","self":true,"payload":{"t":`,
-          outstanding: 0,
-          received: 0,
-          view: null,
-          keys: 0,
-          pBytes: 0,
-          pFrames: 0,
-          convergedAt: Number.NaN,
-        });
-        conns.push(ws);
-      }
-    };
-    if (a.count <= 0) {
-      clearTimeout(timer);
-      resolve({ ready: 0, ms: 0 });
-      return;
-    }
-    startMore();
+  const tokens = await signTokens(a.secret, Array.from({ length: a.count }, (_, i) => userOf(a.offset + i)));
+  const ready = await connectMany(a.count, a.concurrency ?? 200, a.timeoutMs ?? 60_000, (i, onReady, fail) => {
+    const n = a.offset + i;
+    const room = a.roomSize ? Math.floor(n / a.roomSize) : -1;
+    const channel = `room:${room}`;
+    const ws = new MiniWs(
+      a.host,
+      a.port,
+      `/ws?token=${tokens[i]}`,
+      {
+        open: () => {},
+        text: (c, buf, start, end) => {
+          const w = c as Conn;
+          if (w.ready) {
+            onText(w, buf, start, end);
+            return;
+          }
+          const msg = parseBeforeReady<{ type?: string }>(buf, start, end, userOf(n), fail);
+          if (!msg) return;
+          if (msg.type === 'welcome') {
+            if (room < 0) onReady(w);
+            else w.sendText(JSON.stringify({ type: 'join', channel, ref: n }));
+          } else if (msg.type === 'presence_state') onReady(w);
+          else if (msg.type !== 'joined') fail(`${userOf(n)}: ${buf.toString('utf8', start, Math.min(end, start + 300))}`);
+        },
+        close: (c, code, reason) => {
+          const w = c as Conn;
+          if (!w.ready) {
+            fail(`${userOf(n)} closed before ready: ${`${code} ${reason}`.trim()}`);
+            return;
+          }
+          unexpectedCloses++;
+          countClose(closeCodes, code, reason);
+        },
+      },
+      n,
+    ) as Conn;
+    Object.assign(ws, {
+      ready: false,
+      room,
+      ownTail: Buffer.from(`,"from":${JSON.stringify(userOf(n))}}`),
+      sendHead: `{"type":"broadcast","channel":${JSON.stringify(channel)},"event":"${EVENT}","self":true,"payload":{"t":`,
+      outstanding: 0,
+      received: 0,
+      view: null,
+      keys: 0,
+      pBytes: 0,
+      pFrames: 0,
+      convergedAt: Number.NaN,
+    });
+    conns.push(ws);
   });
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function sleepUntil(at: number): Promise<void> {
-  for (;;) {
-    const left = at - nowMs();
-    if (left <= 0) return;
-    await sleep(Math.min(left, 50));
-  }
+  return { ready, ms: ready ? Math.round(performance.now() - t0) : 0 };
 }
 
 async function broadcastRun(a: BroadcastRunArgs): Promise<BroadcastRunResult> {

@@ -10,6 +10,7 @@
 //   stats / latencies / recorded / closeAll
 //
 // Times are nowMs() (wall clock, sub-millisecond), comparable with the writer's.
+import { connectMany, countClose, parseBeforeReady } from './connect-many.js';
 import { MiniWs } from './mini-ws.js';
 import { nowMs, serveCommands } from './rpc.js';
 
@@ -105,85 +106,51 @@ function isDelivery(buf: Buffer, start: number, end: number): boolean {
   return end - start >= prefix.length && buf.compare(prefix, 0, prefix.length, start, start + prefix.length) === 0;
 }
 
-function connect(a: ConnectArgs): Promise<{ ready: number; ms: number }> {
+async function connect(a: ConnectArgs): Promise<{ ready: number; ms: number }> {
   const t0 = performance.now();
-  const concurrency = a.concurrency ?? 200;
   const sub = a.subscribe;
-  return new Promise((resolve, reject) => {
-    let started = 0;
-    let ready = 0;
-    let failed = false;
-    const timer = setTimeout(() => fail(`connect: only ${ready} of ${a.count} ready after ${a.timeoutMs ?? 60_000} ms`), a.timeoutMs ?? 60_000);
-    const fail = (msg: string): void => {
-      if (failed) return;
-      failed = true;
-      clearTimeout(timer);
-      reject(new Error(msg));
-    };
-    const onReady = (ws: Conn): void => {
-      ws.ready = true;
-      ready++;
-      if (ready === a.count) {
-        clearTimeout(timer);
-        resolve({ ready, ms: Math.round(performance.now() - t0) });
-      } else startMore();
-    };
-    const startMore = (): void => {
-      while (!failed && started < a.count && started - ready < concurrency) {
-        const n = a.offset + started++;
-        const ws: Conn = new MiniWs(
-          a.host,
-          a.port,
-          a.path,
-          {
-            open: () => {},
-            text: (c, buf, start, end) => {
-              const w = c as Conn;
-              if (w.ready) {
-                if (isDelivery(buf, start, end)) onDelivery(w, buf, start, end);
-                else other++;
-                return;
-              }
-              let msg: { type?: string; code?: string; message?: string };
-              try {
-                msg = JSON.parse(buf.toString('utf8', start, end)) as typeof msg;
-              } catch {
-                fail(`connection ${n}: not JSON before ready: ${buf.toString('utf8', start, Math.min(end, start + 200))}`);
-                return;
-              }
-              if (msg.type === 'welcome') {
-                if (!sub) onReady(w);
-                else {
-                  const filter = sub.filterColumn && sub.filterMod ? `${sub.filterColumn}=eq.${n % sub.filterMod}` : undefined;
-                  w.sendText(JSON.stringify({ type: 'subscribe', id: 1, table: sub.table, filter, ref: n }));
-                }
-              } else if (msg.type === 'subscribed') {
-                onReady(w);
-              } else if (msg.type === 'error' || msg.type === 'resync') {
-                fail(`connection ${n}: ${JSON.stringify(msg)}`);
-              } else other++;
-            },
-            close: (c, code, reason) => {
-              conns.delete(c);
-              unexpectedCloses++;
-              const k = `${code} ${reason}`.trim();
-              closeCodes[k] = (closeCodes[k] ?? 0) + 1;
-              if (!(c as Conn).ready) fail(`connection ${n} closed before ready: ${k}`);
-            },
-          },
-          n,
-        );
-        if (conns.size === 0 && !first) first = ws;
-        conns.add(ws);
-      }
-    };
-    if (a.count <= 0) {
-      clearTimeout(timer);
-      resolve({ ready: 0, ms: 0 });
-      return;
-    }
-    startMore();
+  const ready = await connectMany(a.count, a.concurrency ?? 200, a.timeoutMs ?? 60_000, (i, onReady, fail) => {
+    const n = a.offset + i;
+    const ws: Conn = new MiniWs(
+      a.host,
+      a.port,
+      a.path,
+      {
+        open: () => {},
+        text: (c, buf, start, end) => {
+          const w = c as Conn;
+          if (w.ready) {
+            if (isDelivery(buf, start, end)) onDelivery(w, buf, start, end);
+            else other++;
+            return;
+          }
+          const msg = parseBeforeReady<{ type?: string; code?: string; message?: string }>(buf, start, end, `connection ${n}`, fail);
+          if (!msg) return;
+          if (msg.type === 'welcome') {
+            if (!sub) onReady(w);
+            else {
+              const filter = sub.filterColumn && sub.filterMod ? `${sub.filterColumn}=eq.${n % sub.filterMod}` : undefined;
+              w.sendText(JSON.stringify({ type: 'subscribe', id: 1, table: sub.table, filter, ref: n }));
+            }
+          } else if (msg.type === 'subscribed') {
+            onReady(w);
+          } else if (msg.type === 'error' || msg.type === 'resync') {
+            fail(`connection ${n}: ${JSON.stringify(msg)}`);
+          } else other++;
+        },
+        close: (c, code, reason) => {
+          conns.delete(c);
+          unexpectedCloses++;
+          const k = countClose(closeCodes, code, reason);
+          if (!(c as Conn).ready) fail(`connection ${n} closed before ready: ${k}`);
+        },
+      },
+      n,
+    );
+    if (conns.size === 0 && !first) first = ws;
+    conns.add(ws);
   });
+  return { ready, ms: ready ? Math.round(performance.now() - t0) : 0 };
 }
 
 serveCommands({
