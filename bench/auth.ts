@@ -45,9 +45,10 @@ import { roomOf } from './lib/auth-scenario.js';
 import { dropSlot, ensureOpenFiles, log, positive as positiveOf, runMain, sleep, sum } from './lib/common.js';
 import { reapDaemonsOnExit, startWalcast } from './lib/daemon.js';
 import { StatsPool } from './lib/pool.js';
+import { pacedInserts, type PacedWrites } from './lib/writer.js';
 import { machine, type Target } from './lib/report.js';
 import { cpuMsOf, nowMs, rssOf } from './lib/rpc.js';
-import { fmtInt, percentile, round, Stopwatch } from './lib/stats.js';
+import { fmtInt, percentile, round, spread, Stopwatch } from './lib/stats.js';
 
 const TARGETS = { p99Ms: 50, vsNoAuth: 0.5 };
 const HOST = '127.0.0.1';
@@ -168,44 +169,18 @@ function rng(seed: number): () => number {
   };
 }
 
-interface PacedResult {
+interface PacedResult extends PacedWrites {
   transactions: number;
   firstId: number;
-  /** Writer-side round trip of each INSERT (its commit), ms. */
-  commitMs: Float64Array;
-  /** How far the writer fell behind its schedule at worst, ms. */
-  maxLagMs: number;
-  writeMs: number;
 }
 
 /** `rate` single-row transactions/s for `ms`, random rooms, over the given connections. */
 async function paced(conns: pg.Client[], rate: number, ms: number, random: () => number): Promise<PacedResult> {
   const total = Math.max(1, Math.round((rate * ms) / 1000));
-  const commitMs = new Float64Array(total);
-  const inflight: Array<Promise<unknown>> = [];
   const firstId = nextId;
-  const t0 = performance.now();
-  let maxLagMs = 0;
-  let i = 0;
-  while (i < total) {
-    const now = performance.now() - t0;
-    const due = Math.min(total, Math.floor((now * rate) / 1000) + 1);
-    if (due > i) maxLagMs = Math.max(maxLagMs, now - (i * 1000) / rate);
-    for (; i < due; i++) {
-      const id = nextId++;
-      const k = i;
-      const room = Math.floor(random() * ROOMS);
-      const sent = nowMs();
-      inflight.push(
-        conns[i % conns.length].query({ name: 'bench_insert', text: INSERT, values: [id, room, sent, author(id), body(id)] }).then(() => {
-          commitMs[k] = nowMs() - sent;
-        }),
-      );
-    }
-    await sleep(1);
-  }
-  await Promise.all(inflight);
-  return { transactions: total, firstId, commitMs, maxLagMs, writeMs: performance.now() - t0 };
+  const next = (): { id: number; room: number } => ({ id: nextId++, room: Math.floor(random() * ROOMS) });
+  const w = await pacedInserts(conns, rate, total, INSERT, next, (id, room, sent) => [id, room, sent, author(id), body(id)]);
+  return { transactions: total, firstId, ...w };
 }
 
 // ── load clients ──────────────────────────────────────────────────────────────────────────
@@ -455,12 +430,7 @@ async function run(name: RunName, daemon: Daemon, clients: ClientPool, db: pg.Cl
     offeredPerSec: round(expected / (res.writeMs / 1000)),
     check: chk,
     samples: lat.length,
-    p50: round(percentile(lat, 50), 2),
-    p90: round(percentile(lat, 90), 2),
-    p99: round(percentile(lat, 99), 2),
-    p999: round(percentile(lat, 99.9), 2),
-    max: round(lat.length ? lat[lat.length - 1] : Number.NaN, 2),
-    mean: round(lat.reduce((a, b) => a + b, 0) / Math.max(1, lat.length), 2),
+    ...spread(lat),
     commitP50: round(percentile(commits, 50), 2),
     commitP99: round(percentile(commits, 99), 2),
     writerMaxLagMs: round(res.maxLagMs, 1),

@@ -47,7 +47,7 @@ import { startWalcast } from './lib/daemon.js';
 import { BasePool } from './lib/pool.js';
 import { machine, ms2, printMachineLine } from './lib/report.js';
 import { cpuMsOf, nowMs, rssOf } from './lib/rpc.js';
-import { fmtInt, percentile, round, table } from './lib/stats.js';
+import { fmtInt, percentile, round, spread, table, type Spread } from './lib/stats.js';
 
 const HOST = '127.0.0.1';
 const SLOT = 'bench_channels';
@@ -220,7 +220,7 @@ class ClientPool extends BasePool {
 
 // ── broadcast runs ────────────────────────────────────────────────────────────────────────
 
-interface BroadcastResult {
+interface BroadcastResult extends Spread {
   name: 'paced' | 'max';
   how: string;
   /** max: own broadcasts outstanding per client at most. */
@@ -235,12 +235,6 @@ interface BroadcastResult {
   deliveriesPerSec: number;
   avgFrameBytes: number;
   rttSamples: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  p999: number;
-  max: number;
-  mean: number;
   daemonCpuMs: number;
   /** Daemon CPU over the measured seconds (1 = one core). */
   daemonCores: number;
@@ -325,12 +319,7 @@ async function broadcastRun(daemon: Daemon, clients: ClientPool, name: 'paced' |
     deliveriesPerSec: round(deliveries / s),
     avgFrameBytes: round(sum(parts.map((p) => p.bytesMeasured)) / Math.max(1, deliveries), 1),
     rttSamples: rtt.length,
-    p50: round(percentile(rtt, 50), 2),
-    p90: round(percentile(rtt, 90), 2),
-    p99: round(percentile(rtt, 99), 2),
-    p999: round(percentile(rtt, 99.9), 2),
-    max: round(rtt.length ? rtt[rtt.length - 1] : Number.NaN, 2),
-    mean: round(sum(rtt) / Math.max(1, rtt.length), 2),
+    ...spread(rtt),
     daemonCpuMs: round(cpuMs),
     daemonCores: round(cpuMs / (s * 1000), 2),
     clientCores: round(sum(parts.map((p) => p.cpuMs)) / (s * 1000), 2),

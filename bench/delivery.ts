@@ -34,9 +34,10 @@ import type { ClientStats, ConnectArgs, ResetArgs } from './lib/clients.js';
 import { dropSlot, log, positive as positiveOf, runMain, sleep, sum } from './lib/common.js';
 import { startWalcast } from './lib/daemon.js';
 import { StatsPool } from './lib/pool.js';
+import { pacedInserts, type PacedWrites } from './lib/writer.js';
 import { machine, ms2, printMachineLine, printTargets, type Target } from './lib/report.js';
 import { cpuMsOf, Helper, nowMs, rssOf } from './lib/rpc.js';
-import { fmtInt, percentile, round, Stopwatch, table } from './lib/stats.js';
+import { fmtInt, percentile, round, spread, Stopwatch, table, type Spread } from './lib/stats.js';
 
 const TARGETS = { p50Ms: 5, p99Ms: 25, vsRaw: 0.5, vsNaive: 5, bytesPerConnection: 4096 };
 const HOST = '127.0.0.1';
@@ -125,43 +126,22 @@ async function burst(db: pg.Client, n: number): Promise<{ ms: number }> {
   return { ms: w.elapsedMs() };
 }
 
-interface PacedResult {
+interface PacedResult extends PacedWrites {
   transactions: number;
   rooms: number[];
-  /** Writer-side round trip of each INSERT (its commit), ms. */
-  commitMs: Float64Array;
-  /** How far the writer fell behind its schedule at worst, ms. */
-  maxLagMs: number;
 }
 
 /** `rate` single-row transactions/s for `ms`, spread over the given connections. */
 async function paced(conns: pg.Client[], rate: number, ms: number): Promise<PacedResult> {
   const total = Math.round((rate * ms) / 1000);
-  const commitMs = new Float64Array(total);
   const rooms: number[] = [];
-  const inflight: Array<Promise<unknown>> = [];
-  const t0 = performance.now();
-  let maxLagMs = 0;
-  let i = 0;
-  while (i < total) {
-    const now = performance.now() - t0;
-    const due = Math.min(total, Math.floor((now * rate) / 1000) + 1);
-    if (due > i) maxLagMs = Math.max(maxLagMs, now - (i * 1000) / rate);
-    for (; i < due; i++) {
-      const id = nextId++;
-      const k = i;
-      rooms.push(id % ROOMS);
-      const sent = nowMs();
-      inflight.push(
-        conns[i % conns.length].query({ name: 'bench_insert', text: INSERT, values: [id, id % ROOMS, sent, author(id), body(id)] }).then(() => {
-          commitMs[k] = nowMs() - sent;
-        }),
-      );
-    }
-    await sleep(1);
-  }
-  await Promise.all(inflight);
-  return { transactions: total, rooms, commitMs, maxLagMs };
+  const next = (): { id: number; room: number } => {
+    const id = nextId++;
+    rooms.push(id % ROOMS);
+    return { id, room: id % ROOMS };
+  };
+  const w = await pacedInserts(conns, rate, total, INSERT, next, (id, room, sent) => [id, room, sent, author(id), body(id)]);
+  return { transactions: total, rooms, ...w };
 }
 
 // ── load clients ──────────────────────────────────────────────────────────────────────────
@@ -377,7 +357,7 @@ async function fanout(server: Server, clients: ClientPool, expected: number, pay
   return r;
 }
 
-interface LatencyResult {
+interface LatencyResult extends Spread {
   name: string;
   subscribers: number;
   filter: string;
@@ -390,12 +370,6 @@ interface LatencyResult {
   /** Deliveries of warm-up rows that arrived after the measured run began (not samples). */
   lateWarmupDeliveries: number;
   complete: boolean;
-  p50: number;
-  p90: number;
-  p99: number;
-  p999: number;
-  max: number;
-  mean: number;
   /** The writer's own INSERT round trip (statement + commit), for comparison. */
   commitP50: number;
   commitP99: number;
@@ -443,12 +417,7 @@ async function latency(
     samples: lat.length,
     lateWarmupDeliveries: s.stale,
     complete: s.complete,
-    p50: round(p50, 2),
-    p90: round(percentile(lat, 90), 2),
-    p99: round(p99, 2),
-    p999: round(percentile(lat, 99.9), 2),
-    max: round(lat.length ? lat[lat.length - 1] : Number.NaN, 2),
-    mean: round(lat.reduce((a, b) => a + b, 0) / Math.max(1, lat.length), 2),
+    ...spread(lat),
     commitP50: round(percentile(commits, 50), 2),
     commitP99: round(percentile(commits, 99), 2),
     writerMaxLagMs: round(res.maxLagMs, 1),

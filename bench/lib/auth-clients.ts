@@ -17,7 +17,8 @@
 //   stats / detail (per-connection counts) / latencies / closeAll
 //
 // Times are nowMs() (wall clock, sub-millisecond), comparable with the writer's.
-import { connectMany, countClose, parseBeforeReady, signTokens } from './connect-many.js';
+import type { ClientStats } from './clients.js';
+import { connectMany, countClose, parseBeforeReady, ProcessLoad, signTokens } from './connect-many.js';
 import { MiniWs } from './mini-ws.js';
 import { nowMs, serveCommands } from './rpc.js';
 import { roomOf, userOf } from './auth-scenario.js';
@@ -46,23 +47,10 @@ export interface AuthResetArgs {
   minId?: number;
 }
 
-export interface AuthClientStats {
-  open: number;
-  /** Counted deliveries (check mode: stale ones excluded). */
-  deliveries: number;
+/** Deliveries are the counted ones (check mode: stale ones excluded). */
+export interface AuthClientStats extends ClientStats {
   /** check mode: deliveries of rows of another room than the connection's. */
   foreign: number;
-  stale: number;
-  bytes: number;
-  /** Text frames that were not deliveries (progress, …). */
-  other: number;
-  firstAt: number;
-  lastAt: number;
-  unexpectedCloses: number;
-  closeCodes: Record<string, number>;
-  cpuMs: number;
-  /** Event-loop utilisation since the last reset (1 = the client process was saturated). */
-  elu: number;
 }
 
 export interface LeakSample {
@@ -116,8 +104,7 @@ let lat = new Float64Array(1 << 16);
 /** The sent_at_ms of each latency sample (when the tail happened). */
 let latSent = new Float64Array(1 << 16);
 let latN = 0;
-let cpu0 = process.cpuUsage();
-let elu0 = performance.eventLoopUtilization();
+const load = new ProcessLoad();
 
 /** The integer written at buf[i…] (JSON number without fraction), NaN when there is none. */
 function intAt(buf: Buffer, i: number, end: number): number {
@@ -255,12 +242,10 @@ serveCommands({
     deliveries = foreign = stale = bytes = other = firstAt = lastAt = latN = 0;
     unexpectedCloses = 0;
     closeCodes = {};
-    cpu0 = process.cpuUsage();
-    elu0 = performance.eventLoopUtilization();
+    load.reset();
     return true;
   },
   stats: (): AuthClientStats => {
-    const c = process.cpuUsage(cpu0);
     return {
       open: conns.size,
       deliveries,
@@ -272,8 +257,7 @@ serveCommands({
       lastAt,
       unexpectedCloses,
       closeCodes,
-      cpuMs: (c.user + c.system) / 1000,
-      elu: performance.eventLoopUtilization(elu0).utilization,
+      ...load.since(),
     };
   },
   detail: (): AuthClientDetail => ({ offset, own, ownIdSum, foreign: foreignPer, leakSamples }),

@@ -1,7 +1,7 @@
 // The readable part of bench/auth.ts's report (after its JSON line), and the shapes of its results.
 import type { LeakSample } from './auth-clients.js';
 import { ms2, printMachineLine, printTargets, type Machine, type Target } from './report.js';
-import { fmtInt, table } from './stats.js';
+import { fmtInt, table, type Spread } from './stats.js';
 
 export type RunName = 'auth' | 'filtered' | 'unfiltered';
 
@@ -46,7 +46,7 @@ export interface Stall {
   ms: number;
 }
 
-export interface PacedPhase {
+export interface PacedPhase extends Spread {
   txPerSec: number;
   seconds: number;
   transactions: number;
@@ -56,12 +56,6 @@ export interface PacedPhase {
   offeredPerSec: number;
   check: Check;
   samples: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  p999: number;
-  max: number;
-  mean: number;
   commitP50: number;
   commitP99: number;
   writerMaxLagMs: number;

@@ -10,7 +10,7 @@
 //   stats / latencies / recorded / closeAll
 //
 // Times are nowMs() (wall clock, sub-millisecond), comparable with the writer's.
-import { connectMany, countClose, parseBeforeReady } from './connect-many.js';
+import { connectMany, countClose, parseBeforeReady, ProcessLoad } from './connect-many.js';
 import { MiniWs } from './mini-ws.js';
 import { nowMs, serveCommands } from './rpc.js';
 
@@ -76,8 +76,7 @@ let unexpectedCloses = 0;
 let closeCodes: Record<string, number> = {};
 let lat = new Float64Array(1 << 16);
 let latN = 0;
-let cpu0 = process.cpuUsage();
-let elu0 = performance.eventLoopUtilization();
+const load = new ProcessLoad();
 
 function onDelivery(ws: Conn, buf: Buffer, start: number, end: number): void {
   const t = nowMs();
@@ -164,12 +163,10 @@ serveCommands({
     deliveries = bytes = other = stale = firstAt = lastAt = latN = 0;
     unexpectedCloses = 0;
     closeCodes = {};
-    cpu0 = process.cpuUsage();
-    elu0 = performance.eventLoopUtilization();
+    load.reset();
     return true;
   },
   stats: (): ClientStats => {
-    const c = process.cpuUsage(cpu0);
     return {
       open: conns.size,
       deliveries,
@@ -180,8 +177,7 @@ serveCommands({
       lastAt,
       unexpectedCloses,
       closeCodes,
-      cpuMs: (c.user + c.system) / 1000,
-      elu: performance.eventLoopUtilization(elu0).utilization,
+      ...load.since(),
     };
   },
   latencies: () => lat.slice(0, latN),

@@ -72,3 +72,19 @@ export async function signTokens(secret: string, subjects: readonly string[]): P
   for (const sub of subjects) tokens.push(await new SignJWT({}).setSubject(sub).setProtectedHeader({ alg: 'HS256' }).setIssuedAt().setExpirationTime('2h').sign(key));
   return tokens;
 }
+
+/** CPU time (user + system) and event-loop utilisation of this process since start() or reset(). */
+export class ProcessLoad {
+  private cpu0 = process.cpuUsage();
+  private elu0 = performance.eventLoopUtilization();
+
+  reset(): void {
+    this.cpu0 = process.cpuUsage();
+    this.elu0 = performance.eventLoopUtilization();
+  }
+
+  since(): { cpuMs: number; elu: number } {
+    const c = process.cpuUsage(this.cpu0);
+    return { cpuMs: (c.user + c.system) / 1000, elu: performance.eventLoopUtilization(this.elu0).utilization };
+  }
+}

@@ -3,26 +3,15 @@
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import type { ClientStats } from './clients.js';
 import { concatSorted, log, sleep, sum } from './common.js';
 import { Helper } from './rpc.js';
 import { fmtInt, round, Stopwatch } from './stats.js';
 
 const LIB = path.dirname(fileURLToPath(import.meta.url)); // dist/bench/lib
 
-/** What every client process counts (bench/lib/clients.ts and auth-clients.ts). */
-export interface BaseClientStats {
-  open: number;
-  deliveries: number;
-  bytes: number;
-  other: number;
-  stale: number;
-  firstAt: number;
-  lastAt: number;
-  unexpectedCloses: number;
-  closeCodes: Record<string, number>;
-  cpuMs: number;
-  elu: number;
-}
+/** What every client process counts (bench/lib/clients.ts, and auth-clients.ts with more). */
+export type BaseClientStats = ClientStats;
 
 /** Those of all processes together; the event-loop utilisation of each, rounded. */
 export type Pooled<S extends BaseClientStats> = Omit<S, 'elu'> & { elu: number[] };

@@ -93,3 +93,27 @@ export function percentile(sorted: ArrayLike<number>, p: number): number {
   const rank = Math.ceil((p / 100) * sorted.length);
   return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
 }
+
+/** Percentiles, max and mean of a sample (ms, two decimals). */
+export interface Spread {
+  p50: number;
+  p90: number;
+  p99: number;
+  p999: number;
+  max: number;
+  mean: number;
+}
+
+/** Spread of values sorted ascending (NaN last, and so the max when present); NaN when empty. */
+export function spread(sorted: ArrayLike<number>): Spread {
+  let total = 0;
+  for (let i = 0; i < sorted.length; i++) total += sorted[i];
+  return {
+    p50: round(percentile(sorted, 50), 2),
+    p90: round(percentile(sorted, 90), 2),
+    p99: round(percentile(sorted, 99), 2),
+    p999: round(percentile(sorted, 99.9), 2),
+    max: round(sorted.length ? sorted[sorted.length - 1] : Number.NaN, 2),
+    mean: round(total / Math.max(1, sorted.length), 2),
+  };
+}
