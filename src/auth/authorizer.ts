@@ -12,7 +12,7 @@ import type { Row } from '../capture/pgoutput.types.js';
 import type { Change } from '../capture/types.js';
 import type { Logger } from '../log.js';
 import type { Identity } from './jwt.js';
-import { compile, reachOf, specialise, usesSubject, type ReachFn, type Test } from './compile.js';
+import { compile, reachOf, specialise, usesSubject, type Env, type ReachFn, type Test } from './compile.js';
 import type { Expr } from './expr.js';
 import type { PolicyModel } from './model.js';
 import { keyText, linkOf, type RelationDecl } from './relations.js';
@@ -206,15 +206,7 @@ export class PolicyAuthorizer implements Authorizer {
 
   mayAct(identity: Identity, kind: string, name: string, act: string): boolean {
     if (!this.ready) return false;
-    const env = { sub: identity, row: undefined, at: null };
-    for (const test of this.rulesFor(kind, name, act, null).tests) {
-      try {
-        if (test(env)) return true;
-      } catch {
-        // as in mayRead
-      }
-    }
-    return false;
+    return anyAllows(this.rulesFor(kind, name, act, null).tests, { sub: identity, row: undefined, at: null });
   }
 
   mayRead(identity: Identity, table: string, row: Row, at: Position | null): boolean {
@@ -223,18 +215,7 @@ export class PolicyAuthorizer implements Authorizer {
     // Rules that never look at the subject decide once per row, for every subscriber.
     const shared = tr.anySubject && at === null;
     if (shared && this.last.row === row && this.last.rules === tr) return this.last.ok;
-    const env = { sub: identity, row, at };
-    let ok = false;
-    for (const test of tr.tests) {
-      try {
-        if (test(env)) {
-          ok = true;
-          break;
-        }
-      } catch {
-        // A condition reading a member of nothing: that rule does not allow (as in Casbin).
-      }
-    }
+    const ok = anyAllows(tr.tests, { sub: identity, row, at });
     if (shared) this.last = { row, rules: tr, ok };
     return ok;
   }
@@ -371,6 +352,18 @@ export class PolicyAuthorizer implements Authorizer {
 }
 
 const EMPTY: ReadonlySet<string> = new Set();
+
+/** Whether some rule allows; a condition reading a member of nothing does not (as in Casbin). */
+function anyAllows(tests: Test[], env: Env): boolean {
+  for (const test of tests) {
+    try {
+      if (test(env)) return true;
+    } catch {
+      // that rule does not allow
+    }
+  }
+  return false;
+}
 
 function ident(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
