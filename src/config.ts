@@ -63,6 +63,7 @@ export interface ServeFlags extends Flags {
   auth?: boolean;
   historyBytes?: string;
   historyAge?: string;
+  maxSlotLag?: string;
   maxBackpressure?: string;
   maxMessageBytes?: string;
   progressInterval?: string;
@@ -82,6 +83,8 @@ export interface ServeConfig extends Config {
   noAuth: boolean;
   historyBytes: number;
   historyAgeMs: number;
+  /** WAL bytes the window may hold back on the slot (before clamping to the server's setting). */
+  maxSlotLag: number;
   maxBackpressure: number;
   maxMessageBytes: number;
   maxFrameBytes: number;
@@ -120,6 +123,7 @@ export function resolveServeConfig(flags: ServeFlags, env: Env = process.env): S
     noAuth,
     historyBytes: parseBytes(pick(flags.historyBytes, 'WALCAST_HISTORY_BYTES'), SERVER_DEFAULTS.historyBytes, '--history-bytes'),
     historyAgeMs: parseDuration(pick(flags.historyAge, 'WALCAST_HISTORY_AGE'), SERVER_DEFAULTS.historyAgeMs, '--history-age'),
+    maxSlotLag: parseBytes(pick(flags.maxSlotLag, 'WALCAST_MAX_SLOT_LAG'), SERVER_DEFAULTS.maxSlotLagBytes, '--max-slot-lag'),
     maxBackpressure: parseBytes(pick(flags.maxBackpressure, 'WALCAST_MAX_BACKPRESSURE'), SERVER_DEFAULTS.maxBackpressure, '--max-backpressure'),
     maxMessageBytes,
     maxFrameBytes: Math.max(SERVER_DEFAULTS.maxFrameBytes, maxMessageBytes * 2),

@@ -54,6 +54,11 @@ export const SERVER_DEFAULTS = {
   /** History ring (the resume window). */
   historyBytes: 256 * 1024 * 1024,
   historyAgeMs: 10 * 60 * 1000,
+  /**
+   * WAL the slot may hold back for the window (received minus its start). Past it the window
+   * shrinks. Clamped to 3/4 of the server's max_slot_wal_keep_size when that is set.
+   */
+  maxSlotLagBytes: 1024 * 1024 * 1024,
   /** Bytes buffered for one socket past which it is closed with 4008. */
   maxBackpressure: 4 * 1024 * 1024,
   /** Largest client frame answered with too_large rather than parsed. */

@@ -3,6 +3,7 @@
 import pg from 'pg';
 import { createVerifier } from './auth/jwt.js';
 import { Capture } from './capture/capture.js';
+import { effectiveLagBound, readWalKeepSize } from './capture/lag-bound.js';
 import { MAX_INDEX, formatPosition } from './capture/position.js';
 import type { Relation } from './capture/pgoutput.types.js';
 import type { ServeConfig } from './config.js';
@@ -48,6 +49,16 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
   } catch (err) {
     await pool.end().catch(() => {});
     throw err;
+  }
+  let lagBound;
+  try {
+    lagBound = effectiveLagBound(cfg.maxSlotLag, await readWalKeepSize(pool));
+  } catch (err) {
+    await pool.end().catch(() => {});
+    throw err;
+  }
+  if (lagBound.clamped) {
+    log.warn({ configured: cfg.maxSlotLag, bound: lagBound.bytes }, 'slot lag bound lowered to 3/4 of max_slot_wal_keep_size');
   }
   const ring = new HistoryRing({ maxBytes: cfg.historyBytes, maxAgeMs: cfg.historyAgeMs });
   const channels = new Channels({
@@ -113,12 +124,20 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
           transactions: w.transactions,
           bytes: w.bytes,
           ageSeconds: w.oldestTime === null ? 0 : Math.max(0, (Date.now() - w.oldestTime) / 1000),
+          walHeld: walHeld(),
+          walBound: lagBound.bytes,
         },
         auth: auth ? { rules: auth.ruleCount, links: auth.linkTotal, ready: auth.ready } : null,
       };
     },
   });
   front = server;
+  /** WAL bytes the window holds back on the slot: received minus the window's oldest entry. */
+  function walHeld(): number {
+    const oldest = ring.oldestLsn();
+    const received = capture.lsns.received;
+    return oldest === null || received <= oldest ? 0 : Number(received - oldest);
+  }
   let port: number;
   try {
     port = await server.listen();
@@ -127,7 +146,17 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
     await pool.end().catch(() => {});
     throw err;
   }
-  const timers = [setInterval(() => hub.sendProgress(), cfg.progressIntervalMs), setInterval(() => hub.evict(), 1_000)];
+  // The window may hold at most lagBound bytes of WAL on the slot: past it, its oldest part goes.
+  let lastShrinkLog = 0;
+  const evict = () => {
+    const received = capture.lsns.received;
+    const minLsn = received > BigInt(lagBound.bytes) ? received - BigInt(lagBound.bytes) : 0n;
+    if (hub.evict(minLsn) && Date.now() - lastShrinkLog > 60_000) {
+      lastShrinkLog = Date.now();
+      log.warn({ bound: lagBound.bytes, floor: formatPosition(ring.floor.lsn, ring.floor.index) }, 'slot lag past its bound: history window shrunk');
+    }
+  };
+  const timers = [setInterval(() => hub.sendProgress(), cfg.progressIntervalMs), setInterval(evict, 1_000)];
   log.info({ host: cfg.host, port, slot: cfg.slot, noAuth: cfg.noAuth }, 'walcast serving');
   let stopping: Promise<void> | null = null;
   return {

@@ -106,10 +106,11 @@ export function formatStatus(s: Status): string {
   const d = s.daemon;
   if (!d.reachable) rows.push(['daemon', `${d.url}: not reachable (${d.error})`]);
   else {
-    const st = d.status as { replication?: string; clients?: number; subscriptions?: number; channels?: number; window?: { floor: string; head: string; transactions: number; bytes: number; ageSeconds: number } };
+    const st = d.status as { replication?: string; clients?: number; subscriptions?: number; channels?: number; window?: { floor: string; head: string; transactions: number; bytes: number; ageSeconds: number; walHeld?: number; walBound?: number } };
     rows.push(['daemon', `${d.url}: ${st.replication ?? '?'}, ${st.clients ?? 0} clients, ${st.subscriptions ?? 0} subscriptions, ${st.channels ?? 0} channels`]);
     const w = st.window;
     if (w) rows.push(['window', `${w.floor} .. ${w.head}: ${w.transactions} transactions, ${bytes(w.bytes)}, ${Math.round(w.ageSeconds)} s`]);
+    if (w?.walBound !== undefined) rows.push(['window WAL held', `${bytes(w.walHeld ?? 0)} of at most ${bytes(w.walBound)}`]);
   }
   const width = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n') + '\n';

@@ -129,18 +129,24 @@ export class HistoryRing {
     return this.start < this.entries.length ? this.entries[this.start].lsn : null;
   }
 
-  /** Drops entries past the age or byte bound; the newest entry always stays. */
-  evict(): void {
+  /**
+   * Drops entries past the age or byte bound, and those holding WAL before `minLsn` (the slot
+   * lag guard rail); the newest entry always stays. Returns how many were dropped.
+   */
+  evict(minLsn = 0n): number {
     const cutoff = this.now() - this.opts.maxAgeMs;
+    let dropped = 0;
     while (this.entries.length - this.start > 1) {
       const e = this.entries[this.start];
-      if (e.time >= cutoff && this.bytes <= this.opts.maxBytes) break;
+      if (e.time >= cutoff && this.bytes <= this.opts.maxBytes && e.lsn >= minLsn) break;
       this.drop(e);
+      dropped++;
     }
     if (this.start > 1024 && this.start * 2 > this.entries.length) {
       this.entries = this.entries.slice(this.start);
       this.start = 0;
     }
+    return dropped;
   }
 
   stats(): RingStats {

@@ -44,6 +44,8 @@ export interface HubCounters {
   transactionsIn: number;
   deliveries: number;
   resyncs: number;
+  /** Times the slot lag bound made the history window drop entries its byte and age bounds kept. */
+  windowShrinks: number;
 }
 
 /** Peers one turn of the progress sweep writes to. */
@@ -52,7 +54,7 @@ const PROGRESS_SLICE = 256;
 export class Hub {
   readonly ring: HistoryRing;
   readonly index = new SubscriptionIndex();
-  readonly counters: HubCounters = { changesIn: 0, transactionsIn: 0, deliveries: 0, resyncs: 0 };
+  readonly counters: HubCounters = { changesIn: 0, transactionsIn: 0, deliveries: 0, resyncs: 0, windowShrinks: 0 };
   private readonly peers = new Map<Peer, Map<string, Subscription>>();
   private readonly catchingUp = new Set<Subscription>();
   private readonly touched = new Set<Peer>();
@@ -115,10 +117,19 @@ export class Hub {
     if (this.catchingUp.size > 0) this.scheduleCatchUp();
   };
 
-  /** Bounds the window (bytes, age); history of policies older than it is dropped too. */
-  evict(): void {
+  /**
+   * Bounds the window (bytes, age, and WAL held: entries before `minLsn` go, so that the slot
+   * can be acknowledged further). History of policies older than the window is dropped too.
+   * Returns whether the WAL bound shrank the window; subscriptions whose catch-up cursor fell
+   * out of it get `resync` at their next catch-up step.
+   */
+  evict(minLsn = 0n): boolean {
     this.ring.evict();
+    const oldest = this.ring.oldestLsn();
+    const shrink = oldest !== null && oldest < minLsn && this.ring.evict(minLsn) > 0;
+    if (shrink) this.counters.windowShrinks++;
     this.auth?.forget(this.ring.floor);
+    return shrink;
   }
 
   /** The stream moved on with nothing for us (idle keepalive). */

@@ -71,3 +71,19 @@ t.test('sequence numbers survive compaction', async (t) => {
   t.equal(ring.get(4990)?.lsn, 4991n * 16n);
   t.equal(ring.get(4989), undefined);
 });
+
+t.test('the WAL bound: entries holding WAL before minLsn go, the floor follows, the newest stays', async (t) => {
+  const ring = new HistoryRing({ maxBytes: 1e9, maxAgeMs: 60_000, now });
+  ring.reset({ lsn: 0xffn, index: LAST_INDEX });
+  ring.appendTransaction(tx(0x100n, 2), 10);
+  ring.appendTransaction(tx(0x200n, 1), 10);
+  ring.appendMark(0x300n);
+  t.equal(ring.evict(0x100n), 0, 'nothing before 0x100: nothing dropped');
+  t.equal(ring.evict(0x250n), 2, 'the two transactions before 0x250 dropped');
+  t.equal(ring.oldestLsn(), 0x300n, 'the slot may now be acknowledged up to the mark');
+  t.notOk(ring.covers({ lsn: 0x100n, index: 1 }), 'a position before the last dropped change: resync');
+  t.same(ring.floor, { lsn: 0x200n, index: 0 }, 'the last dropped change is the new floor');
+  t.ok(ring.covers(ring.floor), 'and resumable');
+  t.equal(ring.evict(0x10000n), 0, 'the newest entry always stays');
+  t.equal(ring.stats().entries, 1);
+});
