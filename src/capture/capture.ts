@@ -364,11 +364,25 @@ export class Capture extends EventEmitter {
     this.sendStatus(silentFor > this.limits.pingAfterMs);
   }
 
-  /** Our standby status update; sent when the target moved, or when asked for. */
-  private sendStatus(requestReply: boolean, force = false): void {
+  /**
+   * Our standby status update; sent when the target moved, or when the server asks for one.
+   *
+   * A reply the server asked for while the window holds the slot back reports flush as invalid
+   * (0), which leaves the slot where it is. A walsender shutting down (Postgres stopped with
+   * -m fast) asks for a reply and exits only once the reported flush position, or the write
+   * position when flush is invalid, reaches what it sent: a held-back flush never would, and
+   * the shutdown would hang until pg_ctl gave up. See WalSndDone and
+   * ProcessStandbyReplyMessage in src/backend/replication/walsender.c.
+   */
+  private sendStatus(requestReply: boolean, reply = false): void {
     const target = this.checkpoint.target();
-    if (!force && !requestReply && target === this.checkpoint.ackedLsn) return;
-    if (this.stream?.sendStatus(this.checkpoint.receivedFor(target), target, requestReply)) this.checkpoint.confirm(target);
+    const write = this.checkpoint.receivedFor(target);
+    if (reply && target < write) {
+      this.stream?.sendStatus(write, 0n, false);
+      return;
+    }
+    if (!reply && !requestReply && target === this.checkpoint.ackedLsn) return;
+    if (this.stream?.sendStatus(write, target, requestReply)) this.checkpoint.confirm(target);
   }
 
   private setState(s: CaptureState): void {
