@@ -57,6 +57,8 @@ export class PolicyAuthorizer implements Authorizer {
   private readonly held = new Map<string, Map<string, number>>();
   private snapshot: Snapshot | null = null;
   private queue: Queued[] | null = [];
+  /** Callers of whenReady() waiting for the current load. */
+  private waiting: (() => void)[] = [];
   private readonly badRules = new Set<string>();
   /** Bumped by every policy or relation change: decisions cached elsewhere are stale. */
   epoch = 0;
@@ -78,6 +80,11 @@ export class PolicyAuthorizer implements Authorizer {
 
   get ready(): boolean {
     return this.queue === null;
+  }
+
+  /** Resolves once the policies are loaded (at once when they are). */
+  whenReady(): Promise<void> {
+    return this.ready ? Promise.resolve() : new Promise((resolve) => this.waiting.push(resolve));
   }
 
   get ruleCount(): number {
@@ -133,6 +140,9 @@ export class PolicyAuthorizer implements Authorizer {
     const queued = this.queue ?? [];
     this.queue = null;
     for (const q of queued) this.apply(q.c, q.lsn, q.xid);
+    const waiting = this.waiting;
+    this.waiting = [];
+    for (const w of waiting) w();
     this.log?.info({ rules: this.ruleCount, links: Object.fromEntries([...this.links].map(([k, s]) => [k, s.size])) }, 'policies loaded');
   }
 

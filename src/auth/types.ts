@@ -18,6 +18,10 @@ export interface Authorizer {
    * "broadcast" or "presence" (DESIGN §3).
    */
   mayAct(identity: Identity, kind: string, name: string, act: string): boolean;
+  /** False while the policies are being read (at start, after the slot was recreated): every decision is deny. */
+  readonly ready: boolean;
+  /** Resolves once they are read. */
+  whenReady(): Promise<void>;
   /** Changes whenever a policy or relation change is applied: cached decisions are stale. */
   readonly epoch: number;
   /** Whether the identity may read this row of `table` under the policies in force at `at` (null: now). */

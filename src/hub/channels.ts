@@ -150,9 +150,13 @@ export class Channels {
   /** To every member still allowed to be there (re-checked after policy changes), but `except`. */
   private send(ch: Channel, frame: string, except: Peer | null): void {
     const epoch = this.o.auth?.epoch ?? 0;
+    // While the policies are being read anew (slot recreated) nobody can be re-checked: members
+    // not checked since are skipped, not evicted, and checked once the policies are known.
+    const loading = this.o.auth ? !this.o.auth.ready : false;
     let evicted: Peer[] | null = null;
     for (const [peer, m] of ch.members) {
       if (m.epoch !== epoch) {
+        if (loading) continue;
         if (peer.closed || !this.may(peer, ch.name, 'join')) {
           (evicted ??= []).push(peer);
           continue;

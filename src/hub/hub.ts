@@ -153,6 +153,14 @@ export class Hub {
     if (reason) this.resyncAll(reason);
   }
 
+  /**
+   * While the policies are being read anew (the slot was recreated), resolves when they are:
+   * decisions taken before would all be deny. Null when they are known (or under --no-auth).
+   */
+  policiesLoading(): Promise<void> | null {
+    return this.auth && !this.auth.ready ? this.auth.whenReady() : null;
+  }
+
   /** Whether a subscribe to `table` could ever deliver anything to this identity. */
   mayEverRead(identity: Identity | null, table: string, since: Position | null = null): boolean {
     if (!this.auth) return true;

@@ -106,6 +106,14 @@ export class Handlers {
       session.end(CLOSE.authFailed, 'authenticate first: send {"type":"auth","token":JWT} or connect with ?token=JWT');
       return;
     }
+    const loading = msg.type === 'unsubscribe' || msg.type === 'leave' ? null : this.d.hub.policiesLoading();
+    if (loading) {
+      // The slot was recreated and the policies are being read anew: this message and the
+      // next ones wait, in order, rather than be refused by a deny-everything authorizer.
+      session.held = [() => this.dispatch(session, msg)];
+      void loading.then(() => this.release(session));
+      return;
+    }
     switch (msg.type) {
       case 'subscribe':
         this.subscribe(session, msg).catch((err) => this.fail(session, err, msg));
@@ -229,6 +237,8 @@ export class Handlers {
       if (!table) {
         throw new UnknownTableError(`table ${msg.table.qualified} does not exist or is not enabled (select walcast.enable('${msg.table.qualified}'))`);
       }
+      // The policies may have been unloaded while the table was looked up.
+      for (let loading = hub.policiesLoading(); loading; loading = hub.policiesLoading()) await loading;
       if (session.closed) return;
       if (!hub.mayEverRead(session.identity, table.qualified, msg.since ?? null)) {
         throw new ForbiddenError(`no policy allows ${session.identity ? JSON.stringify(session.identity.id) : 'this connection'} to read ${table.qualified}`);

@@ -17,7 +17,7 @@ t.teardown(() => {
 });
 const started = Date.now();
 const w = await chaosWorld(t, db.url);
-const writer = steadyWriter(db.url, 'items', 3);
+const writer = steadyWriter(db.url, 'items');
 t.teardown(() => writer.stop());
 const jitter = (ms: number) => sleep(ms + Math.floor(Math.random() * ms));
 
