@@ -13,7 +13,8 @@ import { Catalog } from './hub/catalog.js';
 import { Hub } from './hub/hub.js';
 import { Channels } from './hub/channels.js';
 import type { Logger } from './log.js';
-import { clientConfig } from './pg/connect.js';
+import { clientConfig, explainConnectError } from './pg/connect.js';
+import { WalcastError } from './errors.js';
 import { Handlers } from './server/handlers.js';
 import { reloadPolicies, startAuthorizer } from './auth/setup.js';
 import type { PolicyAuthorizer } from './auth/authorizer.js';
@@ -50,16 +51,6 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
     await pool.end().catch(() => {});
     throw err;
   }
-  let lagBound;
-  try {
-    lagBound = effectiveLagBound(cfg.maxSlotLag, await readWalKeepSize(pool));
-  } catch (err) {
-    await pool.end().catch(() => {});
-    throw err;
-  }
-  if (lagBound.clamped) {
-    log.warn({ configured: cfg.maxSlotLag, bound: lagBound.bytes }, 'slot lag bound lowered to 3/4 of max_slot_wal_keep_size');
-  }
   const ring = new HistoryRing({ maxBytes: cfg.historyBytes, maxAgeMs: cfg.historyAgeMs });
   const channels = new Channels({
     auth,
@@ -93,8 +84,20 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
   capture.on('relation', (rel: Relation) => catalog.invalidate(rel.qualified));
   const failed = new Promise<Error>((resolve) => capture.on('fatal', resolve));
 
-  await capture.start();
-  await catalog.reload();
+  let lagBound;
+  try {
+    await capture.start();
+    await catalog.reload();
+    lagBound = effectiveLagBound(cfg.maxSlotLag, await readWalKeepSize(pool));
+  } catch (err) {
+    // Nothing may linger: the process is about to report the error and exit.
+    await capture.stop().catch(() => {});
+    await pool.end().catch(() => {});
+    throw err instanceof WalcastError ? err : explainConnectError(err, cfg.db);
+  }
+  if (lagBound.clamped) {
+    log.warn({ configured: cfg.maxSlotLag, bound: lagBound.bytes }, 'slot lag bound lowered to 3/4 of max_slot_wal_keep_size');
+  }
   const handlers = new Handlers({ hub, catalog, log, maxMessageBytes: cfg.maxMessageBytes, maxSubscriptions: cfg.maxSubscriptions, verify, authTimeoutMs: cfg.authTimeoutMs });
   let front: Server | null = null; // the metrics read the server created just below
   const registry = createMetrics({ hub, capture, clients: () => front?.clients ?? 0, slowCloses: () => front?.slowCloses ?? 0, auth });

@@ -36,6 +36,16 @@ export class ReplicationPrivilegeError extends WalcastError {
   readonly code = 'no_replication_privilege';
 }
 
+/** The role lacks a grant the daemon needs (docs/OPERATIONS.md, "Privileges"). */
+export class InsufficientPrivilegeError extends WalcastError {
+  readonly code = 'insufficient_privilege';
+}
+
+/** max_replication_slots or max_wal_senders reached. */
+export class ReplicationLimitError extends WalcastError {
+  readonly code = 'replication_limit';
+}
+
 export class SlotInUseError extends WalcastError {
   readonly code = 'slot_in_use';
 }

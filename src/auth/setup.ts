@@ -2,7 +2,7 @@
 // in the publication, or their changes would never arrive), and the first load.
 import type pg from 'pg';
 import { DEFAULTS, PUBLICATION } from '../constants.js';
-import { ConfigError, NotMigratedError, WalcastError } from '../errors.js';
+import { ConfigError, InsufficientPrivilegeError, NotMigratedError, WalcastError } from '../errors.js';
 import { explainConnectError } from '../pg/connect.js';
 import { Backoff } from '../util/backoff.js';
 import type { Logger } from '../log.js';
@@ -24,6 +24,13 @@ export async function startAuthorizer(o: AuthorizerOptions, db: pg.Pool, url: st
     if (err instanceof WalcastError) throw err;
     if ((err as { code?: string }).code === '42P01' && /casbin_rule/.test((err as Error).message)) {
       throw new NotMigratedError('walcast.casbin_rule does not exist', 'run walcast migrate --db URL first', { cause: err });
+    }
+    if ((err as { code?: string }).code === '42501') {
+      throw new InsufficientPrivilegeError(
+        `reading the policies: ${(err as Error).message}`,
+        'grant the daemon role USAGE on schema walcast and SELECT on walcast.casbin_rule and on each --relation table (docs/OPERATIONS.md, "Privileges")',
+        { cause: err },
+      );
     }
     throw explainConnectError(err, url);
   }

@@ -2,7 +2,7 @@
 // and the creation of the permanent slot when it is missing.
 import type pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NotMigratedError, ReplicationPrivilegeError, SlotInUseError, SlotInvalidError, WalLevelError } from '../errors.js';
+import { NotMigratedError, ReplicationLimitError, ReplicationPrivilegeError, SlotInUseError, SlotInvalidError, WalLevelError } from '../errors.js';
 import { parseLsn } from './lsn.js';
 
 export interface SlotState {
@@ -80,10 +80,16 @@ export async function ensureSlot(client: pg.Client, slot: string): Promise<SlotS
 }
 
 async function createSlot(client: pg.Client, slot: string): Promise<SlotState> {
-  const { rows } = await client.query<{ lsn: string }>(
-    `select lsn::text from pg_create_logical_replication_slot($1, 'pgoutput')`,
-    [slot],
-  );
+  let rows: { lsn: string }[];
+  try {
+    ({ rows } = await client.query<{ lsn: string }>(`select lsn::text from pg_create_logical_replication_slot($1, 'pgoutput')`, [slot]));
+  } catch (err) {
+    // 53400 configuration_limit_exceeded: "all replication slots are in use".
+    if ((err as { code?: string }).code === '53400') {
+      throw new ReplicationLimitError(`cannot create replication slot "${slot}": ${(err as Error).message}`, 'drop unused slots (select slot_name, active from pg_replication_slots) or raise max_replication_slots and restart Postgres', { cause: err });
+    }
+    throw err;
+  }
   return { confirmedFlush: parseLsn(rows[0].lsn), created: true, invalidated: false };
 }
 
@@ -118,6 +124,10 @@ export function explainStreamError(err: Error, slot: string): Error {
   }
   if (code === '55000') {
     return new WalLevelError(err.message, "run ALTER SYSTEM SET wal_level = 'logical' as a superuser and restart Postgres", { cause: err });
+  }
+  if (code === '53300') {
+    // "number of requested standby connections exceeds max_wal_senders"
+    return new ReplicationLimitError(err.message, 'raise max_wal_senders (restart needed) or stop another replication client', { cause: err });
   }
   return err;
 }

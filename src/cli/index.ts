@@ -40,7 +40,7 @@ export function report(err: unknown, verbose: boolean): number {
     return err.exitCode === 0 ? EXIT.ok : EXIT.usage; // commander already printed the message
   }
   if (err instanceof WalcastError) {
-    process.stderr.write(`walcast: ${err.message}${err.hint ? `\n  fix: ${err.hint}` : ''}\n`);
+    process.stderr.write(`walcast: ${err.message}${err.hint ? `\n  fix: ${err.hint}` : ''}\n  code: ${err.code} (docs/errors.md)\n`);
   } else {
     process.stderr.write(`walcast: unexpected error: ${(err as Error)?.message ?? String(err)}\n`);
   }

@@ -62,6 +62,8 @@ export class Hub {
   private catchUpScheduled = false;
   private lastMarkAt = 0;
   private nowFloor: Position = { lsn: 0n, index: 0 };
+  /** Where the slot was last created anew by this daemon (nothing before it can be replayed). */
+  private recreatedAt: Position | null = null;
   private flushScheduled = false;
   /** Peers of the progress sweep under way, and how far it got. */
   private sweep: Peer[] | null = null;
@@ -150,6 +152,8 @@ export class Hub {
   /** Positions before `floor` can no longer be honoured (start, or slot recreated). */
   reset(floor: Position, reason: ResyncReason | null): void {
     this.ring.reset(floor);
+    // Positions before a recreation are answered with that reason, not "outside the window".
+    if (reason === 'slot_recreated') this.recreatedAt = floor;
     if (reason) this.resyncAll(reason);
   }
 
@@ -200,7 +204,8 @@ export class Hub {
     const peer = init.peer;
     if (init.since && !this.ring.covers(init.since)) {
       this.counters.resyncs++;
-      peer.push(resync(init.id, 'position_outside_window', init.ref));
+      const recreated = this.recreatedAt !== null && comparePositions(init.since, this.recreatedAt) <= 0;
+      peer.push(resync(init.id, recreated ? 'slot_recreated' : 'position_outside_window', init.ref));
       peer.flush();
       return null;
     }

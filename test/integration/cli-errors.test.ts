@@ -26,14 +26,15 @@ function freePort(): Promise<number> {
   });
 }
 
-/** Exactly one `walcast: ` line naming the cause, optionally one `  fix: ` line, non-zero exit, no stack. */
+/** Exactly one `walcast: ` line naming the cause, optionally one `  fix: ` line, then the `  code: ` line; non-zero exit, no stack. */
 function expectCleanError(t: Test, r: CliResult, cause: RegExp, fix?: RegExp): void {
   t.notOk(r.timedOut, 'exited by itself');
   t.equal(r.signal, null, 'not killed by a signal');
   t.ok(r.code !== null && r.code !== 0, `non-zero exit code (${r.code})`);
   const lines = r.stderrLines;
-  const shapeOk = lines.length === 1 || (lines.length === 2 && lines[1].startsWith('  fix: '));
-  t.ok(shapeOk, `stderr is one line and at most one fix line:\n${r.stderr}`);
+  const codeLine = /^ {2}code: [a-z_]+ \(docs\/errors\.md\)$/;
+  const shapeOk = (lines.length === 2 && codeLine.test(lines[1])) || (lines.length === 3 && lines[1].startsWith('  fix: ') && codeLine.test(lines[2]));
+  t.ok(shapeOk, `stderr is one line, at most one fix line, and the code line:\n${r.stderr}`);
   t.match(lines[0] ?? '', /^walcast: /, 'the line starts with "walcast: "');
   t.match(lines[0] ?? '', cause, 'the line names the cause');
   if (fix) t.match(lines[1] ?? '', fix, 'the fix line says what to do');

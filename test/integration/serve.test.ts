@@ -386,7 +386,8 @@ t.test('without a key and without --no-auth, walcast serve refuses to start', as
   t.equal(res.code, 1, 'exit 1, like other configuration errors');
   t.match(res.stderrLines[0], /^walcast: no key to verify client tokens with$/, 'one line says what is wrong');
   t.match(res.stderrLines[1], /^ {2}fix: pass --jwt-secret .* --jwks .* --no-auth/, 'and how to fix it');
-  t.equal(res.stderrLines.length, 2, `nothing else (${res.stderr})`);
+  t.equal(res.stderrLines[2], '  code: auth_config (docs/errors.md)', 'and its code');
+  t.equal(res.stderrLines.length, 3, `nothing else (${res.stderr})`);
   t.throws(() => resolveServeConfig({ db: url, port: '0' }, {}), { code: 'auth_config' }, 'resolveServeConfig throws the typed error');
 });
 
