@@ -42,7 +42,8 @@ export class ChannelPresence {
   }
 
   state(): PresenceMap {
-    const out: PresenceMap = {};
+    // Keys are user ids: a null prototype keeps "__proto__" an ordinary key (found by the fuzzer).
+    const out: PresenceMap = Object.create(null) as PresenceMap;
     for (const [key, metas] of this.byKey) out[key] = [...metas.values()];
     return out;
   }
