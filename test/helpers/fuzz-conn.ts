@@ -40,11 +40,9 @@ export const PROBE_MS = 8_000;
 const MAX_MESSAGE_BYTES = 64 * 1024;
 
 /**
- * A daemon bug this fuzz found (reported, not fixed here): ChannelPresence.state()
- * (src/hub/presence.ts) builds presence_state with `out[key] = [...]` on a plain object, so the
- * user id "__proto__" sets the object's prototype instead of a key and JSON.stringify leaves that
- * user out. Members who joined while such a user was tracked later get a presence_diff leave
- * of a meta they were never told about.
+ * A regression this fuzz found (fixed): presence_state was built on a plain object, so the user
+ * id "__proto__" set its prototype instead of a key and that user was left out; members later
+ * got a presence_diff leave of a meta they were never told about.
  */
 export const PROTO_PRESENCE_BUG = 'presence_state leaves out a user whose id is "__proto__"';
 
