@@ -33,6 +33,8 @@ export class MiniWs {
   private fragments: Buffer[] | null = null;
   private upgraded = false;
   private done = false;
+  /** close() sent our close frame: the server's answer is not echoed. */
+  private closing = false;
 
   constructor(
     host: string,
@@ -71,6 +73,20 @@ export class MiniWs {
   /** Sends one text frame (masked, as a client must). */
   sendText(text: string): void {
     if (!this.done) this.socket.write(frame(0x1, Buffer.from(text, 'utf8')));
+  }
+
+  /**
+   * Starts the closing handshake: sends a close frame (`code`, `reason`); `close` is reported
+   * when the server answers with its own close frame, or when the socket ends.
+   */
+  close(code = 1000, reason = ''): void {
+    if (this.done || this.closing) return;
+    this.closing = true;
+    const r = Buffer.from(reason, 'utf8');
+    const payload = Buffer.allocUnsafe(2 + r.length);
+    payload.writeUInt16BE(code, 0);
+    r.copy(payload, 2);
+    this.socket.write(frame(0x8, payload));
   }
 
   /** Drops the connection without a closing handshake (the server sees the socket close). */
@@ -155,7 +171,7 @@ export class MiniWs {
       } else if (opcode === 0x8) {
         const code = size >= 2 ? buf.readUInt16BE(start) : 1005;
         const reason = size > 2 ? buf.toString('utf8', start + 2, end) : '';
-        if (!this.done) this.socket.end(frame(0x8, buf.subarray(start, Math.min(end, start + 2))));
+        if (!this.done && !this.closing) this.socket.end(frame(0x8, buf.subarray(start, Math.min(end, start + 2))));
         this.finish(code, reason);
         return;
       }
