@@ -45,6 +45,8 @@ export const WS_PATH = '/ws';
 
 export const CLOSE = {
   goingAway: 1001,
+  /** RFC 6455 "try again later": too many messages waited while the policies were read anew. */
+  tryAgainLater: 1013,
   authFailed: 4001,
   tooSlow: 4008,
   protocolViolation: 4400,

@@ -3,7 +3,7 @@
 import pg from 'pg';
 import { createVerifier } from './auth/jwt.js';
 import { Capture } from './capture/capture.js';
-import { effectiveLagBound, readWalKeepSize } from './capture/lag-bound.js';
+import { effectiveLagBound, readWalKeepSize, type LagBound } from './capture/lag-bound.js';
 import { MAX_INDEX, formatPosition } from './capture/position.js';
 import type { Relation } from './capture/pgoutput.types.js';
 import type { ServeConfig } from './config.js';
@@ -14,7 +14,6 @@ import { Hub } from './hub/hub.js';
 import { Channels } from './hub/channels.js';
 import type { Logger } from './log.js';
 import { clientConfig, explainConnectError } from './pg/connect.js';
-import { WalcastError } from './errors.js';
 import { Handlers } from './server/handlers.js';
 import { reloadPolicies, startAuthorizer } from './auth/setup.js';
 import type { PolicyAuthorizer } from './auth/authorizer.js';
@@ -75,8 +74,11 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
     hub.reset(floorAt(confirmedFlush), null);
     hub.liveFrom(floorAt(walAtStart));
   });
-  capture.on('slotCreated', ({ confirmedFlush }: { confirmedFlush: bigint }) => {
-    hub.reset(floorAt(confirmedFlush), 'slot_recreated');
+  capture.on('slotCreated', ({ confirmedFlush, invalidated, atStart }: { confirmedFlush: bigint; invalidated: boolean; atStart?: boolean }) => {
+    // A slot first created at start replaces nothing (unless an invalidated one): older
+    // positions are just outside the window. One recreated under a running daemon, or in place
+    // of an invalidated one, means `slot_recreated`.
+    hub.reset(floorAt(confirmedFlush), atStart && !invalidated ? null : 'slot_recreated');
     // Changes made while there was no slot were never streamed: the policies are read anew.
     if (auth) reloadPolicies(auth, pool, log);
   });
@@ -84,7 +86,7 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
   capture.on('relation', (rel: Relation) => catalog.invalidate(rel.qualified));
   const failed = new Promise<Error>((resolve) => capture.on('fatal', resolve));
 
-  let lagBound;
+  let lagBound: LagBound;
   try {
     await capture.start();
     await catalog.reload();
@@ -93,7 +95,7 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
     // Nothing may linger: the process is about to report the error and exit.
     await capture.stop().catch(() => {});
     await pool.end().catch(() => {});
-    throw err instanceof WalcastError ? err : explainConnectError(err, cfg.db);
+    throw explainConnectError(err, cfg.db);
   }
   if (lagBound.clamped) {
     log.warn({ configured: cfg.maxSlotLag, bound: lagBound.bytes }, 'slot lag bound lowered to 3/4 of max_slot_wal_keep_size');
@@ -159,7 +161,18 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
       log.warn({ bound: lagBound.bytes, floor: formatPosition(ring.floor.lsn, ring.floor.index) }, 'slot lag past its bound: history window shrunk');
     }
   };
-  const timers = [setInterval(() => hub.sendProgress(), cfg.progressIntervalMs), setInterval(evict, 1_000)];
+  // max_slot_wal_keep_size can change with a configuration reload: follow it.
+  const rereadBound = () => {
+    readWalKeepSize(pool).then(
+      (mb) => {
+        const next = effectiveLagBound(cfg.maxSlotLag, mb);
+        if (next.bytes !== lagBound.bytes) log.warn({ configured: cfg.maxSlotLag, bound: next.bytes, was: lagBound.bytes }, 'slot lag bound changed with max_slot_wal_keep_size');
+        lagBound = next;
+      },
+      () => {}, // the database is away: keep the bound, read it again next time
+    );
+  };
+  const timers = [setInterval(() => hub.sendProgress(), cfg.progressIntervalMs), setInterval(evict, 1_000), setInterval(rereadBound, 60_000)];
   log.info({ host: cfg.host, port, slot: cfg.slot, noAuth: cfg.noAuth }, 'walcast serving');
   let stopping: Promise<void> | null = null;
   return {

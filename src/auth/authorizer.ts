@@ -57,8 +57,8 @@ export class PolicyAuthorizer implements Authorizer {
   private readonly held = new Map<string, Map<string, number>>();
   private snapshot: Snapshot | null = null;
   private queue: Queued[] | null = [];
-  /** Callers of whenReady() waiting for the current load. */
-  private waiting: (() => void)[] = [];
+  /** What whenReady() hands out while a load is under way, settled by install(). */
+  private loaded: { promise: Promise<void>; resolve: () => void } | null = null;
   private readonly badRules = new Set<string>();
   /** Bumped by every policy or relation change: decisions cached elsewhere are stale. */
   epoch = 0;
@@ -84,7 +84,13 @@ export class PolicyAuthorizer implements Authorizer {
 
   /** Resolves once the policies are loaded (at once when they are). */
   whenReady(): Promise<void> {
-    return this.ready ? Promise.resolve() : new Promise((resolve) => this.waiting.push(resolve));
+    if (this.ready) return Promise.resolve();
+    if (!this.loaded) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.loaded = { promise, resolve };
+    }
+    return this.loaded.promise;
   }
 
   get ruleCount(): number {
@@ -140,9 +146,8 @@ export class PolicyAuthorizer implements Authorizer {
     const queued = this.queue ?? [];
     this.queue = null;
     for (const q of queued) this.apply(q.c, q.lsn, q.xid);
-    const waiting = this.waiting;
-    this.waiting = [];
-    for (const w of waiting) w();
+    this.loaded?.resolve();
+    this.loaded = null;
     this.log?.info({ rules: this.ruleCount, links: Object.fromEntries([...this.links].map(([k, s]) => [k, s.size])) }, 'policies loaded');
   }
 

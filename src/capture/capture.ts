@@ -162,7 +162,7 @@ export class Capture extends EventEmitter {
         // What committed before walAtStart is replayed history, not news.
         const { rows: wal } = await client.query<{ lsn: string }>('select pg_current_wal_lsn()::text as lsn');
         this.emit('ready', { confirmedFlush: slot.confirmedFlush, created: slot.created, walAtStart: parseLsn(wal[0].lsn) });
-        if (slot.created) this.emit('slotCreated', { invalidated: slot.invalidated, confirmedFlush: slot.confirmedFlush });
+        if (slot.created) this.emit('slotCreated', { invalidated: slot.invalidated, confirmedFlush: slot.confirmedFlush, atStart: true });
         if (slot.invalidated) this.log.warn({ slot: this.opts.slot }, 'slot had been invalidated and was recreated');
       }
       const { rows } = await client.query<PgTypeInfo>(ALL_TYPES_SQL);
@@ -377,12 +377,10 @@ export class Capture extends EventEmitter {
   private sendStatus(requestReply: boolean, reply = false): void {
     const target = this.checkpoint.target();
     const write = this.checkpoint.receivedFor(target);
-    if (reply && target < write) {
-      this.stream?.sendStatus(write, 0n, false);
-      return;
-    }
-    if (!reply && !requestReply && target === this.checkpoint.ackedLsn) return;
-    if (this.stream?.sendStatus(write, target, requestReply)) this.checkpoint.confirm(target);
+    const moved = target !== this.checkpoint.ackedLsn;
+    if ((moved || requestReply || (reply && target === write)) && this.stream?.sendStatus(write, target, requestReply)) this.checkpoint.confirm(target);
+    // Sent last, so that it is what the walsender holds (a new target went just before).
+    if (reply && target < write) this.stream?.sendStatus(write, 0n, false);
   }
 
   private setState(s: CaptureState): void {

@@ -126,8 +126,14 @@ export function explainStreamError(err: Error, slot: string): Error {
     return new WalLevelError(err.message, "run ALTER SYSTEM SET wal_level = 'logical' as a superuser and restart Postgres", { cause: err });
   }
   if (code === '53300') {
-    // "number of requested standby connections exceeds max_wal_senders"
-    return new ReplicationLimitError(err.message, 'raise max_wal_senders (restart needed) or stop another replication client', { cause: err });
+    // too_many_connections: "number of requested standby connections exceeds max_wal_senders",
+    // or a connection limit of the role, the database or the server.
+    const senders = /max_wal_senders/.test(err.message);
+    return new ReplicationLimitError(
+      err.message,
+      senders ? 'raise max_wal_senders (restart needed) or stop another replication client' : "raise the role's or database's CONNECTION LIMIT, or max_connections",
+      { cause: err },
+    );
   }
   return err;
 }

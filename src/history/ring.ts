@@ -11,6 +11,9 @@ import type { Transaction } from '../capture/types.js';
 /** Index used in positions that stand for "everything up to this LSN" (marks, floors). */
 export const LAST_INDEX = MAX_INDEX;
 
+/** A Buffer's own object and its slot in `bodies`, beyond its bytes. */
+const BODY_OVERHEAD = 96;
+
 export interface RingEntry {
   /** Stable sequence number: survives evictions, so catch-up cursors stay valid. */
   readonly seq: number;
@@ -19,8 +22,8 @@ export interface RingEntry {
   /** The last position this entry covers. */
   readonly last: Position;
   readonly tx: Transaction | null;
-  /** Estimated bytes held. */
-  readonly bytes: number;
+  /** Estimated bytes held (grows as wire bodies are added). */
+  bytes: number;
   /** Milliseconds since the epoch: commit time of a transaction, arrival of a mark. */
   readonly time: number;
   /** Encoded wire bodies per change index (from `,"pos":` on), filled by the hub on first delivery. */
@@ -100,6 +103,18 @@ export class HistoryRing {
     const entry: RingEntry = { seq: this.nextSeq++, lsn: walEnd, last, tx: null, bytes: 64, time: this.now(), bodies: null };
     this.push(entry);
     return entry;
+  }
+
+  /**
+   * Keeps a change's encoded wire body with its entry (for catch-ups) and counts it against the
+   * byte bound: bodies are about as big as the rows they render.
+   */
+  addBody(entry: RingEntry, index: number, body: Buffer): Buffer {
+    (entry.bodies ??= [])[index] = body;
+    const n = body.length + BODY_OVERHEAD;
+    entry.bytes += n;
+    if (entry.seq >= this.startSeq) this.bytes += n;
+    return body;
   }
 
   get(seq: number): RingEntry | undefined {

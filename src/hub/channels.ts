@@ -22,6 +22,9 @@ export interface ChannelOptions {
   now?: () => number;
 }
 
+/** Channel frames kept while the policies are read anew (see defer). */
+const MAX_DEFERRED = 10_000;
+
 interface Member {
   /** Authorizer epoch at which `join` was last found allowed. */
   epoch: number;
@@ -45,6 +48,9 @@ export class Channels {
   private readonly now: () => number;
   private readonly touched = new Set<Peer>();
   private flushScheduled = false;
+  /** Frames sent while the policies are read anew, in order, to go out once they are known. */
+  private deferred: [Channel, string, Peer | null][] | null = null;
+  droppedWhileLoading = 0;
   broadcasts = 0;
 
   constructor(private readonly o: ChannelOptions) {
@@ -111,6 +117,28 @@ export class Channels {
     if (diff) this.send(ch, presenceDiff(name, diff.joins, diff.leaves), null);
   }
 
+  /**
+   * The policies are being read anew (slot recreated): nobody can be checked, so frames wait,
+   * then go to the members allowed under the policies read (every membership is checked again:
+   * the reload changed the epoch). Past the cap the oldest go: broadcasts are ephemeral, and a
+   * reload that keeps failing must not hold memory without bound.
+   */
+  private defer(auth: Authorizer, ch: Channel, frame: string, except: Peer | null): void {
+    if (!this.deferred) {
+      this.deferred = [];
+      void auth.whenReady().then(() => {
+        const frames = this.deferred ?? [];
+        this.deferred = null;
+        for (const [c, f, e] of frames) this.send(c, f, e);
+      });
+    }
+    if (this.deferred.length >= MAX_DEFERRED) {
+      this.deferred.shift();
+      this.droppedWhileLoading++;
+    }
+    this.deferred.push([ch, frame, except]);
+  }
+
   /** The socket's identity changed (token refresh): channels it may no longer join are left. */
   reauthorize(peer: Peer): void {
     for (const ch of [...(this.byPeer.get(peer) ?? [])]) {
@@ -149,14 +177,15 @@ export class Channels {
 
   /** To every member still allowed to be there (re-checked after policy changes), but `except`. */
   private send(ch: Channel, frame: string, except: Peer | null): void {
-    const epoch = this.o.auth?.epoch ?? 0;
-    // While the policies are being read anew (slot recreated) nobody can be re-checked: members
-    // not checked since are skipped, not evicted, and checked once the policies are known.
-    const loading = this.o.auth ? !this.o.auth.ready : false;
+    const auth = this.o.auth;
+    if (auth && !auth.ready) {
+      this.defer(auth, ch, frame, except);
+      return;
+    }
+    const epoch = auth?.epoch ?? 0;
     let evicted: Peer[] | null = null;
     for (const [peer, m] of ch.members) {
       if (m.epoch !== epoch) {
-        if (loading) continue;
         if (peer.closed || !this.may(peer, ch.name, 'join')) {
           (evicted ??= []).push(peer);
           continue;

@@ -14,7 +14,7 @@ import type { MsgMessage, Row } from '../capture/pgoutput.types.js';
 import type { Channels } from './channels.js';
 import { BROADCAST_PREFIX } from '../constants.js';
 import { HistoryRing, type RingEntry } from '../history/ring.js';
-import { changeBody, estimateBytes, leaveBody } from './render.js';
+import { changeBody, encodeBody, estimateBytes, leaveBody } from './render.js';
 import { PrefixTable } from './prefixes.js';
 import { Subscription, SubscriptionIndex, type SubscriptionInit } from './subscriptions.js';
 import { progress, resync, subscribed } from '../server/protocol.js';
@@ -176,6 +176,12 @@ export class Hub {
    * read at all are ended with `forbidden`; the others go on, authorized row by row as before.
    */
   reauthorize(peer: Peer): void {
+    const loading = this.policiesLoading();
+    if (loading) {
+      // Every decision would be deny until the policies are read: judge the new token then.
+      void loading.then(() => !peer.closed && this.reauthorize(peer));
+      return;
+    }
     this.channels?.reauthorize(peer);
     const subs = this.peers.get(peer);
     if (!subs || !this.auth) return;
@@ -406,7 +412,7 @@ export class Hub {
    * same prefix, so a change costs one copy per distinct subscription id, not per subscriber.
    */
   private frame(entry: RingEntry, tx: Transaction, c: Change, prefix: Buffer, live: boolean): Buffer {
-    const body = ((entry.bodies ??= [])[c.index] ??= Buffer.from(changeBody(tx, c)));
+    const body = entry.bodies?.[c.index] ?? this.ring.addBody(entry, c.index, encodeBody(changeBody(tx, c)));
     if (!live) return Buffer.concat([prefix, body]);
     let f = this.frames.get(prefix);
     if (!f) this.frames.set(prefix, (f = Buffer.concat([prefix, body])));

@@ -86,9 +86,9 @@ export class Handlers {
    */
   private hold(session: Session, run: () => void): boolean {
     if (!session.held) return false;
-    if (session.held.length >= this.maxHeld) {
-      session.end(CLOSE.protocolViolation, `more than ${this.maxHeld} messages sent while a token was being verified`);
-    } else session.held.push(run);
+    if (session.held.length < this.maxHeld) session.held.push(run);
+    else if (session.heldForPolicies) session.end(CLOSE.tryAgainLater, `more than ${this.maxHeld} messages sent while the policies were being read; reconnect and resume`);
+    else session.end(CLOSE.protocolViolation, `more than ${this.maxHeld} messages sent while a token was being verified`);
     return true;
   }
 
@@ -111,7 +111,16 @@ export class Handlers {
       // The slot was recreated and the policies are being read anew: this message and the
       // next ones wait, in order, rather than be refused by a deny-everything authorizer.
       session.held = [() => this.dispatch(session, msg)];
-      void loading.then(() => this.release(session));
+      session.heldForPolicies = true;
+      loading
+        .then(() => {
+          session.heldForPolicies = false;
+          this.release(session);
+        })
+        .catch((err: unknown) => {
+          this.d.log.error({ err: (err as Error)?.message, stack: (err as Error)?.stack }, 'unexpected error running messages held for the policies');
+          session.end(CLOSE.protocolViolation, 'internal error');
+        });
       return;
     }
     switch (msg.type) {

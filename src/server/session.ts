@@ -34,6 +34,8 @@ export class Session implements Peer {
    * the verification is decided (null otherwise). See Handlers.
    */
   held: (() => void)[] | null = null;
+  /** `held` waits for the policies to be read anew (slot recreated), not for a token. */
+  heldForPolicies = false;
   private queue: (string | Buffer)[] = [];
   private authTimer: NodeJS.Timeout | null = null;
   private expiryTimer: NodeJS.Timeout | null = null;

@@ -39,7 +39,10 @@ for (const mode of ['fast', 'immediate'] as const) {
   t.test(`Postgres restarted (${mode} shutdown)`, async (t) => {
     await jitter(500);
     const before = writer.failures;
+    const restartAt = Date.now();
     await db.restart(mode);
+    // A walsender waits at shutdown for its client's confirmation: the daemon must not hold it up.
+    t.ok(Date.now() - restartAt < 15_000, `Postgres restarted in ${Date.now() - restartAt} ms`);
     await waitUntil(async () => (await walsender()) !== null, 20_000, () => 'the daemon streaming again');
     await jitter(300);
     t.ok(writer.failures > before, `the writer saw the restart (${writer.failures - before} failed transactions)`);

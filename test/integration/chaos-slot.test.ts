@@ -108,16 +108,21 @@ t.test('the slot dropped from outside: every client gets resync, the daemon recr
   });
 });
 
-t.test('while the policies are read anew after a recreation, subscribes and channel messages wait; members are kept', async (t) => {
-  await query(db.url, "insert into walcast.casbin_rule (ptype, v0, v1, v2, v3, v4) values ('p', '*', 'channel', 'lobby', 'join', 'true'), ('p', '*', 'channel', 'lobby', 'broadcast', 'true')");
+t.test('while the policies are read anew after a recreation, nothing is refused or evicted for want of them', async (t) => {
+  await query(
+    db.url,
+    "insert into walcast.casbin_rule (ptype, v0, v1, v2, v3, v4) values ('p', '*', 'channel', 'lobby', 'join', 'true'), ('p', '*', 'channel', 'lobby', 'broadcast', 'true'), ('p', '*', 'channel', 'lobby', 'presence', 'true')",
+  );
   const as = async (user: string) => {
     const c = await WsClient.connect(`ws://127.0.0.1:${w.port}/ws?token=${await hsToken({ sub: user })}`);
     t.teardown(() => c.close());
     return c;
   };
-  const [erin, fred] = [await as('erin'), await as('fred')];
+  const [erin, fred, gus] = [await as('erin'), await as('fred'), await as('gus')];
   await waitUntil(async () => (await erin.request({ type: 'join', channel: 'lobby' })).type === 'joined', 10_000, () => 'erin in the lobby (the rule streamed in)');
-  t.match(await fred.request({ type: 'join', channel: 'lobby' }), { type: 'joined' });
+  for (const c of [fred, gus]) t.match(await c.request({ type: 'join', channel: 'lobby' }), { type: 'joined' });
+  gus.send({ type: 'presence', channel: 'lobby', state: { online: true } });
+  await erin.next((m) => m.type === 'presence_diff' && JSON.stringify(m.joins).includes('gus'), 10_000);
   const carol = await as('carol');
   await carol.subscribe({ id: 'c', table: 'public.items' });
 
@@ -129,13 +134,20 @@ t.test('while the policies are read anew after a recreation, subscribes and chan
   t.equal(await metric('walcast_policy_ready'), 0, 'the policies are being read anew (and cannot be, yet)');
   carol.send({ type: 'subscribe', id: 'c', table: 'public.items', ref: 'again' });
   fred.send({ type: 'broadcast', channel: 'lobby', event: 'hello', payload: 1 });
-  await sleep(500);
+  await query(db.url, "select walcast.broadcast('lobby', 'from-sql', '2')");
+  void gus.close(); // its presence leaves
+  erin.send({ type: 'auth', token: await hsToken({ sub: 'erin' }), ref: 'refresh' });
+  await sleep(800);
   t.notOk(carol.messages.some((m) => m.ref === 'again'), 'the subscribe waits: neither forbidden nor subscribed yet');
-  t.notOk(erin.messages.some((m) => m.type === 'broadcast' || m.type === 'left'), 'the broadcast waits; erin is not evicted');
+  t.notOk(erin.messages.some((m) => m.type === 'broadcast' || m.type === 'left' || (m.type === 'error' && m.code === 'forbidden')), 'broadcasts wait; erin is neither evicted nor refused');
+  t.match(erin.messages.find((m) => m.ref === 'refresh'), { type: 'authenticated' }, "erin's token refresh is accepted meanwhile");
 
   await query(db.url, 'alter table walcast.casbin_rule_away rename to casbin_rule');
   t.match(await carol.next((m) => m.ref === 'again', 10_000), { type: 'subscribed', id: 'c' }, 'then subscribed');
-  t.match(await erin.next((m) => m.type === 'broadcast', 10_000), { channel: 'lobby', event: 'hello', from: 'fred' }, 'and the broadcast arrives');
+  t.match(await erin.next((m) => m.type === 'broadcast' && m.event === 'hello', 10_000), { channel: 'lobby', from: 'fred' }, "fred's broadcast arrives");
+  t.match(await erin.next((m) => m.type === 'broadcast' && m.event === 'from-sql', 10_000), { channel: 'lobby', payload: 2 }, 'so does the one from SQL');
+  t.ok(await erin.next((m) => m.type === 'presence_diff' && JSON.stringify(m.leaves).includes('gus'), 10_000), "and gus's presence leaves");
+  await sleep(200);
   t.notOk(erin.messages.some((m) => m.type === 'left'), 'erin stayed in the lobby');
   await query(db.url, 'insert into items (room) values (7)');
   t.match(await carol.next((m) => m.type === 'change' && m.sub === 'c' && (m as ChangeMsg).new?.room === 7, 10_000), { op: 'insert', new: { room: 7 } }, 'carol is served under the reloaded policies');

@@ -87,3 +87,18 @@ t.test('the WAL bound: entries holding WAL before minLsn go, the floor follows, 
   t.equal(ring.evict(0x10000n), 0, 'the newest entry always stays');
   t.equal(ring.stats().entries, 1);
 });
+
+t.test('wire bodies count against the byte bound, also when added late; not after eviction', async (t) => {
+  const ring = new HistoryRing({ maxBytes: 1000, maxAgeMs: 60_000, now });
+  const a = ring.appendTransaction(tx(0x100n, 1), 100);
+  const b = ring.appendTransaction(tx(0x200n, 1), 100);
+  ring.addBody(a, 0, Buffer.alloc(500));
+  t.ok(ring.stats().bytes > 700, `the body is counted (${ring.stats().bytes})`);
+  t.equal(a.bodies?.[0]?.length, 500, 'and kept for catch-ups');
+  ring.addBody(b, 0, Buffer.alloc(500));
+  ring.evict();
+  t.equal(ring.oldestLsn(), 0x200n, 'over the bound: the oldest entry went');
+  const held = ring.stats().bytes;
+  ring.addBody(a, 0, Buffer.alloc(500));
+  t.equal(ring.stats().bytes, held, 'a body added to an evicted entry is not counted');
+});
