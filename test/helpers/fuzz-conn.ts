@@ -86,11 +86,12 @@ export class Conn {
     if (textPayload !== null) this.noteRef(textPayload);
   }
 
-  /** A whole text message sent (maybe in pieces): its `ref` may come back; a ping's must. */
-  noteRef(textPayload: Buffer | string): void {
+  /** A whole text message sent (maybe in pieces): its `ref` may come back; a ping's must, unless `answered` is false (a frame the server may drop). */
+  noteRef(textPayload: Buffer | string, answered = true): void {
     const { ref, ping } = readSent(textPayload);
     if (!ref) return;
     this.sentRefs.add(ref);
+    if (!answered) return;
     const bytes = typeof textPayload === 'string' ? Buffer.byteLength(textPayload) : textPayload.length;
     if (ping && bytes <= MAX_MESSAGE_BYTES) this.pings.add(ref);
   }
