@@ -32,8 +32,8 @@ export function registerDev(program: Command): void {
       const log = createLogger(verbose ? 'debug' : 'warn');
       const stop = new AbortController();
       const onSignal = () => stop.abort();
-      process.once('SIGINT', onSignal);
-      process.once('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
       const db = await startThrowawayPostgres();
       let pool: pg.Pool | null = null;
       let daemon: Daemon | null = null;

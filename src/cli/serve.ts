@@ -43,8 +43,10 @@ export function registerServe(program: Command): void {
           log.info({ signal }, 'shutting down');
           daemon.stop().then(resolve, reject);
         };
-        process.once('SIGTERM', () => shutdown('SIGTERM'));
-        process.once('SIGINT', () => shutdown('SIGINT'));
+        // `on`, not `once`: a SIGTERM right after start sometimes killed the process with the
+        // default action once a `once` listener had run (seen in CI); stop() is idempotent.
+        process.on('SIGTERM', () => shutdown('SIGTERM'));
+        process.on('SIGINT', () => shutdown('SIGINT'));
         daemon.failed.then((err) => daemon.stop().then(() => reject(err), reject));
       });
     });

@@ -60,8 +60,8 @@ export async function runTail(o: {
       capture.stop().then(() => (err ? reject(err) : resolve()), reject);
     };
     const onSignal = () => finish();
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
     o.signal?.addEventListener('abort', () => finish());
     // A closed stdout (`walcast tail | head`) ends the tail quietly.
     out.on('error', (err: NodeJS.ErrnoException) => finish(err.code === 'EPIPE' ? undefined : err));
