@@ -42,7 +42,7 @@ import { startThrowawayPostgres, type ThrowawayPostgres } from '../src/pg/throwa
 import { migrate } from '../src/sql/migrate.js';
 import { addRule, toRule } from '../src/sql/policy.js';
 import type { BroadcastRunArgs, BroadcastRunResult, ChannelConnectArgs, MissingResult, PresenceRunArgs, PresenceRunResult } from './lib/channel-clients.js';
-import { concatSorted, dropSlot, ensureOpenFiles, log, positive as positiveOf, positiveNumber as positiveNumberOf, runMain, sleep, sleepUntil, sum } from './lib/common.js';
+import { concatSorted, dropSlot, ensureOpenFiles, log, optionParsers, runMain, sleep, sleepUntil, sum } from './lib/common.js';
 import { startWalcast } from './lib/daemon.js';
 import { BasePool } from './lib/pool.js';
 import { machine, ms2, printMachineLine } from './lib/report.js';
@@ -58,6 +58,7 @@ const PRESENCE_CHANNEL = 'room:all';
 const PAUSE_MARK = '@@bench-pause ';
 const PAUSE_SETTLE_MS = 500;
 
+const { positive, positiveNumber } = optionParsers(usage);
 const { values: args } = parseArgs({
   options: {
     clients: { type: 'string', default: '2000' },
@@ -564,14 +565,6 @@ async function main(): Promise<void> {
     await db.end().catch(() => {});
     await pgServer.destroy();
   }
-}
-
-function positive(v: string | undefined, name: string): number {
-  return positiveOf(v, name, usage);
-}
-
-function positiveNumber(v: string | undefined, name: string): number {
-  return positiveNumberOf(v, name, usage);
 }
 
 function usage(msg: string): never {

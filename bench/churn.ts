@@ -28,27 +28,24 @@
 // Prints one JSON line, then a table and the checks, each marked met or MISSED. Exits 0
 // whatever the figures; non-zero only when the benchmark itself failed.
 // Run: npm run bench:churn   (options: see usage() and bench/README.md)
-import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
-import { startThrowawayPostgres, type ThrowawayPostgres } from '../src/pg/throwaway.js';
-import { migrate } from '../src/sql/migrate.js';
-import { ChurnPool, type PooledConnect, type PooledTake } from './lib/churn-pool.js';
-import { dropSlot, ensureOpenFiles, log, positive as positiveOf, runMain, sleep } from './lib/common.js';
+import type { ChurnPool, PooledConnect, PooledTake } from './lib/churn-pool.js';
+import { withChurnRig, type ChurnRigOptions } from './lib/churn-rig.js';
+import { ensureOpenFiles, log, optionParsers, runMain, sleep } from './lib/common.js';
 import { reapDaemonsOnExit } from './lib/daemon.js';
-import { stallsBetween, startProbedDaemon, type DaemonMem, type DaemonStatus, type ProbedDaemon } from './lib/daemon-probe.js';
+import { stallsBetween, type DaemonMem, type DaemonStatus, type ProbedDaemon } from './lib/daemon-probe.js';
 import { Histogram } from './lib/histogram.js';
 import { machine, ms2, printMachineLine, printTargets, type Target } from './lib/report.js';
-import { createRoomTable, RoomWriter } from './lib/room-writer.js';
+import type { RoomWriter } from './lib/room-writer.js';
 import { nowMs } from './lib/rpc.js';
 import { fmtInt, percentile, round, Stopwatch, table, type Spread } from './lib/stats.js';
 
 const SLOT = 'bench_churn';
 const TABLE = 'bench_churn';
 const QTABLE = `public.${TABLE}`;
-const RELATION = 'public.room_members {user_id} room:{room_id}';
 
+const { positive, nonNegative, pct } = optionParsers(usage);
 const { values: args } = parseArgs({
   options: {
     clients: { type: 'string', default: '10000' },
@@ -289,39 +286,22 @@ async function main(): Promise<void> {
   ensureOpenFiles(CLIENTS, '--clients', true);
   reapDaemonsOnExit();
   const total = new Stopwatch();
-  log('starting a throwaway Postgres');
-  const pgServer: ThrowawayPostgres = await startThrowawayPostgres({});
-  const url = pgServer.url;
-  const db = new pg.Client({ connectionString: url });
-  const writers = Array.from({ length: WRITERS }, () => new pg.Client({ connectionString: url }));
-  const pool = ChurnPool.start(CLIENT_PROCS);
-  let daemon: ProbedDaemon | null = null;
-  let writer: RoomWriter | null = null;
-  try {
-    await migrate(url);
-    await db.connect();
-    for (const c of writers) await c.connect();
-    await createRoomTable(db, TABLE);
-    const secret = AUTH ? randomBytes(48).toString('base64url') : null;
-    if (AUTH) {
-      // User u<n> is a member of room n % rooms: the room of its filter (bench/lib/churn-clients.ts).
-      await db.query(`create table room_members (user_id text not null, room_id int not null, primary key (user_id, room_id))`);
-      await db.query(`select walcast.enable('public.room_members')`);
-      await db.query(`insert into room_members select 'u' || n, n % $2 from generate_series(0, $1 - 1) n`, [CLIENTS, ROOMS]);
-      await db.query(`insert into walcast.casbin_rule (ptype, v0, v1, v2, v3, v4) values ('p', '*', 'table', $1, 'read', 'g2(r.sub.id, "room:" + r.obj.row.room)')`, [QTABLE]);
-    }
-    const { rows: ver } = await db.query<{ v: string }>(`select current_setting('server_version') as v`);
-
-    log(`starting the daemon (${AUTH ? '--jwt-secret, --relation' : '--no-auth'}, --history-age ${HISTORY_AGE})`);
-    daemon = await startProbedDaemon({
-      gc: true,
-      profileDir: PROFILE_DIR,
-      serveArgs: ['--db', url, '--port', '0', '--slot', SLOT, '--log-level', 'warn', '--history-age', HISTORY_AGE, ...(AUTH ? ['--relation', RELATION] : ['--no-auth']), ...DAEMON_ARGS],
-      env: secret ? { WALCAST_JWT_SECRET: secret } : {},
-    });
-    const init = await pool.init(CLIENTS, { host: '127.0.0.1', port: daemon.port, rooms: ROOMS, table: QTABLE, unfilteredPct: UNFILTERED_PCT, secret: secret ?? undefined });
-
-    writer = new RoomWriter(writers, TABLE, ROOMS, RATE);
+  const rig: ChurnRigOptions = {
+    clients: CLIENTS,
+    rooms: ROOMS,
+    table: TABLE,
+    slot: SLOT,
+    writers: WRITERS,
+    rate: RATE,
+    clientProcs: CLIENT_PROCS,
+    unfilteredPct: UNFILTERED_PCT,
+    auth: AUTH,
+    historyAge: HISTORY_AGE,
+    gc: true,
+    profileDir: PROFILE_DIR,
+    daemonArgs: DAEMON_ARGS,
+  };
+  await withChurnRig(rig, async ({ pool, daemon, writer, serverVersion, unfiltered }) => {
     writer.start();
     log(`writer: ${RATE} tx/s; warm-up ${WARMUP_S} s (the resume window fills up)`);
     await sleep(WARMUP_S * 1000);
@@ -394,19 +374,19 @@ async function main(): Promise<void> {
         holdSeconds: HOLD_S,
         rate: RATE,
         rooms: ROOMS,
-        unfiltered: init.unfiltered,
+        unfiltered: unfiltered,
         resumePct: RESUME_PCT,
         cleanPct: CLEAN_PCT,
         historyAge: HISTORY_AGE,
         auth: AUTH,
         concurrencyPerProcess: CONCURRENCY,
         table: QTABLE,
-        subscription: `room=eq.<n % ${ROOMS}>, unfiltered for ${init.unfiltered} identities${AUTH ? '; user u<n> member of room n % rooms (g2 through room_members)' : ''}`,
+        subscription: `room=eq.<n % ${ROOMS}>, unfiltered for ${unfiltered} identities${AUTH ? '; user u<n> member of room n % rooms (g2 through room_members)' : ''}`,
       },
       timing:
         'connect: per connection from the TCP connect to `subscribed`; rate = subscribed / time for all of a wave. latency = client receive time − sent_at_ms (writer clock before the INSERT; commit included), live deliveries only. ' +
         'RSS: /proc/<pid>/status VmRSS; "after": after the drop, /status drained, then full GCs in the daemon (SIGUSR2 hook).',
-      ...machine(ver[0].v),
+      ...machine(serverVersion),
       clientProcesses: CLIENT_PROCS,
       baseline: { rssMiB: mib(baseline.rss), heapUsedMiB: mib(baseline.heapUsed), heapTotalMiB: mib(baseline.heapTotal), windowBytes: baseStatus.window.bytes, windowTransactions: baseStatus.window.transactions },
       waves,
@@ -419,7 +399,7 @@ async function main(): Promise<void> {
 
     process.stdout.write(
       `\nChurn: ${fmtInt(CLIENTS)} clients × ${WAVES} waves (${HOLD_S} s held; ${CLEAN_PCT}% closed cleanly, the rest dropped; ${RESUME_PCT}% resume with since from wave 2), ` +
-        `writer ${RATE} tx/s over ${ROOMS} rooms, ${init.unfiltered} unfiltered${AUTH ? ', authorization on' : ', --no-auth'}\n`,
+        `writer ${RATE} tx/s over ${ROOMS} rooms, ${unfiltered} unfiltered${AUTH ? ', authorization on' : ', --no-auth'}\n`,
     );
     process.stdout.write(
       table(
@@ -457,33 +437,7 @@ async function main(): Promise<void> {
     );
     printTargets(targets);
     printMachineLine(out);
-  } finally {
-    await writer?.stop().catch(() => {});
-    await pool.stop().catch(() => {});
-    if (daemon) {
-      await daemon.stop().catch(() => {});
-      await dropSlot(db, SLOT).catch(() => {});
-    }
-    for (const c of writers) await c.end().catch(() => {});
-    await db.end().catch(() => {});
-    await pgServer.destroy();
-  }
-}
-
-function positive(v: string | undefined, name: string): number {
-  return positiveOf(v, name, usage);
-}
-
-function nonNegative(v: string | undefined, name: string): number {
-  const n = Number(v);
-  if (!(n >= 0) || !Number.isFinite(n)) usage(`--${name} must be 0 or more, got ${JSON.stringify(v)}`);
-  return n;
-}
-
-function pct(v: string | undefined, name: string): number {
-  const n = nonNegative(v, name);
-  if (n > 100) usage(`--${name} is a percentage (0-100), got ${JSON.stringify(v)}`);
-  return n;
+  });
 }
 
 function usage(msg: string): never {

@@ -28,32 +28,27 @@
 // interrupted run keeps what it measured: `npm run bench:chart FILE.json` draws it) and
 // bench/out/soak-<time>.png. Exits 0 whatever the figures.
 // Run: npm run bench:soak -- --minutes 30   (options: see usage() and bench/README.md)
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
+import type pg from 'pg';
 import { parseDuration } from '../src/config.js';
-import { startThrowawayPostgres, type ThrowawayPostgres } from '../src/pg/throwaway.js';
-import { migrate } from '../src/sql/migrate.js';
 import { writeChartPng, soakChart, type SoakFile, type SoakSample } from './lib/chart.js';
-import { ChurnPool } from './lib/churn-pool.js';
-import { dropSlot, ensureOpenFiles, log, positive as positiveOf, positiveNumber as positiveNumberOf, runMain, sleep, sleepUntil } from './lib/common.js';
+import { withChurnRig, type ChurnRigOptions } from './lib/churn-rig.js';
+import { ensureOpenFiles, log, optionParsers, runMain, sleep, sleepUntil } from './lib/common.js';
 import { reapDaemonsOnExit } from './lib/daemon.js';
-import { stallsBetween, startProbedDaemon, type ProbedDaemon } from './lib/daemon-probe.js';
+import { stallsBetween } from './lib/daemon-probe.js';
 import { Histogram } from './lib/histogram.js';
-import { machine, printTargets, type Target } from './lib/report.js';
-import { createRoomTable, RoomWriter } from './lib/room-writer.js';
+import { printTargets, type Target } from './lib/report.js';
 import { nowMs } from './lib/rpc.js';
 import { fmtInt, round, Stopwatch, type Spread } from './lib/stats.js';
 
 const SLOT = 'bench_soak';
 const TABLE = 'bench_soak';
-const QTABLE = `public.${TABLE}`;
-const RELATION = 'public.room_members {user_id} room:{room_id}';
 const here = path.dirname(fileURLToPath(import.meta.url)); // dist/bench
 
+const { positive, positiveNumber, nonNegative, pct } = optionParsers(usage);
 const { values: args } = parseArgs({
   options: {
     minutes: { type: 'string', default: '30' },
@@ -190,37 +185,22 @@ async function main(): Promise<void> {
   const stamp = startedAt.toISOString().replace(/\.\d+Z$/, 'Z').replace(/:/g, '-');
   const jsonFile = path.join(OUT_DIR, `soak-${stamp}.json`);
   const pngFile = path.join(OUT_DIR, `soak-${stamp}.png`);
-  log('starting a throwaway Postgres');
-  const pgServer: ThrowawayPostgres = await startThrowawayPostgres({});
-  const url = pgServer.url;
-  const db = new pg.Client({ connectionString: url });
-  const writers = Array.from({ length: WRITERS }, () => new pg.Client({ connectionString: url }));
-  const pool = ChurnPool.start(CLIENT_PROCS);
-  let daemon: ProbedDaemon | null = null;
-  let writer: RoomWriter | null = null;
-  try {
-    await migrate(url);
-    await db.connect();
-    for (const c of writers) await c.connect();
-    await createRoomTable(db, TABLE);
-    const secret = AUTH ? randomBytes(48).toString('base64url') : null;
-    if (AUTH) {
-      await db.query(`create table room_members (user_id text not null, room_id int not null, primary key (user_id, room_id))`);
-      await db.query(`select walcast.enable('public.room_members')`);
-      await db.query(`insert into room_members select 'u' || n, n % $2 from generate_series(0, $1 - 1) n`, [CLIENTS, ROOMS]);
-      await db.query(`insert into walcast.casbin_rule (ptype, v0, v1, v2, v3, v4) values ('p', '*', 'table', $1, 'read', 'g2(r.sub.id, "room:" + r.obj.row.room)')`, [QTABLE]);
-    }
-    const { rows: ver } = await db.query<{ v: string }>(`select current_setting('server_version') as v`);
-    const mach = machine(ver[0].v);
-
-    log(`starting the daemon (${AUTH ? '--jwt-secret, --relation' : '--no-auth'}, --history-age ${HISTORY_AGE})`);
-    daemon = await startProbedDaemon({
-      gc: false,
-      profileDir: PROFILE_DIR,
-      serveArgs: ['--db', url, '--port', '0', '--slot', SLOT, '--log-level', 'warn', '--history-age', HISTORY_AGE, ...(AUTH ? ['--relation', RELATION] : ['--no-auth']), ...DAEMON_ARGS],
-      env: secret ? { WALCAST_JWT_SECRET: secret } : {},
-    });
-    const init = await pool.init(CLIENTS, { host: '127.0.0.1', port: daemon.port, rooms: ROOMS, table: QTABLE, unfilteredPct: UNFILTERED_PCT, secret: secret ?? undefined });
+  const rig: ChurnRigOptions = {
+    clients: CLIENTS,
+    rooms: ROOMS,
+    table: TABLE,
+    slot: SLOT,
+    writers: WRITERS,
+    rate: RATE,
+    clientProcs: CLIENT_PROCS,
+    unfilteredPct: UNFILTERED_PCT,
+    auth: AUTH,
+    historyAge: HISTORY_AGE,
+    gc: false,
+    profileDir: PROFILE_DIR,
+    daemonArgs: DAEMON_ARGS,
+  };
+  await withChurnRig(rig, async ({ db, pool, daemon, writer, machine: mach, unfiltered }) => {
     const conn = await pool.connect({ resumePct: 0, concurrency: CONCURRENCY, timeoutMs: 120_000 });
     log(`${fmtInt(conn.ready)}/${fmtInt(conn.attempted)} clients subscribed in ${fmtInt(conn.ms)} ms${conn.failed ? ` (${conn.failed} failed: ${conn.failures[0]})` : ''}`);
 
@@ -232,11 +212,11 @@ async function main(): Promise<void> {
       minutes: MINUTES,
       sampleSeconds: SAMPLE_S,
       rooms: ROOMS,
-      unfiltered: init.unfiltered,
+      unfiltered: unfiltered,
       historyAge: HISTORY_AGE,
       auth: AUTH,
       daemonArgs: DAEMON_ARGS,
-      subscription: `room=eq.<n % ${ROOMS}>, unfiltered for ${init.unfiltered} identities`,
+      subscription: `room=eq.<n % ${ROOMS}>, unfiltered for ${unfiltered} identities`,
     };
     const file: SoakOut<typeof scenario> = {
       bench: 'soak',
@@ -250,7 +230,6 @@ async function main(): Promise<void> {
       `\nSoak: ${fmtInt(CLIENTS)} clients, ${fmtInt(RATE)} tx/s over ${ROOMS} rooms, ${RECONNECTS} reconnects/s (resuming with since), ${MINUTES} min, a sample every ${SAMPLE_S} s; samples in ${jsonFile}\n`,
     );
 
-    writer = new RoomWriter(writers, TABLE, ROOMS, RATE);
     await pool.take();
     writer.start();
     await pool.churn(RECONNECTS, CLEAN_PCT);
@@ -422,37 +401,7 @@ async function main(): Promise<void> {
     );
     printTargets(targets);
     process.stdout.write(`\nnode ${mach.node}, Postgres ${mach.postgres}, ${mach.cpus} cpus (${mach.cpuModel}), load ${mach.loadAverage.join(' ')} at the start, ${round(total.elapsedMs() / 1000, 1)} s\n`);
-  } finally {
-    await writer?.stop().catch(() => {});
-    await pool.stop().catch(() => {});
-    if (daemon) {
-      await daemon.stop().catch(() => {});
-      await dropSlot(db, SLOT).catch(() => {});
-    }
-    for (const c of writers) await c.end().catch(() => {});
-    await db.end().catch(() => {});
-    await pgServer.destroy();
-  }
-}
-
-function positive(v: string | undefined, name: string): number {
-  return positiveOf(v, name, usage);
-}
-
-function positiveNumber(v: string | undefined, name: string): number {
-  return positiveNumberOf(v, name, usage);
-}
-
-function nonNegative(v: string | undefined, name: string): number {
-  const n = Number(v);
-  if (!(n >= 0) || !Number.isFinite(n)) usage(`--${name} must be 0 or more, got ${JSON.stringify(v)}`);
-  return n;
-}
-
-function pct(v: string | undefined, name: string): number {
-  const n = nonNegative(v, name);
-  if (n > 100) usage(`--${name} is a percentage (0-100), got ${JSON.stringify(v)}`);
-  return n;
+  });
 }
 
 function usage(msg: string): never {

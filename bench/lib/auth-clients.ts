@@ -18,7 +18,7 @@
 //
 // Times are nowMs() (wall clock, sub-millisecond), comparable with the writer's.
 import type { ClientStats } from './clients.js';
-import { connectMany, countClose, parseBeforeReady, ProcessLoad, signTokens } from './connect-many.js';
+import { connectMany, countClose, intAt, parseBeforeReady, ProcessLoad, signTokens, valueAfter } from './connect-many.js';
 import { MiniWs } from './mini-ws.js';
 import { nowMs, serveCommands } from './rpc.js';
 import { roomOf, userOf } from './auth-scenario.js';
@@ -105,29 +105,6 @@ let lat = new Float64Array(1 << 16);
 let latSent = new Float64Array(1 << 16);
 let latN = 0;
 const load = new ProcessLoad();
-
-/** The integer written at buf[i…] (JSON number without fraction), NaN when there is none. */
-function intAt(buf: Buffer, i: number, end: number): number {
-  let neg = false;
-  if (i < end && buf[i] === 0x2d) {
-    neg = true;
-    i++;
-  }
-  let v = 0;
-  let digits = 0;
-  for (; i < end; i++) {
-    const c = buf[i] - 0x30;
-    if (c < 0 || c > 9) break;
-    v = v * 10 + c;
-    digits++;
-  }
-  return digits === 0 ? Number.NaN : neg ? -v : v;
-}
-
-function valueAfter(buf: Buffer, key: Buffer, from: number, end: number): number {
-  const i = buf.indexOf(key, from);
-  return i >= 0 && i < end ? i + key.length : -1;
-}
 
 function onDelivery(ws: Conn, buf: Buffer, start: number, end: number): void {
   const t = nowMs();

@@ -25,7 +25,7 @@
 // `foreign`), and each room's seq must go up by one (else `gaps` with the `missing` count, or
 // `dups`). Changes sent before `subscribed` (the catch-up of a `since`) are counted as `catchup`
 // and checked the same way; only live ones are latency samples (receive time − sent_at_ms).
-import { connectMany, countClose, ProcessLoad, signTokens } from './connect-many.js';
+import { connectMany, countClose, intAt, ProcessLoad, signTokens, valueAfter } from './connect-many.js';
 import { Histogram, type HistogramData } from './histogram.js';
 import { MiniWs, type MiniWsHandlers } from './mini-ws.js';
 import { nowMs, serveCommands } from './rpc.js';
@@ -158,23 +158,6 @@ let churnTimer: NodeJS.Timeout | null = null;
 function error(msg: string): void {
   errors++;
   if (errorSamples.length < 5) errorSamples.push(msg);
-}
-
-function intAt(buf: Buffer, i: number, end: number): number {
-  let v = 0;
-  let digits = 0;
-  for (; i < end; i++) {
-    const c = buf[i] - 0x30;
-    if (c < 0 || c > 9) break;
-    v = v * 10 + c;
-    digits++;
-  }
-  return digits === 0 ? Number.NaN : v;
-}
-
-function valueAfter(buf: Buffer, key: Buffer, from: number, end: number): number {
-  const i = buf.indexOf(key, from);
-  return i >= 0 && i < end ? i + key.length : -1;
 }
 
 function checkSeq(id: Ident, room: number, seq: number): void {

@@ -8,17 +8,9 @@ import { round } from './stats.js';
 
 export type PooledTake = Omit<ChurnTake, 'latency' | 'reconnectTime' | 'elu'> & { latency: Histogram; reconnectTime: Histogram; elu: number[] };
 
-export interface PooledConnect {
-  attempted: number;
-  ready: number;
-  failed: number;
-  resumed: number;
-  /** The slowest process's time to have all its connections subscribed or failed. */
-  ms: number;
-  /** Per connection, sorted, ms. */
-  times: Float64Array;
-  failures: string[];
-}
+/** ChurnConnectResult over all processes: `ms` the slowest process's time to have all its
+ *  connections subscribed or failed, `times` all of them sorted. */
+export type PooledConnect = ChurnConnectResult;
 
 export class ChurnPool extends BasePool {
   static start(n: number): ChurnPool {

@@ -53,6 +53,30 @@ export function positiveNumber(v: string | undefined, name: string, usage: (msg:
   return n;
 }
 
+/** A number option of 0 or more, or usage(…) with what was wrong. */
+export function nonNegative(v: string | undefined, name: string, usage: (msg: string) => never): number {
+  const n = Number(v);
+  if (!(n >= 0) || !Number.isFinite(n)) usage(`--${name} must be 0 or more, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+/** A percentage option (0-100), or usage(…) with what was wrong. */
+export function pct(v: string | undefined, name: string, usage: (msg: string) => never): number {
+  const n = nonNegative(v, name, usage);
+  if (n > 100) usage(`--${name} is a percentage (0-100), got ${JSON.stringify(v)}`);
+  return n;
+}
+
+/** The option parsers above, each bound to one orchestrator's usage(). */
+export function optionParsers(usage: (msg: string) => never): Record<'positive' | 'positiveNumber' | 'nonNegative' | 'pct', (v: string | undefined, name: string) => number> {
+  return {
+    positive: (v, name) => positive(v, name, usage),
+    positiveNumber: (v, name) => positiveNumber(v, name, usage),
+    nonNegative: (v, name) => nonNegative(v, name, usage),
+    pct: (v, name) => pct(v, name, usage),
+  };
+}
+
 /** Runs main(): exit 0 when it resolves, 1 (with the stack) when it throws. */
 export function runMain(main: () => Promise<void>): void {
   main().then(

@@ -1,6 +1,7 @@
 // The load-client processes' way of opening many WebSocket connections (bench/lib/clients.ts,
 // auth-clients.ts, channel-clients.ts): at most `concurrency` handshakes in flight, each
-// connection ready when the protocol says so, the first failure (or the timeout) failing all.
+// connection ready when the protocol says so, the first failure (or the timeout) failing all;
+// and what they share besides (reading numbers out of a frame, close counts, tokens, CPU load).
 import { SignJWT } from 'jose';
 
 export interface Opening {
@@ -56,6 +57,30 @@ export function parseBeforeReady<T>(buf: Buffer, start: number, end: number, who
     fail(`${who}: not JSON before ready: ${buf.toString('utf8', start, Math.min(end, start + 200))}`);
     return undefined;
   }
+}
+
+/** The integer written at buf[i…] (JSON number without fraction), NaN when there is none. */
+export function intAt(buf: Buffer, i: number, end: number): number {
+  let neg = false;
+  if (i < end && buf[i] === 0x2d) {
+    neg = true;
+    i++;
+  }
+  let v = 0;
+  let digits = 0;
+  for (; i < end; i++) {
+    const c = buf[i] - 0x30;
+    if (c < 0 || c > 9) break;
+    v = v * 10 + c;
+    digits++;
+  }
+  return digits === 0 ? Number.NaN : neg ? -v : v;
+}
+
+/** Where the value after `key` starts in buf[from…end), -1 when the key is not there. */
+export function valueAfter(buf: Buffer, key: Buffer, from: number, end: number): number {
+  const i = buf.indexOf(key, from);
+  return i >= 0 && i < end ? i + key.length : -1;
 }
 
 /** Counts a close by "code reason"; returns that key. */
