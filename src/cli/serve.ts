@@ -36,17 +36,21 @@ export function registerServe(program: Command): void {
         log.warn('AUTHORIZATION IS OFF (--no-auth): every client may read every enabled table. Development only.');
         process.stderr.write('walcast: WARNING: --no-auth: every client may read every enabled table. Never use this in production.\n');
       }
+      // Listening for signals before the serving line goes out: a supervisor (or a test) may
+      // send SIGTERM as soon as it reads that line, and a signal with no handler yet installed
+      // ends the process with the default action, skipping the graceful stop.
+      let signalled: string | null = null;
+      let onSignal = (signal: string) => void (signalled ??= signal);
+      process.on('SIGTERM', () => onSignal('SIGTERM'));
+      process.on('SIGINT', () => onSignal('SIGINT'));
       const daemon = await startDaemon(cfg, log);
       process.stderr.write(`walcast: serving ws://${cfg.host}:${daemon.port}/ws (healthz, metrics on the same port)\n`);
       await new Promise<void>((resolve, reject) => {
-        const shutdown = (signal: string) => {
+        onSignal = (signal: string) => {
           log.info({ signal }, 'shutting down');
           daemon.stop().then(resolve, reject);
         };
-        // `on`, not `once`: a SIGTERM right after start sometimes killed the process with the
-        // default action once a `once` listener had run (seen in CI); stop() is idempotent.
-        process.on('SIGTERM', () => shutdown('SIGTERM'));
-        process.on('SIGINT', () => shutdown('SIGINT'));
+        if (signalled) onSignal(signalled);
         daemon.failed.then((err) => daemon.stop().then(() => reject(err), reject));
       });
     });
