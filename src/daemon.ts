@@ -3,12 +3,12 @@
 import pg from 'pg';
 import { createVerifier } from './auth/jwt.js';
 import { Capture } from './capture/capture.js';
-import { effectiveLagBound, readWalKeepSize, type LagBound } from './capture/lag-bound.js';
 import { MAX_INDEX, formatPosition } from './capture/position.js';
 import type { Relation } from './capture/pgoutput.types.js';
 import type { ServeConfig } from './config.js';
 import { PUBLICATION, SERVER_DEFAULTS } from './constants.js';
 import { HistoryRing } from './history/ring.js';
+import { LagGuard } from './history/lag-guard.js';
 import { Catalog } from './hub/catalog.js';
 import { Hub } from './hub/hub.js';
 import { Channels } from './hub/channels.js';
@@ -86,19 +86,16 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
   capture.on('relation', (rel: Relation) => catalog.invalidate(rel.qualified));
   const failed = new Promise<Error>((resolve) => capture.on('fatal', resolve));
 
-  let lagBound: LagBound;
+  let lag: LagGuard;
   try {
     await capture.start();
     await catalog.reload();
-    lagBound = effectiveLagBound(cfg.maxSlotLag, await readWalKeepSize(pool));
+    lag = await LagGuard.start({ configured: cfg.maxSlotLag, log, ring, received: () => capture.lsns.received, evict: (minLsn) => hub.evict(minLsn) }, pool);
   } catch (err) {
     // Nothing may linger: the process is about to report the error and exit.
     await capture.stop().catch(() => {});
     await pool.end().catch(() => {});
     throw explainConnectError(err, cfg.db);
-  }
-  if (lagBound.clamped) {
-    log.warn({ configured: cfg.maxSlotLag, bound: lagBound.bytes }, 'slot lag bound lowered to 3/4 of max_slot_wal_keep_size');
   }
   const handlers = new Handlers({ hub, catalog, log, maxMessageBytes: cfg.maxMessageBytes, maxSubscriptions: cfg.maxSubscriptions, verify, authTimeoutMs: cfg.authTimeoutMs });
   let front: Server | null = null; // the metrics read the server created just below
@@ -129,20 +126,14 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
           transactions: w.transactions,
           bytes: w.bytes,
           ageSeconds: w.oldestTime === null ? 0 : Math.max(0, (Date.now() - w.oldestTime) / 1000),
-          walHeld: walHeld(),
-          walBound: lagBound.bytes,
+          walHeld: lag.held,
+          walBound: lag.bytes,
         },
         auth: auth ? { rules: auth.ruleCount, links: auth.linkTotal, ready: auth.ready } : null,
       };
     },
   });
   front = server;
-  /** WAL bytes the window holds back on the slot: received minus the window's oldest entry. */
-  function walHeld(): number {
-    const oldest = ring.oldestLsn();
-    const received = capture.lsns.received;
-    return oldest === null || received <= oldest ? 0 : Number(received - oldest);
-  }
   let port: number;
   try {
     port = await server.listen();
@@ -151,28 +142,7 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
     await pool.end().catch(() => {});
     throw err;
   }
-  // The window may hold at most lagBound bytes of WAL on the slot: past it, its oldest part goes.
-  let lastShrinkLog = 0;
-  const evict = () => {
-    const received = capture.lsns.received;
-    const minLsn = received > BigInt(lagBound.bytes) ? received - BigInt(lagBound.bytes) : 0n;
-    if (hub.evict(minLsn) && Date.now() - lastShrinkLog > 60_000) {
-      lastShrinkLog = Date.now();
-      log.warn({ bound: lagBound.bytes, floor: formatPosition(ring.floor.lsn, ring.floor.index) }, 'slot lag past its bound: history window shrunk');
-    }
-  };
-  // max_slot_wal_keep_size can change with a configuration reload: follow it.
-  const rereadBound = () => {
-    readWalKeepSize(pool).then(
-      (mb) => {
-        const next = effectiveLagBound(cfg.maxSlotLag, mb);
-        if (next.bytes !== lagBound.bytes) log.warn({ configured: cfg.maxSlotLag, bound: next.bytes, was: lagBound.bytes }, 'slot lag bound changed with max_slot_wal_keep_size');
-        lagBound = next;
-      },
-      () => {}, // the database is away: keep the bound, read it again next time
-    );
-  };
-  const timers = [setInterval(() => hub.sendProgress(), cfg.progressIntervalMs), setInterval(evict, 1_000), setInterval(rereadBound, 60_000)];
+  const timers = [setInterval(() => hub.sendProgress(), cfg.progressIntervalMs), setInterval(() => lag.evict(), 1_000), setInterval(() => lag.reread(pool), 60_000)];
   log.info({ host: cfg.host, port, slot: cfg.slot, noAuth: cfg.noAuth }, 'walcast serving');
   let stopping: Promise<void> | null = null;
   return {
