@@ -186,7 +186,8 @@ async function startDaemon(url: string, secret: string): Promise<Daemon> {
   const w = await startWalcast({
     nodeArgs: ['--import', new URL('./lib/channel-daemon-hook.js', import.meta.url).href],
     profileDir: PROFILE_DIR,
-    serveArgs: ['--db', url, '--port', '0', '--slot', SLOT, '--log-level', 'warn', '--relation', RELATION, ...DAEMON_ARGS],
+    // Throughput, not abuse: the broadcast budgets (issue 11) lifted, or "max" would measure refusals.
+    serveArgs: ['--db', url, '--port', '0', '--slot', SLOT, '--log-level', 'warn', '--relation', RELATION, '--broadcast-rate', '1000000', '--broadcast-bytes-rate', '1GiB', ...DAEMON_ARGS],
     env: { WALCAST_JWT_SECRET: secret }, // = --jwt-secret, without showing in ps
     marks: { [PAUSE_MARK]: (rest) => pauses.push(JSON.parse(rest) as Pause) },
   });

@@ -66,6 +66,8 @@ export interface ServeFlags extends Flags {
   maxSlotLag?: string;
   maxBackpressure?: string;
   maxMessageBytes?: string;
+  broadcastRate?: string;
+  broadcastBytesRate?: string;
   progressInterval?: string;
   idleTimeout?: string;
   jwtSecret?: string;
@@ -88,6 +90,9 @@ export interface ServeConfig extends Config {
   maxBackpressure: number;
   maxMessageBytes: number;
   maxFrameBytes: number;
+  /** Client broadcasts per connection per second, and their payload bytes (bursts and per user scale with them). */
+  broadcastRate: number;
+  broadcastBytesRate: number;
   maxSubscriptions: number;
   progressIntervalMs: number;
   idleTimeoutSec: number;
@@ -128,6 +133,8 @@ export function resolveServeConfig(flags: ServeFlags, env: Env = process.env): S
     maxMessageBytes,
     maxFrameBytes: Math.max(SERVER_DEFAULTS.maxFrameBytes, maxMessageBytes * 2),
     maxSubscriptions: SERVER_DEFAULTS.maxSubscriptionsPerSocket,
+    broadcastRate: parseRate(pick(flags.broadcastRate, 'WALCAST_BROADCAST_RATE'), SERVER_DEFAULTS.broadcastPerSecond),
+    broadcastBytesRate: parseBytes(pick(flags.broadcastBytesRate, 'WALCAST_BROADCAST_BYTES_RATE'), SERVER_DEFAULTS.broadcastBytesPerSecond, '--broadcast-bytes-rate'),
     progressIntervalMs: parseDuration(pick(flags.progressInterval, 'WALCAST_PROGRESS_INTERVAL'), SERVER_DEFAULTS.progressIntervalMs, '--progress-interval'),
     idleTimeoutSec: idleTimeout(pick(flags.idleTimeout, 'WALCAST_IDLE_TIMEOUT')),
     jwtSecret,
@@ -196,6 +203,14 @@ export function parseBytes(text: string | undefined, fallback: number, what: str
   const unit = m ? BYTE_UNITS[m[2].toLowerCase()] : undefined;
   if (!m || unit === undefined || Number(m[1]) * unit < 1) throw new ConfigError(`bad size for ${what}: ${JSON.stringify(text)}`, 'sizes look like 65536, 64KiB or 256MiB');
   return Math.floor(Number(m[1]) * unit);
+}
+
+/** A positive number of messages per second. */
+function parseRate(text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isFinite(n) || n <= 0) throw new ConfigError(`bad --broadcast-rate ${JSON.stringify(text)}: a positive number (per second)`, 'e.g. --broadcast-rate 20');
+  return n;
 }
 
 /** "10m", "30s", "500ms", "1h"; a bare number is seconds. */

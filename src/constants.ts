@@ -77,6 +77,24 @@ export const SERVER_DEFAULTS = {
   /** Presence updates per socket: burst, then this many per second. */
   presenceBurst: 20,
   presencePerSecond: 10,
+  /**
+   * Presence one user may keep in a channel (its connections' metas, and their bytes), and a
+   * channel in all: the presence_state a joiner receives stays well under maxBackpressure.
+   */
+  presenceMetasPerUser: 10,
+  presenceBytesPerUser: 64 * 1024,
+  presenceEntriesPerChannel: 5_000,
+  presenceBytesPerChannel: 1024 * 1024,
+  /** Client broadcasts per connection: messages and payload bytes, a burst then per second. */
+  broadcastBurst: 50,
+  broadcastPerSecond: 20,
+  broadcastBytesBurst: 256 * 1024,
+  broadcastBytesPerSecond: 64 * 1024,
+  /** The same per user, all its connections together (none under --no-auth). */
+  userBroadcastBurst: 100,
+  userBroadcastPerSecond: 40,
+  userBroadcastBytesBurst: 512 * 1024,
+  userBroadcastBytesPerSecond: 128 * 1024,
   /** Seconds without traffic after which uWS pings, then closes a dead socket. */
   idleTimeoutSec: 60,
   /** A connection without `?token=` must send a valid `auth` within this long (close 4001). */

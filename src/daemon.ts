@@ -11,7 +11,7 @@ import { HistoryRing } from './history/ring.js';
 import { LagGuard } from './history/lag-guard.js';
 import { Catalog } from './hub/catalog.js';
 import { Hub } from './hub/hub.js';
-import { Channels } from './hub/channels.js';
+import { Channels, channelLimits, type ChannelLimits } from './hub/channels.js';
 import type { Logger } from './log.js';
 import { clientConfig, explainConnectError } from './pg/connect.js';
 import { Handlers } from './server/handlers.js';
@@ -34,6 +34,8 @@ export interface Daemon {
 export interface DaemonExtras {
   /** More HTTP routes on the daemon's port (the dev demo). */
   routes?: ServerOptions['routes'];
+  /** Channel bounds other than the defaults (tests show a bound with lowered limits). */
+  channels?: Partial<ChannelLimits>;
 }
 
 export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonExtras = {}): Promise<Daemon> {
@@ -57,6 +59,8 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
     maxPayloadBytes: SERVER_DEFAULTS.maxPayloadBytes,
     presenceBurst: SERVER_DEFAULTS.presenceBurst,
     presencePerSecond: SERVER_DEFAULTS.presencePerSecond,
+    ...channelLimits(SERVER_DEFAULTS, cfg),
+    ...extras.channels,
   });
   const hub = new Hub({ ring, catchUpHighWater: Math.floor(cfg.maxBackpressure / 4), auth, channels });
   const capture = new Capture({

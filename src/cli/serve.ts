@@ -25,6 +25,8 @@ export function registerServe(program: Command): void {
     .option('--max-slot-lag <size>', 'WAL the resume window may hold on the slot; past it the window shrinks (env WALCAST_MAX_SLOT_LAG; default 1GiB, at most 3/4 of max_slot_wal_keep_size)')
     .option('--max-backpressure <size>', 'bytes buffered per socket before it is closed with 4008 (default 4MiB)')
     .option('--max-message-bytes <size>', 'largest client message accepted (default 64KiB)')
+    .option('--broadcast-rate <n>', 'client broadcasts per second per connection, twice that per user, bursts of 2.5 times (env WALCAST_BROADCAST_RATE; default 20)')
+    .option('--broadcast-bytes-rate <size>', 'broadcast payload bytes per second per connection, twice that per user, bursts of 4 times (env WALCAST_BROADCAST_BYTES_RATE; default 64KiB)')
     .option('--progress-interval <duration>', 'how often idle clients get a progress position (default 3s)')
     .option('--idle-timeout <duration>', 'a socket silent this long (pings unanswered) is closed, its presence gone (env WALCAST_IDLE_TIMEOUT; default 60s)')
     .option('--log-level <level>', 'log level (env WALCAST_LOG_LEVEL; default info)')

@@ -3,15 +3,18 @@
 // {kind: "channel", name}, sending `broadcast`, tracking `presence`. Membership is checked
 // again whenever policies or relations changed since it was last checked, before anything is
 // delivered, so a member removed from a room stops receiving its channel at once.
+// What clients send is bounded (issue 11): presence per user and per channel (presence.ts),
+// broadcasts per connection and per user (rate.ts).
 import type { Authorizer } from '../auth/types.js';
 import { BadRequestError, ForbiddenError, LimitExceededError, TooLargeError } from '../errors.js';
 import { broadcastMsg, errorMsgFrom, joined, left, presenceDiff, presenceState } from '../server/protocol.js';
 import type { Ref } from '../server/protocol.types.js';
-import { ChannelPresence, type PresenceDiff } from './presence.js';
+import type { SERVER_DEFAULTS } from '../constants.js';
+import { ChannelPresence, type PresenceDiff, type PresenceLimits } from './presence.js';
+import { BroadcastBudgets, TokenBucket, type BroadcastRate } from './rate.js';
 import type { Peer } from './types.js';
 
-export interface ChannelOptions {
-  auth: Authorizer | null;
+export interface ChannelLimits {
   /** Channels one socket may be in at once. */
   maxPerPeer: number;
   /** Largest broadcast payload or presence state, as JSON bytes. */
@@ -19,7 +22,48 @@ export interface ChannelOptions {
   /** Presence updates per socket: a bucket of `burst`, refilled at `perSecond`. */
   presenceBurst: number;
   presencePerSecond: number;
+  /** What a channel's presence may hold (per user, and in all: what a joiner receives). */
+  presence: PresenceLimits;
+  /** Client broadcasts: messages and payload bytes, per connection and per user. */
+  broadcastPerConnection: BroadcastRate;
+  broadcastPerUser: BroadcastRate;
+}
+
+export interface ChannelOptions extends ChannelLimits {
+  auth: Authorizer | null;
   now?: () => number;
+}
+
+/**
+ * The presence and broadcast bounds of ChannelLimits, from the defaults' flat names. A
+ * channel's presence stays under a quarter of the backpressure limit, so that a joiner's
+ * presence_state never closes it (--max-backpressure may be set low). --broadcast-rate and
+ * --broadcast-bytes-rate scale the broadcast budgets (bursts, per user) as the defaults are
+ * scaled; a byte burst always lets one payload of the largest size through.
+ */
+export function channelLimits(
+  d: typeof SERVER_DEFAULTS,
+  cfg: { maxBackpressure: number; broadcastRate: number; broadcastBytesRate: number },
+): Pick<ChannelLimits, 'presence' | 'broadcastPerConnection' | 'broadcastPerUser'> {
+  const m = cfg.broadcastRate / d.broadcastPerSecond;
+  const b = cfg.broadcastBytesRate / d.broadcastBytesPerSecond;
+  const bytes = (burst: number, perSecond: number) => ({ burst: Math.max(d.maxPayloadBytes, Math.floor(burst * b)), perSecond: perSecond * b });
+  return {
+    presence: {
+      metasPerKey: d.presenceMetasPerUser,
+      bytesPerKey: d.presenceBytesPerUser,
+      metasTotal: d.presenceEntriesPerChannel,
+      bytesTotal: Math.min(d.presenceBytesPerChannel, Math.floor(cfg.maxBackpressure / 4)),
+    },
+    broadcastPerConnection: {
+      messages: { burst: Math.max(1, Math.round(d.broadcastBurst * m)), perSecond: d.broadcastPerSecond * m },
+      bytes: bytes(d.broadcastBytesBurst, d.broadcastBytesPerSecond),
+    },
+    broadcastPerUser: {
+      messages: { burst: Math.max(1, Math.round(d.userBroadcastBurst * m)), perSecond: d.userBroadcastPerSecond * m },
+      bytes: bytes(d.userBroadcastBytesBurst, d.userBroadcastBytesPerSecond),
+    },
+  };
 }
 
 /** Channel frames kept while the policies are read anew (see defer). */
@@ -32,19 +76,20 @@ interface Member {
 
 class Channel {
   readonly members = new Map<Peer, Member>();
-  readonly presence = new ChannelPresence();
-  constructor(readonly name: string) {}
-}
-
-interface Bucket {
-  tokens: number;
-  at: number;
+  readonly presence: ChannelPresence;
+  constructor(
+    readonly name: string,
+    limits: PresenceLimits,
+  ) {
+    this.presence = new ChannelPresence(limits);
+  }
 }
 
 export class Channels {
   private readonly channels = new Map<string, Channel>();
   private readonly byPeer = new Map<Peer, Set<Channel>>();
-  private readonly buckets = new WeakMap<Peer, Bucket>();
+  private readonly buckets = new WeakMap<Peer, TokenBucket>();
+  private readonly budgets: BroadcastBudgets;
   private readonly now: () => number;
   private readonly touched = new Set<Peer>();
   private flushScheduled = false;
@@ -55,6 +100,12 @@ export class Channels {
 
   constructor(private readonly o: ChannelOptions) {
     this.now = o.now ?? Date.now;
+    this.budgets = new BroadcastBudgets({ perConnection: o.broadcastPerConnection, perUser: o.broadcastPerUser, now: this.now });
+  }
+
+  /** Users holding a broadcast budget (bounded by the connected users). */
+  get budgetUsers(): number {
+    return this.budgets.users;
   }
 
   get count(): number {
@@ -64,7 +115,18 @@ export class Channels {
   join(peer: Peer, name: string, ref?: Ref): void {
     const mine = this.byPeer.get(peer);
     const existing = this.channels.get(name);
-    if (existing?.members.has(peer)) {
+    const member = existing?.members.get(peer);
+    if (existing && member) {
+      // Checked first: a member whose right was taken away (and not yet noticed, as no message
+      // of the channel was sent since) is removed, as before a delivery, and told so.
+      if (!this.may(peer, name, 'join')) {
+        this.remove(peer, existing);
+        peer.push(errorMsgFrom(new ForbiddenError(`${who(peer)} may no longer join ${name}`), { ref }));
+        peer.push(left(name));
+        peer.flush();
+        return;
+      }
+      member.epoch = this.o.auth?.epoch ?? 0;
       peer.push(joined(name, ref));
       peer.push(presenceState(name, existing.presence.state()));
       peer.flush();
@@ -73,7 +135,7 @@ export class Channels {
     if ((mine?.size ?? 0) >= this.o.maxPerPeer) throw new LimitExceededError(`at most ${this.o.maxPerPeer} channels per connection`);
     if (!this.may(peer, name, 'join')) throw new ForbiddenError(`no policy allows ${who(peer)} to join ${name}`);
     let ch = existing;
-    if (!ch) this.channels.set(name, (ch = new Channel(name)));
+    if (!ch) this.channels.set(name, (ch = new Channel(name, this.o.presence)));
     ch.members.set(peer, { epoch: this.o.auth?.epoch ?? 0 });
     if (mine) mine.add(ch);
     else this.byPeer.set(peer, new Set([ch]));
@@ -92,8 +154,11 @@ export class Channels {
   /** A client's broadcast: to the channel's other members (and itself with `self`). */
   broadcast(peer: Peer, name: string, event: string, payloadJson: string, self: boolean): void {
     const ch = this.joinedOrThrow(peer, name);
-    if (Buffer.byteLength(payloadJson) > this.o.maxPayloadBytes) throw new TooLargeError(`a broadcast payload is at most ${this.o.maxPayloadBytes} bytes of JSON`);
+    const bytes = Buffer.byteLength(payloadJson);
+    if (bytes > this.o.maxPayloadBytes) throw new TooLargeError(`a broadcast payload is at most ${this.o.maxPayloadBytes} bytes of JSON`);
     if (!this.may(peer, name, 'broadcast')) throw new ForbiddenError(`no policy allows ${who(peer)} to broadcast on ${name}`);
+    const over = this.budgets.take(peer, bytes);
+    if (over) throw new LimitExceededError(over);
     this.send(ch, broadcastMsg(name, event, payloadJson, keyOf(peer)), self ? null : peer);
   }
 
@@ -110,9 +175,10 @@ export class Channels {
     let diff: PresenceDiff | null;
     if (state === null) diff = ch.presence.untrack(keyOf(peer), peer.id);
     else {
-      if (Buffer.byteLength(JSON.stringify(state)) > this.o.maxPayloadBytes) throw new TooLargeError(`a presence state is at most ${this.o.maxPayloadBytes} bytes of JSON`);
+      const bytes = Buffer.byteLength(JSON.stringify(state));
+      if (bytes > this.o.maxPayloadBytes) throw new TooLargeError(`a presence state is at most ${this.o.maxPayloadBytes} bytes of JSON`);
       if (!this.may(peer, name, 'presence')) throw new ForbiddenError(`no policy allows ${who(peer)} to share presence on ${name}`);
-      diff = ch.presence.track(keyOf(peer), peer.id, state);
+      diff = ch.presence.track(keyOf(peer), peer.id, state, bytes);
     }
     if (diff) this.send(ch, presenceDiff(name, diff.joins, diff.leaves), null);
   }
@@ -149,6 +215,7 @@ export class Channels {
 
   /** A socket closed: it leaves every channel, its presence with it. */
   removePeer(peer: Peer): void {
+    this.budgets.forget(peer);
     const mine = this.byPeer.get(peer);
     if (!mine) return;
     for (const ch of [...mine]) this.remove(peer, ch);
@@ -224,11 +291,9 @@ export class Channels {
   private take(peer: Peer): boolean {
     const now = this.now();
     let b = this.buckets.get(peer);
-    if (!b) this.buckets.set(peer, (b = { tokens: this.o.presenceBurst, at: now }));
-    b.tokens = Math.min(this.o.presenceBurst, b.tokens + ((now - b.at) / 1000) * this.o.presencePerSecond);
-    b.at = now;
-    if (b.tokens < 1) return false;
-    b.tokens--;
+    if (!b) this.buckets.set(peer, (b = new TokenBucket({ burst: this.o.presenceBurst, perSecond: this.o.presencePerSecond }, now)));
+    if (!b.has(1, now)) return false;
+    b.take(1);
     return true;
   }
 }
