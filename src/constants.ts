@@ -82,7 +82,7 @@ export const SERVER_DEFAULTS = {
    * channel in all: the presence_state a joiner receives stays well under maxBackpressure.
    */
   presenceMetasPerUser: 10,
-  presenceBytesPerUser: 64 * 1024,
+  presenceBytesPerUser: 128 * 1024,
   presenceEntriesPerChannel: 5_000,
   presenceBytesPerChannel: 1024 * 1024,
   /** Client broadcasts per connection: messages and payload bytes, a burst then per second. */
