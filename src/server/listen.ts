@@ -32,13 +32,27 @@ export function listenOn(app: uWS.TemplatedApp, host: string, port: number, reus
   });
 }
 
-/** uWS says only "no": bind once more with Node to learn why. */
-async function diagnose(host: string, port: number, reusePort: boolean, what: string): Promise<Error> {
-  const code = await new Promise<string | null>((resolve) => {
+/**
+ * Fails now if host:port cannot be listened on (a fixed port only): `walcast dev` asks before it
+ * spends seconds starting a database. The port may still be taken before it listens.
+ */
+export async function checkPortFree(host: string, port: number, what: string): Promise<void> {
+  if (port === 0 || (await bindError(host, port)) === null) return;
+  throw await diagnose(host, port, false, what);
+}
+
+/** The error code of binding host:port exclusively with Node (bound and released), or null. */
+function bindError(host: string, port: number): Promise<string | null> {
+  return new Promise<string | null>((resolve) => {
     const probe = net.createServer();
     probe.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'unknown'));
     probe.listen({ host, port, exclusive: true }, () => probe.close(() => resolve(null)));
   });
+}
+
+/** uWS says only "no": bind once more with Node to learn why. */
+async function diagnose(host: string, port: number, reusePort: boolean, what: string): Promise<Error> {
+  const code = await bindError(host, port);
   const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
   if (code === 'EADDRINUSE') {
     return new PortInUseError(

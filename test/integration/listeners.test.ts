@@ -5,6 +5,7 @@
 //     between them, while a WebSocket client's ping still gets its pong; --metrics-port moves
 //     /metrics and /status off the main port (which keeps /ws and /healthz).
 
+import net from 'node:net';
 import t from 'tap';
 import { migrate } from '../../src/sql/migrate.js';
 import { spawnCli, type CliProcess } from '../helpers/cli.js';
@@ -48,6 +49,18 @@ t.test('a taken port: the second serve exits with port_in_use', async (t) => {
 
   t.equal(res4.code, 1, '--reuse-port on the second only: exit code 1');
   t.match(res4.stderr, /code: port_in_use/, 'port_in_use');
+});
+
+t.test('walcast dev on a taken port: port_in_use', async (t) => {
+  const holder = net.createServer();
+  await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+  t.teardown(() => holder.close());
+  const port = (holder.address() as net.AddressInfo).port;
+  const res = await spawnCli(['dev', '--port', String(port)], { timeoutMs: 30_000 }).wait(30_000);
+  t.equal(res.code, 1, 'exit code 1');
+  t.match(res.stderr, new RegExp(`walcast: port 127\\.0\\.0\\.1:${port} is already in use`), 'the line names the port');
+  t.match(res.stderr, /code: port_in_use/, 'port_in_use');
+  t.notMatch(res.stderr, /demo chat at/, 'it never served');
 });
 
 t.test('--reuse-port on both: both serve on the one port', async (t) => {
