@@ -5,6 +5,7 @@ import { DEFAULTS, SERVER_DEFAULTS } from './constants.js';
 import { AuthConfigError, ConfigError } from './errors.js';
 import { checkDatabaseUrl } from './pg/connect.js';
 import { parsePosition, type Position } from './capture/position.js';
+import { openFilesSoftLimit } from './util/fd-limit.js';
 
 export type Env = Record<string, string | undefined>;
 
@@ -77,6 +78,11 @@ export interface ServeFlags extends Flags {
   model?: string;
   /** --relation, repeatable. */
   relation?: string[];
+  maxConnections?: string;
+  maxPendingAuth?: string;
+  reusePort?: boolean;
+  metricsHost?: string;
+  metricsPort?: string;
 }
 
 export interface ServeConfig extends Config {
@@ -108,6 +114,14 @@ export interface ServeConfig extends Config {
   relations: string[];
   /** A connection without a token must authenticate within this long. */
   authTimeoutMs: number;
+  /** WebSockets open at once, and those of them not authenticated yet. */
+  maxConnections: number;
+  maxPendingAuth: number;
+  /** Share the port(s) with other processes passing it too (SO_REUSEPORT); else exclusive. */
+  reusePort: boolean;
+  /** A listener of its own for /metrics and /status; null: they are on the main port. */
+  metricsHost: string;
+  metricsPort: number | null;
 }
 
 export function resolveServeConfig(flags: ServeFlags, env: Env = process.env): ServeConfig {
@@ -144,7 +158,52 @@ export function resolveServeConfig(flags: ServeFlags, env: Env = process.env): S
     model: resolveModel(nonEmpty(pick(flags.model, 'WALCAST_MODEL'))),
     relations: relations.map((r) => r.trim()).filter((r) => r !== ''),
     authTimeoutMs: SERVER_DEFAULTS.authTimeoutMs,
+    ...resolveConnectionCaps(pick(flags.maxConnections, 'WALCAST_MAX_CONNECTIONS'), pick(flags.maxPendingAuth, 'WALCAST_MAX_PENDING_AUTH'), openFilesSoftLimit()),
+    reusePort: flags.reusePort ?? truthy(env.WALCAST_REUSE_PORT),
+    ...resolveMetricsListener(pick(flags.metricsHost, 'WALCAST_METRICS_HOST'), pick(flags.metricsPort, 'WALCAST_METRICS_PORT'), pick(flags.host, 'WALCAST_HOST') ?? DEFAULTS.host),
   };
+}
+
+/**
+ * Every socket takes a file descriptor: the connection cap stays below the open-files soft
+ * limit, with headroom for HTTP requests (/healthz must answer while the cap is hit), Postgres
+ * and files. Default min(10000, limit - 256); a larger value given is refused rather than
+ * clamped, so that the capacity planned is the capacity run.
+ */
+export function resolveConnectionCaps(maxText: string | undefined, pendingText: string | undefined, softLimit: number | null): { maxConnections: number; maxPendingAuth: number } {
+  const room = softLimit === null ? Infinity : softLimit - SERVER_DEFAULTS.fdHeadroom;
+  const raise = 'raise the open-files limit (ulimit -n, systemd LimitNOFILE=, docker run --ulimit nofile=N:N)';
+  if (room < 1) {
+    throw new ConfigError(`the open-files limit (${softLimit}) leaves no room for connections (${SERVER_DEFAULTS.fdHeadroom} descriptors are kept for HTTP, Postgres and files)`, raise);
+  }
+  let maxConnections = Math.min(SERVER_DEFAULTS.maxConnections, room);
+  if (maxText !== undefined) {
+    maxConnections = positiveInt(maxText, '--max-connections');
+    if (maxConnections > room) {
+      throw new ConfigError(
+        `--max-connections ${maxConnections} is more than the open-files limit allows (${softLimit} - ${SERVER_DEFAULTS.fdHeadroom} kept for HTTP, Postgres and files = ${room})`,
+        `${raise}, or pass --max-connections ${room} or less`,
+      );
+    }
+  }
+  const pending = pendingText === undefined ? SERVER_DEFAULTS.maxPendingAuth : positiveInt(pendingText, '--max-pending-auth');
+  return { maxConnections, maxPendingAuth: Math.min(pending, maxConnections) };
+}
+
+function resolveMetricsListener(host: string | undefined, portText: string | undefined, mainHost: string): { metricsHost: string; metricsPort: number | null } {
+  if (portText === undefined || portText === '') {
+    if (host !== undefined && host !== '') throw new ConfigError('--metrics-host was given without --metrics-port', 'pass --metrics-port too (0 picks a free one), or drop --metrics-host');
+    return { metricsHost: mainHost, metricsPort: null };
+  }
+  const port = Number(portText);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`bad --metrics-port ${JSON.stringify(portText)}`, 'a port is 0-65535 (0 picks a free one)');
+  return { metricsHost: host || mainHost, metricsPort: port };
+}
+
+function positiveInt(text: string, what: string): number {
+  const n = Number(text);
+  if (!/^\s*\d+\s*$/.test(text) || !Number.isSafeInteger(n) || n < 1) throw new ConfigError(`bad ${what} ${JSON.stringify(text)}`, `${what} is a whole number, 1 or more`);
+  return n;
 }
 
 /**

@@ -99,6 +99,16 @@ export const SERVER_DEFAULTS = {
   idleTimeoutSec: 60,
   /** A connection without `?token=` must send a valid `auth` within this long (close 4001). */
   authTimeoutMs: 10_000,
+  /** Connection cap: at most this many, and at most the open-files soft limit minus the headroom. */
+  maxConnections: 10_000,
+  /** Descriptors kept free of WebSockets: HTTP requests (/healthz), Postgres, files. */
+  fdHeadroom: 256,
+  /** Connections not yet authenticated (no accepted token) at once. */
+  maxPendingAuth: 1_000,
+  /** Retry-After (seconds) of a 503 refusing a WebSocket upgrade past a cap. */
+  refusalRetryAfterSec: 5,
+  /** The process metrics (prom-client's defaults) are collected at most this often. */
+  processMetricsTtlMs: 1_000,
   /** Client messages held while a token is verified; one more closes the socket with 4400. */
   maxHeldMessages: 64,
 } as const;

@@ -22,6 +22,8 @@ import { Server, type ServerOptions } from './server/server.js';
 
 export interface Daemon {
   readonly port: number;
+  /** The metrics listener's port (--metrics-port); null when /metrics is on the main port. */
+  readonly metricsPort: number | null;
   readonly hub: Hub;
   readonly capture: Capture;
   readonly server: Server;
@@ -103,10 +105,17 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
   }
   const handlers = new Handlers({ hub, catalog, log, maxMessageBytes: cfg.maxMessageBytes, maxSubscriptions: cfg.maxSubscriptions, verify, authTimeoutMs: cfg.authTimeoutMs });
   let front: Server | null = null; // the metrics read the server created just below
-  const registry = createMetrics({ hub, capture, clients: () => front?.clients ?? 0, slowCloses: () => front?.slowCloses ?? 0, auth });
+  const registry = createMetrics({ hub, capture, clients: () => front?.clients ?? 0, slowCloses: () => front?.slowCloses ?? 0, auth,
+    pendingAuth: () => front?.admission.pending ?? 0, refused: () => front?.admission.refused ?? {} });
   const server = new Server({
     host: cfg.host,
     port: cfg.port,
+    reusePort: cfg.reusePort,
+    metricsHost: cfg.metricsHost,
+    metricsPort: cfg.metricsPort,
+    maxConnections: cfg.maxConnections,
+    maxPendingAuth: cfg.maxPendingAuth,
+    authRequired: !cfg.noAuth,
     maxBackpressure: cfg.maxBackpressure,
     maxFrameBytes: cfg.maxFrameBytes,
     idleTimeoutSec: cfg.idleTimeoutSec,
@@ -147,10 +156,11 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
     throw err;
   }
   const timers = [setInterval(() => hub.sendProgress(), cfg.progressIntervalMs), setInterval(() => lag.evict(), 1_000), setInterval(() => lag.reread(pool), 60_000)];
-  log.info({ host: cfg.host, port, slot: cfg.slot, noAuth: cfg.noAuth }, 'walcast serving');
+  log.info({ host: cfg.host, port, metricsPort: server.metricsPort, maxConnections: cfg.maxConnections, maxPendingAuth: cfg.maxPendingAuth, slot: cfg.slot, noAuth: cfg.noAuth }, 'walcast serving');
   let stopping: Promise<void> | null = null;
   return {
     port,
+    metricsPort: server.metricsPort,
     hub,
     capture,
     server,

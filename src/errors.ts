@@ -78,6 +78,11 @@ export class ListenError extends WalcastError {
   readonly code = 'listen_failed';
 }
 
+/** Another process (or another walcast) has the port: walcast does not share it unless told. */
+export class PortInUseError extends WalcastError {
+  readonly code = 'port_in_use';
+}
+
 export class AuthConfigError extends WalcastError {
   readonly code = 'auth_config';
 }

@@ -5,6 +5,8 @@
 import type { Command } from 'commander';
 import pg from 'pg';
 import { resolveServeConfig } from '../config.js';
+import { DEFAULTS } from '../constants.js';
+import { checkPortFree } from '../server/listen.js';
 import { startDaemon, type Daemon } from '../daemon.js';
 import { devRoutes } from '../dev/routes.js';
 import { DEMO_RELATIONS, DEMO_USERS, setupDemo } from '../dev/schema.js';
@@ -30,6 +32,9 @@ export function registerDev(program: Command): void {
     .action(async (flags: DevFlags, cmd: Command) => {
       const verbose = !!cmd.optsWithGlobals<{ verbose?: boolean }>().verbose;
       const log = createLogger(verbose ? 'debug' : 'warn');
+      // A taken port fails before the database is started (listening is exclusive: port_in_use).
+      const port = Number(flags.port ?? DEFAULTS.port);
+      if (Number.isInteger(port) && port > 0 && port <= 65535) await checkPortFree(DEFAULTS.host, port, '--port');
       const stop = new AbortController();
       const onSignal = () => stop.abort();
       process.on('SIGINT', onSignal);

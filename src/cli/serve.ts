@@ -29,6 +29,11 @@ export function registerServe(program: Command): void {
     .option('--broadcast-bytes-rate <size>', 'broadcast payload bytes per second per connection, twice that per user, bursts of 4 times (env WALCAST_BROADCAST_BYTES_RATE; default 64KiB)')
     .option('--progress-interval <duration>', 'how often idle clients get a progress position (default 3s)')
     .option('--idle-timeout <duration>', 'a socket silent this long (pings unanswered) is closed, its presence gone (env WALCAST_IDLE_TIMEOUT; default 60s)')
+    .option('--max-connections <n>', 'WebSocket connections at once; past it upgrades get 503 (env WALCAST_MAX_CONNECTIONS; default min(10000, open-files limit - 256))')
+    .option('--max-pending-auth <n>', 'connections not yet authenticated at once; past it upgrades get 503 (env WALCAST_MAX_PENDING_AUTH; default 1000)')
+    .option('--metrics-port <port>', 'serve /metrics and /status on this port instead of --port, 0 for any free one (env WALCAST_METRICS_PORT)')
+    .option('--metrics-host <host>', 'address of the --metrics-port listener (env WALCAST_METRICS_HOST; default --host)')
+    .option('--reuse-port', 'share the port(s) with other processes that pass it too (SO_REUSEPORT); without it a taken port is an error (env WALCAST_REUSE_PORT=1)')
     .option('--log-level <level>', 'log level (env WALCAST_LOG_LEVEL; default info)')
     .action(async (flags: ServeFlags, cmd: Command) => {
       const verbose = !!cmd.optsWithGlobals<{ verbose?: boolean }>().verbose;
@@ -46,7 +51,8 @@ export function registerServe(program: Command): void {
       process.on('SIGTERM', () => onSignal('SIGTERM'));
       process.on('SIGINT', () => onSignal('SIGINT'));
       const daemon = await startDaemon(cfg, log);
-      process.stderr.write(`walcast: serving ws://${cfg.host}:${daemon.port}/ws (healthz, metrics on the same port)\n`);
+      const ops = daemon.metricsPort === null ? 'healthz, metrics, status on the same port' : `healthz on the same port; metrics, status at http://${cfg.metricsHost}:${daemon.metricsPort}/metrics`;
+      process.stderr.write(`walcast: serving ws://${cfg.host}:${daemon.port}/ws (${ops})\n`);
       await new Promise<void>((resolve, reject) => {
         onSignal = (signal: string) => {
           log.info({ signal }, 'shutting down');

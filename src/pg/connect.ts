@@ -44,9 +44,49 @@ export async function connect(url: string, extra: pg.ClientConfig = {}): Promise
   return client;
 }
 
-/** Passwords never reach logs or error lines. */
+/** Query parameters libpq reads a secret from (`?password=`, `?sslpassword=`). */
+const SECRET_PARAM = /pass/i;
+
+/**
+ * Passwords never reach logs or error lines. Everything between `://` and the last `@` is
+ * taken as the user part (an unencoded `@` or `/` in a password moves a parser's boundaries, the
+ * last `@` does not); it shows as `USER:***@` only when it is unambiguous, else as `***@`.
+ * Password-like query parameters show as `***`. A URL that does not parse shows its scheme only,
+ * and a string without a scheme (a key=value DSN, a bare password) is not shown at all.
+ */
 export function redact(url: string): string {
-  return url.replace(/(\/\/[^:/@]+:)[^@]*@/, '$1***@');
+  const m = /^([A-Za-z][A-Za-z0-9+.-]*:)\/\/(.*)$/s.exec(url);
+  if (!m) return '(not shown: it has no postgres:// scheme and may hold a password)';
+  const [, scheme, rest] = m;
+  try {
+    new URL(url);
+  } catch {
+    return `${scheme}//... (the rest not shown: it does not parse and may hold a password)`;
+  }
+  const at = rest.lastIndexOf('@');
+  let user = '';
+  if (at >= 0) {
+    const info = rest.slice(0, at);
+    user = /[@/?#[\]\s]/.test(info) ? '***@' : `${info.split(':')[0]}${info.includes(':') ? ':***' : ''}@`;
+  }
+  const tail = rest.slice(at + 1).split('#')[0];
+  const q = tail.indexOf('?');
+  if (q < 0) return `${scheme}//${user}${tail}`;
+  const params = tail
+    .slice(q + 1)
+    .split('&')
+    .map((p) => {
+      const eq = p.indexOf('=');
+      let text: string;
+      try {
+        text = decodeURIComponent(p.replace(/\+/g, ' '));
+      } catch {
+        return '***'; // a parameter that does not decode could be anything
+      }
+      // `?password=`, and `?options=-c password=...`-like values.
+      return SECRET_PARAM.test(text) ? `${eq < 0 ? p : p.slice(0, eq)}=***` : p;
+    });
+  return `${scheme}//${user}${tail.slice(0, q)}?${params.join('&')}`;
 }
 
 export function explainConnectError(err: unknown, url: string): Error {
@@ -54,8 +94,11 @@ export function explainConnectError(err: unknown, url: string): Error {
   const e = err as { code?: string; message?: string };
   let where = redact(url);
   try {
-    const u = new URL(url);
-    where = `${u.hostname || 'localhost'}:${u.port || 5432}`;
+    // The host is what follows the last `@` (see redact): a password with an unencoded `/`
+    // would otherwise be read as host and port.
+    const m = /^([A-Za-z][A-Za-z0-9+.-]*:)\/\/(.*)$/s.exec(url);
+    const u = new URL(m ? `${m[1]}//${m[2].slice(m[2].lastIndexOf('@') + 1)}` : url);
+    if (m) where = `${u.hostname || 'localhost'}:${u.port || 5432}`;
   } catch {
     /* keep the redacted URL */
   }

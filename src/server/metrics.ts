@@ -1,6 +1,7 @@
 // Prometheus metrics (prom-client). Hot-path counters are plain numbers in the hub, read at
 // scrape time, so a delivery costs an increment, not a registry lookup.
 import client from 'prom-client';
+import { SERVER_DEFAULTS } from '../constants.js';
 import type { Capture } from '../capture/capture.js';
 import type { Hub } from '../hub/hub.js';
 import type { PolicyAuthorizer } from '../auth/authorizer.js';
@@ -12,11 +13,28 @@ export interface MetricsSources {
   slowCloses: () => number;
   /** Absent under --no-auth. */
   auth?: PolicyAuthorizer | null;
+  /** Connections waiting to authenticate, and upgrades refused past a cap, by reason. */
+  pendingAuth?: () => number;
+  refused?: () => Record<string, number>;
 }
 
-export function createMetrics(src: MetricsSources): client.Registry {
+/** What GET /metrics answers; cheap to call often (see createMetrics). */
+export interface MetricsText {
+  readonly contentType: string;
+  metrics(): Promise<string>;
+}
+
+/**
+ * Concurrent scrapes must not block the loop (issue #11 item 11: 500 at once delayed a ping by
+ * 626 ms). The process metrics cost milliseconds (process_open_fds lists /proc/self/fd: 1.5 ms
+ * with a few descriptors, 7 ms with 3,000), so they are collected at most once a second and
+ * shared by the requests meanwhile (one in flight at a time); walcast's own gauges cost ~0.1 ms
+ * and stay exact, rendered once per event-loop turn for all the requests of that turn.
+ */
+export function createMetrics(src: MetricsSources): MetricsText {
   const registry = new client.Registry();
-  client.collectDefaultMetrics({ register: registry, prefix: 'walcast_process_' });
+  const processRegistry = new client.Registry();
+  client.collectDefaultMetrics({ register: processRegistry, prefix: 'walcast_process_' });
   const gauge = (name: string, help: string, read: () => number) =>
     new client.Gauge({ name, help, registers: [registry], collect() { this.set(read()); } });
   const counter = (name: string, help: string, read: () => number) => {
@@ -32,6 +50,23 @@ export function createMetrics(src: MetricsSources): client.Registry {
       },
     });
   };
+  /** A counter per value of one label, read as a record of totals. */
+  const labelled = (name: string, help: string, label: string, read: () => Record<string, number>) => {
+    const reported = new Map<string, number>();
+    return new client.Counter({
+      name,
+      help,
+      labelNames: [label],
+      registers: [registry],
+      collect() {
+        for (const [value, now] of Object.entries(read())) {
+          const before = reported.get(value) ?? 0;
+          this.inc({ [label]: value }, now - before);
+          reported.set(value, now);
+        }
+      },
+    });
+  };
   const { hub, capture } = src;
   gauge('walcast_clients', 'Connected WebSocket clients', src.clients);
   gauge('walcast_subscriptions', 'Active subscriptions (live and catching up)', () => hub.subscriptionCount);
@@ -41,6 +76,8 @@ export function createMetrics(src: MetricsSources): client.Registry {
   counter('walcast_resyncs_total', 'resync messages sent', () => hub.counters.resyncs);
   counter('walcast_window_shrinks_total', 'Times the slot lag bound dropped the oldest part of the history window', () => hub.counters.windowShrinks);
   counter('walcast_slow_closes_total', 'Sockets closed with 4008 for backpressure', src.slowCloses);
+  gauge('walcast_clients_pending_auth', 'Connected WebSocket clients without an accepted token yet', src.pendingAuth ?? (() => 0));
+  labelled('walcast_connections_refused_total', 'WebSocket upgrades refused with 503 past a connection cap, by reason', 'reason', src.refused ?? (() => ({})));
   gauge('walcast_replication_up', '1 while the replication stream is streaming', () => (capture.current === 'streaming' ? 1 : 0));
   gauge('walcast_slot_lag_bytes', 'WAL bytes between the furthest position seen and the slot acknowledgement', () => {
     const l = capture.lsns;
@@ -59,5 +96,34 @@ export function createMetrics(src: MetricsSources): client.Registry {
     gauge('walcast_policy_links', 'Role and relation links (g, g2, ...) held in memory, with their history in the window', () => auth.linkTotal);
     gauge('walcast_policy_ready', '1 once policies and relations are loaded (0: every decision is deny)', () => (auth.ready ? 1 : 0));
   }
-  return registry;
+  return sharedRendering(registry, processRegistry);
+}
+
+function sharedRendering(own: client.Registry, processMetrics: client.Registry): MetricsText {
+  let turn: Promise<string> | null = null;
+  let proc: { at: number; text: Promise<string> } | null = null;
+  const ownText = () => {
+    if (!turn) {
+      turn = own.metrics();
+      setImmediate(() => (turn = null));
+    }
+    return turn;
+  };
+  const processText = () => {
+    const now = Date.now();
+    if (!proc || now - proc.at >= SERVER_DEFAULTS.processMetricsTtlMs) {
+      const text = processMetrics.metrics();
+      const entry = { at: now, text };
+      proc = entry;
+      text.catch(() => proc === entry && (proc = null)); // a failure is not kept for a second
+    }
+    return proc.text;
+  };
+  return {
+    contentType: own.contentType,
+    async metrics() {
+      const [a, b] = await Promise.all([ownText(), processText()]);
+      return a.endsWith('\n') || a === '' ? a + b : `${a}\n${b}`;
+    },
+  };
 }

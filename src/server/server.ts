@@ -1,10 +1,12 @@
-// The HTTP/WebSocket front (uWebSockets.js): /ws for clients, /healthz, /metrics.
+// The HTTP/WebSocket front (uWebSockets.js): /ws for clients, /healthz, /metrics, /status; the
+// last two on a listener of their own when --metrics-port is given.
 import uWS from 'uWebSockets.js';
-import { CLOSE, WS_PATH } from '../constants.js';
-import { ListenError } from '../errors.js';
+import { CLOSE, SERVER_DEFAULTS, WS_PATH } from '../constants.js';
 import type { Hub } from '../hub/hub.js';
 import type { Logger } from '../log.js';
+import { Admission, refusalText } from './admission.js';
 import type { Handlers } from './handlers.js';
+import { listenOn } from './listen.js';
 import { Session, type SessionData } from './session.js';
 
 /** uWS's own backpressure ceiling (1 GiB): a frame is only dropped past it. */
@@ -13,6 +15,16 @@ const UWS_BACKPRESSURE_CEILING = 1024 * 1024 * 1024;
 export interface ServerOptions {
   host: string;
   port: number;
+  /** Share the port(s) with other processes that also pass it (SO_REUSEPORT); else exclusive. */
+  reusePort?: boolean;
+  /** A second listener for /metrics and /status (and /healthz); they then leave the main port. */
+  metricsHost?: string;
+  metricsPort?: number | null;
+  /** WebSockets open at once, and those of them without an accepted token (see Admission). */
+  maxConnections?: number;
+  maxPendingAuth?: number;
+  /** False under --no-auth. */
+  authRequired?: boolean;
   maxBackpressure: number;
   maxFrameBytes: number;
   idleTimeoutSec: number;
@@ -28,20 +40,72 @@ export interface ServerOptions {
 }
 
 export class Server {
-  private listenSocket: uWS.us_listen_socket | null = null;
+  private readonly listenSockets: uWS.us_listen_socket[] = [];
   private readonly sessions = new Set<Session>();
+  readonly admission: Admission;
   slowCloses = 0;
   port = 0;
+  /** The metrics listener's port; null without --metrics-port. */
+  metricsPort: number | null = null;
 
-  constructor(private readonly o: ServerOptions) {}
+  constructor(private readonly o: ServerOptions) {
+    this.admission = new Admission({
+      maxConnections: o.maxConnections ?? SERVER_DEFAULTS.maxConnections,
+      maxPendingAuth: o.maxPendingAuth ?? SERVER_DEFAULTS.maxPendingAuth,
+      authRequired: o.authRequired ?? false,
+    });
+  }
 
   get clients(): number {
     return this.sessions.size;
   }
 
-  listen(): Promise<number> {
+  async listen(): Promise<number> {
     const o = this.o;
+    const separate = o.metricsPort !== undefined && o.metricsPort !== null;
     const app = uWS.App();
+    this.webSockets(app);
+    app.get('/healthz', (res) => this.healthz(res));
+    if (!separate) this.operatorRoutes(app);
+    o.routes?.(app);
+    app.any('/*', (res) => {
+      const more = separate ? '' : ', GET /metrics, GET /status';
+      res.cork(() => res.writeStatus('404 Not Found').end(`walcast: WebSocket at /ws, GET /healthz${more}\n`));
+    });
+    const reuse = o.reusePort ?? false;
+    const main = await listenOn(app, o.host, o.port, reuse, '--port');
+    this.listenSockets.push(main.socket);
+    this.port = main.port;
+    if (separate) {
+      const ops = uWS.App();
+      ops.get('/healthz', (res) => this.healthz(res));
+      this.operatorRoutes(ops);
+      ops.any('/*', (res) => {
+        res.cork(() => res.writeStatus('404 Not Found').end('walcast metrics listener: GET /metrics, GET /status, GET /healthz\n'));
+      });
+      try {
+        const m = await listenOn(ops, o.metricsHost ?? o.host, o.metricsPort as number, reuse, '--metrics-port');
+        this.listenSockets.push(m.socket);
+        this.metricsPort = m.port;
+      } catch (err) {
+        this.close();
+        throw err;
+      }
+    }
+    return this.port;
+  }
+
+  /** Stops accepting, closes every client with 1001 (they resume elsewhere or later). */
+  close(): void {
+    for (const s of this.listenSockets.splice(0)) uWS.us_listen_socket_close(s);
+    for (const s of [...this.sessions]) s.end(CLOSE.goingAway, 'server shutting down');
+    this.sessions.clear();
+  }
+
+  private webSockets(app: uWS.TemplatedApp): void {
+    const o = this.o;
+    const admission = this.admission;
+    const retryAfter = String(SERVER_DEFAULTS.refusalRetryAfterSec);
     app.ws<SessionData>(WS_PATH, {
       maxPayloadLength: o.maxFrameBytes,
       // Our own limit (checked before every send) closes a slow socket with 4008; uWS's limit is
@@ -54,6 +118,19 @@ export class Server {
       upgrade: (res, req, context) => {
         // The request is only valid during this call: the token is copied into a JS string now.
         const token = req.getQuery('token');
+        // Past a cap: a plain 503 and the connection closed, so its descriptor is free at once.
+        const refused = admission.check(!!token);
+        if (refused) {
+          res.cork(() =>
+            res
+              .writeStatus('503 Service Unavailable')
+              .writeHeader('Retry-After', retryAfter)
+              .writeHeader('Content-Type', 'text/plain; charset=utf-8')
+              .writeHeader('X-Walcast-Refused', refused)
+              .end(refusalText(refused, admission.limits), true),
+          );
+          return;
+        }
         res.upgrade<SessionData>(
           { session: null, token: token ? String(token) : null },
           req.getHeader('sec-websocket-key'),
@@ -64,9 +141,10 @@ export class Server {
       },
       open: (ws) => {
         const data = ws.getUserData();
-        const session = new Session(ws, o.maxBackpressure, () => this.slowCloses++);
-        data.session = session;
+        const session = new Session(ws, o.maxBackpressure, () => this.slowCloses++, () => admission.authenticated());
         const token = data.token;
+        session.awaitingAuth = admission.opened(token !== null);
+        data.session = session;
         data.token = null;
         this.sessions.add(session);
         o.handlers.open(session, token);
@@ -82,15 +160,22 @@ export class Server {
       close: (ws) => {
         const session = ws.getUserData().session;
         if (!session) return;
+        admission.closed(session.awaitingAuth);
+        session.awaitingAuth = false;
         session.dispose();
         this.sessions.delete(session);
         o.hub.removePeer(session);
       },
     });
-    app.get('/healthz', (res) => {
-      const ok = o.healthy();
-      res.cork(() => res.writeStatus(ok ? '200 OK' : '503 Service Unavailable').end(ok ? 'ok\n' : 'replication is not streaming\n'));
-    });
+  }
+
+  private healthz(res: uWS.HttpResponse): void {
+    const ok = this.o.healthy();
+    res.cork(() => res.writeStatus(ok ? '200 OK' : '503 Service Unavailable').end(ok ? 'ok\n' : 'replication is not streaming\n'));
+  }
+
+  private operatorRoutes(app: uWS.TemplatedApp): void {
+    const o = this.o;
     app.get('/metrics', (res) => {
       let aborted = false;
       res.onAborted(() => (aborted = true));
@@ -103,28 +188,5 @@ export class Server {
       const body = JSON.stringify(o.status?.() ?? {});
       res.cork(() => res.writeHeader('Content-Type', 'application/json').end(body));
     });
-    o.routes?.(app);
-    app.any('/*', (res) => {
-      res.cork(() => res.writeStatus('404 Not Found').end('walcast: WebSocket at /ws, GET /healthz, GET /metrics, GET /status\n'));
-    });
-    return new Promise((resolve, reject) => {
-      app.listen(o.host, o.port, (token) => {
-        if (!token) {
-          reject(new ListenError(`cannot listen on ${o.host}:${o.port}`, 'is another program using that port? pick another with --port (0 picks a free one)'));
-          return;
-        }
-        this.listenSocket = token;
-        this.port = uWS.us_socket_local_port(token);
-        resolve(this.port);
-      });
-    });
-  }
-
-  /** Stops accepting, closes every client with 1001 (they resume elsewhere or later). */
-  close(): void {
-    if (this.listenSocket) uWS.us_listen_socket_close(this.listenSocket);
-    this.listenSocket = null;
-    for (const s of [...this.sessions]) s.end(CLOSE.goingAway, 'server shutting down');
-    this.sessions.clear();
   }
 }

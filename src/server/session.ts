@@ -23,7 +23,9 @@ export class Session implements Peer {
   readonly id = randomUUID();
   closed = false;
   lastPos: Position | null = null;
-  identity: Identity | null = null;
+  /** Counted among the connections waiting to authenticate (Admission) until identity is set. */
+  awaitingAuth = false;
+  private ident: Identity | null = null;
   /**
    * Subscribe requests between validation and registration, by id key (duplicate check);
    * created on first use: most connections never have two in flight, and idle ones are many.
@@ -44,7 +46,21 @@ export class Session implements Peer {
     private readonly ws: WebSocket<SessionData>,
     private readonly limit: number,
     private readonly onSlow: (s: Session) => void,
+    private readonly onAuthenticated?: (s: Session) => void,
   ) {}
+
+  get identity(): Identity | null {
+    return this.ident;
+  }
+
+  /** Set by the handlers when a token is accepted; the first one ends the wait to authenticate. */
+  set identity(v: Identity | null) {
+    this.ident = v;
+    if (v !== null && this.awaitingAuth) {
+      this.awaitingAuth = false;
+      this.onAuthenticated?.(this);
+    }
+  }
 
   push(frame: string): void {
     if (!this.closed) this.queue.push(frame);

@@ -61,7 +61,7 @@ t.test('every resync reason has a row in docs/errors.md', async (t) => {
 
 t.test('every metric of src/server/metrics.ts is in the table of docs/OPERATIONS.md', async (t) => {
   const src = read('src/server/metrics.ts');
-  const names = [...src.matchAll(/\b(?:gauge|counter)\(\s*'(walcast_[a-z0-9_]+)'/g)].map((m) => m[1]);
+  const names = [...src.matchAll(/\b(?:gauge|counter|labelled)\(\s*'(walcast_[a-z0-9_]+)'/g)].map((m) => m[1]);
   t.ok(names.length >= 10, `found the metrics (${names.length})`);
   t.match(src, /prefix: 'walcast_process_'/, 'process metrics under walcast_process_');
   t.equal(tableRows(operationsMd, '`walcast_process_*`').length, 1, 'walcast_process_* has a row');
