@@ -83,4 +83,12 @@ export const SERVER_DEFAULTS = {
   authTimeoutMs: 10_000,
   /** Client messages held while a token is verified; one more closes the socket with 4400. */
   maxHeldMessages: 64,
+  /**
+   * Catch-up work (a change of the window examined for one subscription) per turn of the event
+   * loop, shared by every catching-up subscription; then live dispatch and socket I/O run.
+   */
+  catchUpBudgetPerTurn: 2048,
+  /** Catch-ups running at once per connection and per user (token `sub`); the rest wait in order. */
+  maxCatchUpsPerConnection: 4,
+  maxCatchUpsPerUser: 16,
 } as const;
