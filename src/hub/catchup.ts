@@ -27,6 +27,7 @@ export interface CatchUpOptions extends CatchUpLimits {
 export class CatchUp {
   private readonly scheduler: CatchUpScheduler<Subscription>;
   private scheduled = false;
+  private maxTurnMs = 0;
   private readonly highWater: number;
 
   constructor(
@@ -42,8 +43,9 @@ export class CatchUp {
     return this.scheduler.size;
   }
 
-  get stats(): Readonly<CatchUpStats> {
-    return this.scheduler.stats;
+  /** The scheduler's counters, and the longest turn (milliseconds) catch-ups took. */
+  get stats(): Readonly<CatchUpStats & { maxTurnMs: number }> {
+    return { ...this.scheduler.stats, maxTurnMs: this.maxTurnMs };
   }
 
   /** Starts (or queues) a subscription whose cursor is set; the work happens in later turns. */
@@ -68,8 +70,11 @@ export class CatchUp {
 
   private readonly turn = (): void => {
     this.scheduled = false;
+    const t0 = performance.now();
+    const spent = this.scheduler.runTurn(this.step);
+    this.maxTurnMs = Math.max(this.maxTurnMs, performance.now() - t0);
     // Nothing spent: every running catch-up waits for its socket (drained() resumes it).
-    if (this.scheduler.runTurn(this.step) > 0) this.schedule();
+    if (spent > 0) this.schedule();
   };
 
   /** Delivers up to `units` changes of the ring to one subscription; returns the units spent. */

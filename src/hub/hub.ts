@@ -74,11 +74,11 @@ export class Hub {
   private flushScheduled = false;
   private readonly progress: ProgressSweep;
   private readonly delivery: Delivery;
-  /** Frames of the change being dispatched, by interned prefix. */
+  /** Frames of the change being dispatched, by interned prefix (delivery.ts's, cleared per change). */
   private readonly frames: Map<Buffer, Buffer>;
   readonly prefixes = new PrefixTable();
   private flushedUpTo: Position = { lsn: 0n, index: 0 };
-  /** Decisions of the change being dispatched, per identity: [new row, old row]. */
+  /** Decisions of the change being dispatched, per identity: [new row, old row] (likewise). */
   private readonly decisions: Delivery['decisions'];
   private readonly markIntervalMs: number;
   readonly auth: Authorizer | null;
@@ -112,7 +112,7 @@ export class Hub {
   }
 
   /** Catch-ups running and waiting, and the most that ran at once (per connection, per user). */
-  get catchUpStats(): Readonly<CatchUpStats> {
+  get catchUpStats(): Readonly<CatchUpStats & { maxTurnMs: number }> {
     return this.catchingUp.stats;
   }
 
