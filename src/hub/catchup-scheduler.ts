@@ -10,7 +10,7 @@
 // Pure: it knows jobs by their connection and user and calls back to do the work.
 
 export interface CatchUpLimits {
-  /** Work units (a change examined for one subscription, or an entry without changes) per turn. */
+  /** Work units per turn (the caller's measure; catchup.ts: changes examined and KiB sent). */
   budgetPerTurn: number;
   perConnection: number;
   perUser: number;
@@ -109,8 +109,8 @@ export class CatchUpScheduler<J extends CatchUpJob> {
   /**
    * One turn: running jobs take turns, each given a share of the budget per visit, until the
    * budget is spent or no job can use it. `step` does a job's work within `units` and returns the
-   * units it spent (0: it cannot go on now, e.g. its socket is full); it may remove jobs and add
-   * others. Returns the units spent.
+   * units it spent (0: it cannot go on now, e.g. its socket is full; more than `units` only by
+   * its last indivisible piece); it may remove jobs and add others. Returns the units spent.
    */
   runTurn(step: (job: J, units: number) => number): number {
     let budget = this.limits.budgetPerTurn;

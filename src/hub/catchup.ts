@@ -11,8 +11,8 @@ import type { Subscription } from './subscriptions.js';
 /** What catching up needs of the hub. */
 export interface CatchUpHost {
   readonly ring: HistoryRing;
-  /** Sends one change of the window to a catching-up subscription if it may and wants it. */
-  deliverPast(entry: RingEntry, tx: Transaction, c: Change, sub: Subscription): void;
+  /** Sends one change of the window to a catching-up subscription if it may and wants it: the frame's bytes, 0 if none. */
+  deliverPast(entry: RingEntry, tx: Transaction, c: Change, sub: Subscription): number;
   /** The subscription has everything in the ring: `subscribed`, then live dispatch. */
   goLive(sub: Subscription): void;
   /** The window moved past what it had not yet received: `resync`. */
@@ -23,6 +23,13 @@ export interface CatchUpOptions extends CatchUpLimits {
   /** A catching-up peer with more bytes than this unsent waits for its socket to drain. */
   highWater: number;
 }
+
+/**
+ * Bytes queued for one socket between writes. Writing after every change costs a system call
+ * each (most of a catch-up's time with small rows); writing everything at the end of a share
+ * could queue megabytes of large rows at once.
+ */
+const WRITE_BYTES = 64 * 1024;
 
 export class CatchUp {
   private readonly scheduler: CatchUpScheduler<Subscription>;
@@ -77,7 +84,11 @@ export class CatchUp {
     if (spent > 0) this.schedule();
   };
 
-  /** Delivers up to `units` changes of the ring to one subscription; returns the units spent. */
+  /**
+   * Delivers up to `units` of the ring to one subscription (a change examined, or an entry
+   * without changes, is one unit; each KiB sent one more, so the last change may go past
+   * `units`); returns the units spent.
+   */
   private readonly step = (sub: Subscription, units: number): number => {
     const peer = sub.peer;
     if (sub.state !== 'catching_up' || peer.closed) return 0;
@@ -88,26 +99,30 @@ export class CatchUp {
     }
     if (peer.backlog() > this.highWater) return 0;
     let spent = 0;
+    let queued = 0;
     while (spent < units && sub.cursor < ring.endSeq) {
       const entry = ring.get(sub.cursor) as RingEntry;
       const tx = entry.tx;
-      const changes = tx?.changes;
-      if (!tx || !changes || sub.within >= changes.length) {
+      spent++;
+      if (!tx || sub.within >= tx.changes.length) {
         sub.cursor++;
         sub.within = 0;
-        spent++;
         continue;
       }
-      const end = Math.min(changes.length, sub.within + (units - spent));
-      spent += end - sub.within;
-      for (; sub.within < end; sub.within++) this.host.deliverPast(entry, tx, changes[sub.within], sub);
-      if (sub.within >= changes.length) {
+      const bytes = this.host.deliverPast(entry, tx, tx.changes[sub.within++], sub);
+      // Large rows cost their copying too: a unit per KiB sent.
+      spent += bytes >> 10;
+      queued += bytes;
+      if (sub.within >= tx.changes.length) {
         sub.cursor++;
         sub.within = 0;
       }
-      // Entries vary in size: stop as soon as the socket has enough to chew on.
-      peer.flush();
-      if (peer.closed || peer.backlog() > this.highWater) break;
+      if (queued >= WRITE_BYTES) {
+        queued = 0;
+        peer.flush();
+        // Stop as soon as the socket has enough to chew on (drained() resumes).
+        if (peer.closed || peer.backlog() > this.highWater) break;
+      }
     }
     if (!peer.closed && sub.cursor >= ring.endSeq) {
       this.host.goLive(sub);

@@ -37,43 +37,43 @@ export class Delivery {
   ) {}
 
   /**
-   * Sends one change to one subscription if it wants it and may see it; true when something was
-   * sent. `stamp` names the change being dispatched live (frames are shared under it).
+   * Sends one change to one subscription if it wants it and may see it: the bytes queued, 0 when
+   * nothing was. `stamp` names the change being dispatched live (frames are shared under it).
    */
-  deliver(entry: RingEntry, tx: Transaction, c: Change, sub: Subscription, live: boolean, stamp: number): boolean {
-    if (tx.lsn <= sub.after.lsn && (tx.lsn < sub.after.lsn || c.index <= sub.after.index)) return false;
+  deliver(entry: RingEntry, tx: Transaction, c: Change, sub: Subscription, live: boolean, stamp: number): number {
+    if (tx.lsn <= sub.after.lsn && (tx.lsn < sub.after.lsn || c.index <= sub.after.index)) return 0;
     let leave = false;
     let enter = false;
     const at = live ? null : tx.lsn;
     switch (c.tag) {
       case 'insert':
-        if (!sub.wantsInsert || !this.visible(sub, c, c.new, 0, at)) return false;
+        if (!sub.wantsInsert || !this.visible(sub, c, c.new, 0, at)) return 0;
         break;
       case 'update':
         if (this.visible(sub, c, c.new, 0, at)) {
-          if (!sub.wantsUpdate) return false;
+          if (!sub.wantsUpdate) return 0;
           // The old row (and which columns changed) only to whom the policies let read it, at the
           // same point; to the others the row enters their view as an insert. Without replica
           // identity full no old row goes out anyway.
           enter = c.old !== null && c.relation.replicaIdentity === 'full' && !this.allowed(sub, c, c.old, 1, at);
         } else if (c.old && (sub.wantsUpdate || sub.wantsDelete) && this.visible(sub, c, c.old, 1, at)) {
           leave = true; // `old` is visible: filter and policies
-        } else return false;
+        } else return 0;
         break;
       case 'delete':
-        if (!sub.wantsDelete || !this.visible(sub, c, c.old, 0, at)) return false;
+        if (!sub.wantsDelete || !this.visible(sub, c, c.old, 0, at)) return 0;
         break;
       case 'truncate':
-        if (!sub.wantsDelete) return false;
+        if (!sub.wantsDelete) return 0;
         break;
       default:
-        return false;
+        return 0;
     }
     const frame = leave ? Buffer.concat([sub.prefix, Buffer.from(leaveBody(tx, c as Update))]) : enter ? this.enterFrame(tx, c as Update, sub.prefix, live, stamp) : this.frame(entry, tx, c, sub.prefix, live);
     sub.peer.pushFrame(frame);
     this.counters.deliveries++;
     if (live) this.touched.add(sub.peer);
-    return true;
+    return frame.length;
   }
 
   /** Whether the subscriber may see this row: its filter, then the policies. */

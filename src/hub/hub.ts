@@ -33,8 +33,8 @@ import { errorMsgFrom } from '../server/protocol.js';
 export interface HubOptions {
   ring: HistoryRing;
   /**
-   * Work (changes of the window examined for one subscription) all catch-ups together may do in
-   * one turn of the event loop before yielding to live dispatch and socket I/O.
+   * Work all catch-ups together may do in one turn of the event loop before yielding to live
+   * dispatch and socket I/O: changes of the window examined for one subscription, plus KiB sent.
    */
   catchUpBudgetPerTurn?: number;
   /** Catch-ups running at once per connection and per user (identity id); the rest wait in order. */
@@ -94,7 +94,7 @@ export class Hub {
     this.decisions = this.delivery.decisions;
     const host = {
       ring: this.ring,
-      deliverPast: (entry: RingEntry, tx: Transaction, c: Change, sub: Subscription) => void this.deliver(entry, tx, c, sub, false),
+      deliverPast: (entry: RingEntry, tx: Transaction, c: Change, sub: Subscription) => this.deliver(entry, tx, c, sub, false),
       goLive: (sub: Subscription) => this.goLive(sub),
       outOfWindow: (sub: Subscription) => this.outOfWindow(sub),
     };
@@ -350,7 +350,7 @@ export class Hub {
   }
 
   /** Sends one change to one subscription if it wants it and may see it (delivery.ts). */
-  private deliver(entry: RingEntry, tx: Transaction, c: Change, sub: Subscription, live: boolean): boolean {
+  private deliver(entry: RingEntry, tx: Transaction, c: Change, sub: Subscription, live: boolean): number {
     return this.delivery.deliver(entry, tx, c, sub, live, this.stampSeq);
   }
 

@@ -143,6 +143,7 @@ t.test('many resumes of one user from the window floor: each gets everything onc
   t.ok(stats.maxRunningPerUser <= PER_USER, `server: at most ${PER_USER} per user (${stats.maxRunningPerUser})`);
   t.equal(stats.maxRunningPerUser, Math.min(PER_USER, CONNECTIONS * PER_CONNECTION), 'the user limit was reached: the rest waited');
   t.ok(stats.maxWaiting > 0, `subscriptions waited their turn (${stats.maxWaiting} at most)`);
+  // Rows of a few bytes: a unit per change examined, so no turn goes past the budget at all.
   t.ok(stats.maxTurnUnits <= SERVER_DEFAULTS.catchUpBudgetPerTurn, `no turn did more than the budget (${stats.maxTurnUnits} units in ${stats.turns} turns, the longest ${stats.maxTurnMs.toFixed(1)} ms)`);
   t.equal(stats.running + stats.waiting, 0, 'no catch-up left');
 
