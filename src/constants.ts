@@ -111,4 +111,13 @@ export const SERVER_DEFAULTS = {
   processMetricsTtlMs: 1_000,
   /** Client messages held while a token is verified; one more closes the socket with 4400. */
   maxHeldMessages: 64,
+  /**
+   * Catch-up work per turn of the event loop, shared by every catching-up subscription; then
+   * live dispatch and socket I/O run. A unit is a change of the window examined for one
+   * subscription, or a KiB sent: a turn examines about 1024 changes or copies about 1 MiB.
+   */
+  catchUpBudgetPerTurn: 1024,
+  /** Catch-ups running at once per connection and per user (token `sub`); the rest wait in order. */
+  maxCatchUpsPerConnection: 4,
+  maxCatchUpsPerUser: 16,
 } as const;

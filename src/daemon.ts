@@ -64,7 +64,15 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
     ...channelLimits(SERVER_DEFAULTS, cfg),
     ...extras.channels,
   });
-  const hub = new Hub({ ring, catchUpHighWater: Math.floor(cfg.maxBackpressure / 4), auth, channels });
+  const hub = new Hub({
+    ring,
+    catchUpHighWater: Math.floor(cfg.maxBackpressure / 4),
+    catchUpBudgetPerTurn: SERVER_DEFAULTS.catchUpBudgetPerTurn,
+    maxCatchUpsPerConnection: SERVER_DEFAULTS.maxCatchUpsPerConnection,
+    maxCatchUpsPerUser: SERVER_DEFAULTS.maxCatchUpsPerUser,
+    auth,
+    channels,
+  });
   const capture = new Capture({
     url: cfg.db,
     slot: cfg.slot,

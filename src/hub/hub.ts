@@ -1,8 +1,9 @@
 // The hub: committed transactions in, deliveries out. Every transaction is appended to the
 // history ring, then dispatched to the live subscriptions its changes can reach (found through
 // the index, filtered on candidates only). A subscription resuming from a position first
-// catches up from the ring, in slices, then turns live in the same step that delivers the
-// ring's last entry, so the seam has no gap and no duplicate.
+// catches up from the ring (catchup.ts: a bounded share of each turn, a few at a time per
+// connection and per user), then turns live in the same step that delivers the ring's last
+// entry, so the seam has no gap and no duplicate.
 //
 //   subscribe ─► (since outside window) ─► resync
 //       │
@@ -12,12 +13,16 @@ import { comparePositions, formatPosition, type Position } from '../capture/posi
 import type { Change, Transaction } from '../capture/types.js';
 import type { MsgMessage, Row } from '../capture/pgoutput.types.js';
 import type { Channels } from './channels.js';
-import { BROADCAST_PREFIX } from '../constants.js';
+import { BROADCAST_PREFIX, SERVER_DEFAULTS } from '../constants.js';
 import { HistoryRing, type RingEntry } from '../history/ring.js';
-import { changeBody, encodeBody, estimateBytes, leaveBody } from './render.js';
+import { estimateBytes } from './render.js';
+import { Delivery } from './delivery.js';
+import { ProgressSweep } from './progress.js';
+import { CatchUp } from './catchup.js';
+import type { CatchUpStats } from './catchup-scheduler.js';
 import { PrefixTable } from './prefixes.js';
 import { Subscription, SubscriptionIndex, type SubscriptionInit } from './subscriptions.js';
-import { progress, resync, subscribed } from '../server/protocol.js';
+import { resync, subscribed } from '../server/protocol.js';
 import type { ResyncReason } from '../server/protocol.types.js';
 import type { Peer } from './types.js';
 import type { Authorizer } from '../auth/types.js';
@@ -27,8 +32,14 @@ import { errorMsgFrom } from '../server/protocol.js';
 
 export interface HubOptions {
   ring: HistoryRing;
-  /** Ring entries one catch-up slice may deliver before yielding to other work. */
-  catchUpSlice?: number;
+  /**
+   * Work all catch-ups together may do in one turn of the event loop before yielding to live
+   * dispatch and socket I/O: changes of the window examined for one subscription, plus KiB sent.
+   */
+  catchUpBudgetPerTurn?: number;
+  /** Catch-ups running at once per connection and per user (identity id); the rest wait in order. */
+  maxCatchUpsPerConnection?: number;
+  maxCatchUpsPerUser?: number;
   /** A catching-up peer with more bytes than this unsent waits for its socket to drain. */
   catchUpHighWater?: number;
   /** Minimum spacing of idle marks in the ring. */
@@ -48,34 +59,27 @@ export interface HubCounters {
   windowShrinks: number;
 }
 
-/** Peers one turn of the progress sweep writes to. */
-const PROGRESS_SLICE = 256;
-
 export class Hub {
   readonly ring: HistoryRing;
   readonly index = new SubscriptionIndex();
   readonly counters: HubCounters = { changesIn: 0, transactionsIn: 0, deliveries: 0, resyncs: 0, windowShrinks: 0 };
   private readonly peers = new Map<Peer, Map<string, Subscription>>();
-  private readonly catchingUp = new Set<Subscription>();
+  private readonly catchingUp: CatchUp;
   private readonly touched = new Set<Peer>();
   private stampSeq = 0;
-  private catchUpScheduled = false;
   private lastMarkAt = 0;
   private nowFloor: Position = { lsn: 0n, index: 0 };
   /** Where the slot was last created anew by this daemon (nothing before it can be replayed). */
   private recreatedAt: Position | null = null;
   private flushScheduled = false;
-  /** Peers of the progress sweep under way, and how far it got. */
-  private sweep: Peer[] | null = null;
-  private sweepAt = 0;
-  /** Frames of the change being dispatched, by interned prefix. */
-  private readonly frames = new Map<Buffer, Buffer>();
+  private readonly progress: ProgressSweep;
+  private readonly delivery: Delivery;
+  /** Frames of the change being dispatched, by interned prefix (delivery.ts's, cleared per change). */
+  private readonly frames: Map<Buffer, Buffer>;
   readonly prefixes = new PrefixTable();
   private flushedUpTo: Position = { lsn: 0n, index: 0 };
-  /** Decisions of the change being dispatched, per identity: [new row, old row]. */
-  private readonly decisions: [Map<Identity, boolean>, Map<Identity, boolean>] = [new Map(), new Map()];
-  private readonly slice: number;
-  private readonly highWater: number;
+  /** Decisions of the change being dispatched, per identity: [new row, old row] (likewise). */
+  private readonly decisions: Delivery['decisions'];
   private readonly markIntervalMs: number;
   readonly auth: Authorizer | null;
   readonly channels: Channels | null;
@@ -84,13 +88,32 @@ export class Hub {
     this.auth = opts.auth ?? null;
     this.channels = opts.channels ?? null;
     this.ring = opts.ring;
-    this.slice = opts.catchUpSlice ?? 256;
-    this.highWater = opts.catchUpHighWater ?? 1024 * 1024;
+    this.progress = new ProgressSweep(this.ring, this.peers, this.touched);
+    this.delivery = new Delivery(this.ring, this.auth, this.touched, this.counters);
+    this.frames = this.delivery.frames;
+    this.decisions = this.delivery.decisions;
+    const host = {
+      ring: this.ring,
+      deliverPast: (entry: RingEntry, tx: Transaction, c: Change, sub: Subscription) => this.deliver(entry, tx, c, sub, false),
+      goLive: (sub: Subscription) => this.goLive(sub),
+      outOfWindow: (sub: Subscription) => this.outOfWindow(sub),
+    };
+    this.catchingUp = new CatchUp(host, {
+      budgetPerTurn: opts.catchUpBudgetPerTurn ?? SERVER_DEFAULTS.catchUpBudgetPerTurn,
+      perConnection: opts.maxCatchUpsPerConnection ?? SERVER_DEFAULTS.maxCatchUpsPerConnection,
+      perUser: opts.maxCatchUpsPerUser ?? SERVER_DEFAULTS.maxCatchUpsPerUser,
+      highWater: opts.catchUpHighWater ?? 1024 * 1024,
+    });
     this.markIntervalMs = opts.markIntervalMs ?? 1_000;
   }
 
   get subscriptionCount(): number {
     return this.index.size + this.catchingUp.size;
+  }
+
+  /** Catch-ups running and waiting, and the most that ran at once (per connection, per user). */
+  get catchUpStats(): Readonly<CatchUpStats & { maxTurnMs: number }> {
+    return this.catchingUp.stats;
   }
 
   /** The slot's commit LSN that must stay: the start of the window. */
@@ -226,7 +249,6 @@ export class Hub {
     }
     sub.cursor = this.ring.seqAfter(init.since);
     this.catchingUp.add(sub);
-    this.catchUp(sub);
     return sub;
   }
 
@@ -263,43 +285,13 @@ export class Hub {
   /** A catching-up peer's socket drained: go on. */
   drained(peer: Peer): void {
     const subs = this.peers.get(peer);
-    if (subs) for (const sub of subs.values()) if (sub.state === 'catching_up') this.scheduleCatchUp();
+    if (subs) for (const sub of subs.values()) if (sub.state === 'catching_up') return this.scheduleCatchUp();
   }
 
   /** `progress` for idle clients whose last position is behind the head. */
   sendProgress(): void {
-    if (this.sweep) return; // the last sweep is still going
-    this.sweep = [...this.peers.keys()];
-    this.sweepAt = 0;
-    this.progressSlice();
+    this.progress.start();
   }
-
-  /**
-   * One slice of the progress sweep. With many idle clients a sweep is that many writes, so it
-   * is spread over turns of the event loop rather than blocking it (bench/README.md, auth).
-   */
-  private readonly progressSlice = (): void => {
-    const peers = this.sweep;
-    if (!peers) return;
-    const head = this.ring.head;
-    const frame = progress(formatPosition(head.lsn, head.index));
-    const end = Math.min(peers.length, this.sweepAt + PROGRESS_SLICE);
-    for (; this.sweepAt < end; this.sweepAt++) {
-      const peer = peers[this.sweepAt];
-      const subs = this.peers.get(peer);
-      // Peers with frames waiting for this turn's flush get their position from those.
-      if (!subs || peer.closed || subs.size === 0 || this.touched.has(peer)) continue;
-      if (peer.lastPos && comparePositions(peer.lastPos, head) >= 0) continue;
-      let catching = false;
-      for (const sub of subs.values()) if (sub.state === 'catching_up') catching = true;
-      if (catching) continue;
-      peer.lastPos = head;
-      peer.push(frame);
-      peer.flush();
-    }
-    if (this.sweepAt < peers.length) setImmediate(this.progressSlice);
-    else this.sweep = null;
-  };
 
   // ── delivery ────────────────────────────────────────────────────────────────────────────
 
@@ -357,66 +349,9 @@ export class Hub {
     return all;
   }
 
-  /**
-   * Whether the subscriber may see this row: its filter, then the policies (in force now when
-   * live, at the change's commit when catching up). Live decisions are shared by the
-   * subscriptions of one identity for the change being dispatched.
-   */
-  private visible(sub: Subscription, c: Change & { relation: { qualified: string } }, row: Row, which: 0 | 1, lsn: bigint | null): boolean {
-    if (!sub.predicate(row)) return false;
-    const auth = this.auth;
-    if (!auth) return true;
-    const identity = sub.peer.identity;
-    if (!identity) return false;
-    if (lsn !== null) return auth.mayRead(identity, c.relation.qualified, row, { lsn, index: c.index });
-    const cache = this.decisions[which];
-    let ok = cache.get(identity);
-    if (ok === undefined) cache.set(identity, (ok = auth.mayRead(identity, c.relation.qualified, row, null)));
-    return ok;
-  }
-
-  /** Sends one change to one subscription if it wants it; true when something was sent. */
-  private deliver(entry: RingEntry, tx: Transaction, c: Change, sub: Subscription, live: boolean): boolean {
-    if (tx.lsn <= sub.after.lsn && (tx.lsn < sub.after.lsn || c.index <= sub.after.index)) return false;
-    let leave = false;
-    const at = live ? null : tx.lsn;
-    switch (c.tag) {
-      case 'insert':
-        if (!sub.wantsInsert || !this.visible(sub, c, c.new, 0, at)) return false;
-        break;
-      case 'update':
-        if (this.visible(sub, c, c.new, 0, at)) {
-          if (!sub.wantsUpdate) return false;
-        } else if (c.old && (sub.wantsUpdate || sub.wantsDelete) && this.visible(sub, c, c.old, 1, at)) {
-          leave = true;
-        } else return false;
-        break;
-      case 'delete':
-        if (!sub.wantsDelete || !this.visible(sub, c, c.old, 0, at)) return false;
-        break;
-      case 'truncate':
-        if (!sub.wantsDelete) return false;
-        break;
-      default:
-        return false;
-    }
-    sub.peer.pushFrame(leave ? Buffer.concat([sub.prefix, Buffer.from(leaveBody(tx, c as Change & { tag: 'update' }))]) : this.frame(entry, tx, c, sub.prefix, live));
-    this.counters.deliveries++;
-    if (live) this.touched.add(sub.peer);
-    return true;
-  }
-
-  /**
-   * The whole frame of a change for one prefix. The body is encoded once per change (kept in the
-   * ring for catch-ups); during a live dispatch, frames are shared by every subscription with the
-   * same prefix, so a change costs one copy per distinct subscription id, not per subscriber.
-   */
-  private frame(entry: RingEntry, tx: Transaction, c: Change, prefix: Buffer, live: boolean): Buffer {
-    const body = entry.bodies?.[c.index] ?? this.ring.addBody(entry, c.index, encodeBody(changeBody(tx, c)));
-    if (!live) return Buffer.concat([prefix, body]);
-    let f = this.frames.get(prefix);
-    if (!f) this.frames.set(prefix, (f = Buffer.concat([prefix, body])));
-    return f;
+  /** Sends one change to one subscription if it wants it and may see it (delivery.ts). */
+  private deliver(entry: RingEntry, tx: Transaction, c: Change, sub: Subscription, live: boolean): number {
+    return this.delivery.deliver(entry, tx, c, sub, live, this.stampSeq);
   }
 
   private readonly flushTouched = (): void => {
@@ -430,45 +365,21 @@ export class Hub {
   };
 
   private scheduleCatchUp(): void {
-    if (this.catchUpScheduled) return;
-    this.catchUpScheduled = true;
-    setImmediate(() => {
-      this.catchUpScheduled = false;
-      for (const sub of this.catchingUp) this.catchUp(sub);
-    });
+    this.catchingUp.schedule();
   }
 
-  /** Delivers one slice of the ring to a catching-up subscription; live when it reaches the end. */
-  private catchUp(sub: Subscription): void {
+  /** A catch-up's cursor fell out of the window (it moved on while the catch-up waited). */
+  private outOfWindow(sub: Subscription): void {
     const peer = sub.peer;
-    if (sub.state !== 'catching_up' || peer.closed) return;
-    if (sub.cursor < this.ring.startSeq) {
-      // The window moved past what it had not yet received.
-      this.subscriptionsOf(peer).delete(key(sub.id));
-      this.end(sub);
-      this.counters.resyncs++;
-      peer.push(resync(sub.id, 'position_outside_window', sub.ref));
-      peer.flush();
-      return;
-    }
-    let budget = this.slice;
-    while (sub.cursor < this.ring.endSeq && budget-- > 0) {
-      const entry = this.ring.get(sub.cursor++) as RingEntry;
-      if (entry.tx) for (const c of entry.tx.changes) this.deliver(entry, entry.tx, c, sub, false);
-      // Entries vary in size: stop as soon as the socket has enough to chew on.
-      peer.flush();
-      if (peer.closed || peer.backlog() > this.highWater) break;
-    }
-    if (!peer.closed && sub.cursor >= this.ring.endSeq) this.goLive(sub);
+    this.subscriptionsOf(peer).delete(key(sub.id));
+    this.end(sub);
+    this.counters.resyncs++;
+    peer.push(resync(sub.id, 'position_outside_window', sub.ref));
     peer.flush();
-    if (sub.state === 'catching_up' && !peer.closed) {
-      if (peer.backlog() <= this.highWater) this.scheduleCatchUp();
-      // else: wait for drained()
-    }
   }
 
   private goLive(sub: Subscription): void {
-    this.catchingUp.delete(sub);
+    this.catchingUp.remove(sub);
     sub.state = 'live';
     this.index.add(sub);
     const head = this.ring.head;
@@ -482,7 +393,7 @@ export class Hub {
   private end(sub: Subscription): void {
     if (sub.state === 'ended') return;
     if (sub.state === 'live') this.index.remove(sub);
-    this.catchingUp.delete(sub);
+    else this.catchingUp.remove(sub);
     this.prefixes.release(sub.id);
     sub.state = 'ended';
   }

@@ -27,6 +27,14 @@ export function leaveBody(tx: Transaction, c: Change & { tag: 'update' }): strin
   return `,"pos":"${tx.lsnText}:${c.index}","commit_time":"${tx.commitTime}","op":"leave","table":${JSON.stringify(c.relation.qualified)},"old":${JSON.stringify(c.old)}}`;
 }
 
+/**
+ * An update whose old row the subscriber may not read: the new row entering its view, as an
+ * insert (no `old`, no `changed`: both would tell what the row was).
+ */
+export function enterBody(tx: Transaction, c: Change & { tag: 'update' }): string {
+  return `,"pos":"${tx.lsnText}:${c.index}","commit_time":"${tx.commitTime}","op":"insert","table":${JSON.stringify(c.relation.qualified)},"new":${JSON.stringify(c.new)}}`;
+}
+
 /** Columns whose values differ between the old and the new row. */
 export function changedColumns(old: Row, row: Row): string[] {
   const out: string[] = [];

@@ -40,12 +40,14 @@ export class Subscription {
   state: SubscriptionState = 'catching_up';
   /** Next ring sequence number to deliver from, while catching up. */
   cursor = 0;
+  /** Next change index within the entry at `cursor` (a large transaction spans catch-up turns). */
+  within = 0;
   /** Dispatch stamp: a subscriber found twice for one change (old and new row) is visited once. */
   stamp = 0;
   /** The index slot it is registered in, for removal. */
   indexKey: { column: string; keys: string[] } | null = null;
-  /** The user id it is indexed under (byUser), null without an identity. */
-  user: string | null = null;
+  /** Its user id (index byUser, catch-up limits), null without an identity. */
+  user: string | null;
 
   constructor(init: SubscriptionInit) {
     this.peer = init.peer;
@@ -59,6 +61,12 @@ export class Subscription {
     this.predicate = init.predicate;
     this.indexTerm = init.indexTerm;
     this.after = init.after;
+    this.user = init.peer.identity?.id ?? null;
+  }
+
+  /** Its connection (catch-up limits per connection). */
+  get conn(): Peer {
+    return this.peer;
   }
 }
 

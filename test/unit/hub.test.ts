@@ -59,7 +59,7 @@ const del = (old: Row) => ({ tag: 'delete' as const, relation: rel, old });
 
 function setup() {
   const ring = new HistoryRing({ maxBytes: 1e9, maxAgeMs: 1e9 });
-  const hub = new Hub({ ring, catchUpSlice: 2 });
+  const hub = new Hub({ ring, catchUpBudgetPerTurn: 2 });
   hub.reset({ lsn: 0xfffn, index: LAST_INDEX }, null);
   return { ring, hub };
 }
@@ -158,4 +158,67 @@ t.test('after a restart, "from now" means after what committed before the daemon
   sub(hub, q, 'resumed', '', { lsn: 0xfffn, index: LAST_INDEX });
   await new Promise((r) => setImmediate(r));
   t.same(q.changes('resumed'), ['insert:{"id":1,"room":"a"}', 'insert:{"id":2,"room":"a"}'], 'a resume still gets the replayed window');
+});
+
+t.test('old rows only to whom the policies let read them: otherwise an update enters as an insert (issue 11)', async (t) => {
+  // Rooms each user may read; the policies are the same at every position here.
+  const rooms: Record<string, string[]> = { dave: ['2'], erin: ['1', '2'] };
+  const auth = {
+    ready: true, epoch: 0,
+    whenReady: () => Promise.resolve(),
+    mayEverRead: () => true,
+    mayAct: () => true,
+    mayRead: (identity: { id: string }, _table: string, row: Row) => (rooms[identity.id] ?? []).includes(String(row.room)),
+    reach: () => null,
+    apply: () => false,
+    forget: () => {},
+  };
+  const ring = new HistoryRing({ maxBytes: 1e9, maxAgeMs: 1e9 });
+  const hub = new Hub({ ring, auth });
+  hub.reset({ lsn: 0xfffn, index: LAST_INDEX }, null);
+  const peerOf = (id: string) => Object.assign(new FakePeer(), { identity: { id } as never });
+  const dave = peerOf('dave');
+  const erin = peerOf('erin');
+  const start = { lsn: lsn, index: LAST_INDEX };
+  for (const p of [dave, erin]) {
+    sub(hub, p, 'all');
+    sub(hub, p, 'in2', 'room=eq.2');
+  }
+  const moves = [
+    txOf(upd({ id: 1, room: '1' }, { id: 1, room: '2' })), // 1 → 2: dave may not read the old row
+    txOf(upd({ id: 1, room: '2' }, { id: 1, room: '2', x: 1 } as Row)), // within 2
+    txOf(upd({ id: 1, room: '2' }, { id: 1, room: '1' })), // 2 → 1: dave sees it leave
+  ];
+  for (const tx of moves) hub.onTransaction(tx);
+  await settle();
+  // Resumed from before the moves: the catch-up path, judged at each commit.
+  const daveLater = peerOf('dave');
+  const erinLater = peerOf('erin');
+  for (const p of [daveLater, erinLater]) {
+    sub(hub, p, 'all', '', start);
+    sub(hub, p, 'in2', 'room=eq.2', start);
+  }
+  await new Promise((r) => setTimeout(r, 20));
+  for (const [who, d, e] of [['live', dave, erin], ['catch-up', daveLater, erinLater]] as const) {
+    const shape = (p: FakePeer, s: string) => p.frames.filter((f) => f.type === 'change' && f.sub === s).map((f) => ({ op: f.op, old: f.old, changed: f.changed }));
+    t.same(shape(d, 'all'), [
+      { op: 'insert', old: undefined, changed: undefined },
+      { op: 'update', old: { id: 1, room: '2' }, changed: ['x'] },
+      { op: 'leave', old: { id: 1, room: '2' }, changed: undefined },
+    ], `${who}: dave gets the row entering as an insert, without room 1's old row`);
+    t.same(shape(d, 'in2'), shape(d, 'all'), `${who}: the same through a filter`);
+    t.same(shape(e, 'all'), [
+      { op: 'update', old: { id: 1, room: '1' }, changed: ['room'] },
+      { op: 'update', old: { id: 1, room: '2' }, changed: ['x'] },
+      { op: 'update', old: { id: 1, room: '2' }, changed: ['room'] },
+    ], `${who}: erin may read both rooms: updates with old`);
+    t.same(shape(e, 'in2'), [
+      { op: 'update', old: { id: 1, room: '1' }, changed: ['room'] },
+      { op: 'update', old: { id: 1, room: '2' }, changed: ['x'] },
+      { op: 'leave', old: { id: 1, room: '2' }, changed: undefined },
+    ], `${who}: an old row outside the filter but readable still comes with the update`);
+    const entered = d.frames.find((f) => f.sub === 'all' && f.op === 'insert');
+    t.notOk(entered && ('old' in entered || 'changed' in entered), `${who}: no old, no changed`);
+    t.same(entered?.new, { id: 1, room: '2' }, `${who}: the new row`);
+  }
 });
