@@ -12,6 +12,7 @@ import { LagGuard } from './history/lag-guard.js';
 import { Catalog } from './hub/catalog.js';
 import { Hub } from './hub/hub.js';
 import { Channels } from './hub/channels.js';
+import { SqlBroadcasts } from './hub/sql-broadcast.js';
 import type { Logger } from './log.js';
 import { clientConfig, explainConnectError } from './pg/connect.js';
 import { Handlers } from './server/handlers.js';
@@ -58,7 +59,8 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
     presenceBurst: SERVER_DEFAULTS.presenceBurst,
     presencePerSecond: SERVER_DEFAULTS.presencePerSecond,
   });
-  const hub = new Hub({ ring, catchUpHighWater: Math.floor(cfg.maxBackpressure / 4), auth, channels });
+  const sqlBroadcasts = new SqlBroadcasts({ channels, maxPayloadBytes: SERVER_DEFAULTS.maxPayloadBytes, log });
+  const hub = new Hub({ ring, catchUpHighWater: Math.floor(cfg.maxBackpressure / 4), auth, channels, sqlBroadcasts });
   const capture = new Capture({
     url: cfg.db,
     slot: cfg.slot,

@@ -1,10 +1,11 @@
 // Which tables walcast streams, with their columns: what `subscribe` validates table names and
 // filters against. Read from the catalog at subscribe time (never per change), cached, and
 // reread when a name is not found (a table enabled since). Domain columns are typed by their base
-// type, as their values are decoded.
+// type, as their values are decoded. walcast.broadcasts is in the publication but carries
+// broadcasts, not rows for subscribers: it is left out (subscribing to it is `unknown_table`).
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
-import { PUBLICATION } from '../constants.js';
+import { BROADCASTS_TABLE, PUBLICATION } from '../constants.js';
 import type { ColumnInfo } from './filter.js';
 
 export interface TableInfo {
@@ -60,6 +61,7 @@ export class Catalog {
     const tables = new Map<string, TableInfo>();
     for (const r of rows) {
       const qualified = `${r.schema}.${r.name}`;
+      if (qualified === BROADCASTS_TABLE) continue;
       let t = tables.get(qualified);
       if (!t) tables.set(qualified, (t = { qualified, columns: [] }));
       t.columns.push({ name: r.column, typeOid: r.type_oid });

@@ -40,6 +40,7 @@ export function createMetrics(src: MetricsSources): client.Registry {
   counter('walcast_deliveries_total', 'Changes sent to subscriptions', () => hub.counters.deliveries);
   counter('walcast_resyncs_total', 'resync messages sent', () => hub.counters.resyncs);
   counter('walcast_window_shrinks_total', 'Times the slot lag bound dropped the oldest part of the history window', () => hub.counters.windowShrinks);
+  counter('walcast_sql_broadcasts_dropped_total', 'Rows of walcast.broadcasts dropped (payload over the limit, or malformed)', () => hub.sqlBroadcasts?.dropped ?? 0);
   counter('walcast_slow_closes_total', 'Sockets closed with 4008 for backpressure', src.slowCloses);
   gauge('walcast_replication_up', '1 while the replication stream is streaming', () => (capture.current === 'streaming' ? 1 : 0));
   gauge('walcast_slot_lag_bytes', 'WAL bytes between the furthest position seen and the slot acknowledgement', () => {
