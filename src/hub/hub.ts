@@ -372,6 +372,8 @@ export class Hub {
   /** Sends one change to one subscription if it wants it; true when something was sent. */
   private deliver(entry: RingEntry, tx: Transaction, c: Change, sub: Subscription, live: boolean): boolean {
     if (tx.lsn <= sub.after.lsn && (tx.lsn < sub.after.lsn || c.index <= sub.after.index)) return false;
+    // Live, the index finds the table's subscriptions; a catch-up walks every table's changes.
+    if (c.tag === 'message' || c.relation.qualified !== sub.table) return false;
     let leave = false;
     const at = live ? null : tx.lsn;
     switch (c.tag) {
