@@ -6,7 +6,7 @@ import { Capture } from './capture/capture.js';
 import { MAX_INDEX, formatPosition } from './capture/position.js';
 import type { Relation } from './capture/pgoutput.types.js';
 import type { ServeConfig } from './config.js';
-import { PUBLICATION, SERVER_DEFAULTS } from './constants.js';
+import { BROADCASTS_TABLE, PUBLICATION, SERVER_DEFAULTS } from './constants.js';
 import { HistoryRing } from './history/ring.js';
 import { LagGuard } from './history/lag-guard.js';
 import { Catalog } from './hub/catalog.js';
@@ -92,6 +92,7 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
   try {
     await capture.start();
     await catalog.reload();
+    if (!catalog.broadcastsPublished) log.warn(`${BROADCASTS_TABLE} is not in the publication: broadcasts from SQL are not sent (run walcast migrate)`);
     lag = await LagGuard.start({ configured: cfg.maxSlotLag, log, ring, received: () => capture.lsns.received, evict: (minLsn) => hub.evict(minLsn) }, pool);
   } catch (err) {
     // Nothing may linger: the process is about to report the error and exit.

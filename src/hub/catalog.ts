@@ -30,6 +30,8 @@ export class Catalog {
   private tables = new Map<string, TableInfo>();
   private loadedAt = 0;
   private loading: Promise<void> | null = null;
+  /** Whether walcast.broadcasts was in the publication at the last read (migration 004). */
+  broadcastsPublished = false;
 
   constructor(private readonly db: pg.Pool, private readonly publication = PUBLICATION) {}
 
@@ -59,9 +61,13 @@ export class Catalog {
   private async read(): Promise<void> {
     const { rows } = await this.db.query<{ schema: string; name: string; column: string; type_oid: number }>(TABLES_SQL, [this.publication]);
     const tables = new Map<string, TableInfo>();
+    this.broadcastsPublished = false;
     for (const r of rows) {
       const qualified = `${r.schema}.${r.name}`;
-      if (qualified === BROADCASTS_TABLE) continue;
+      if (qualified === BROADCASTS_TABLE) {
+        this.broadcastsPublished = true;
+        continue;
+      }
       let t = tables.get(qualified);
       if (!t) tables.set(qualified, (t = { qualified, columns: [] }));
       t.columns.push({ name: r.column, typeOid: r.type_oid });
