@@ -69,7 +69,7 @@ revoke execute on function walcast.broadcast(text, text, jsonb) from public;
 create or replace function walcast.disable(rel regclass) returns void
 language plpgsql as $$
 begin
-  if rel = 'walcast.broadcasts'::regclass then
+  if rel = to_regclass('walcast.broadcasts') then
     raise exception 'walcast.disable: walcast.broadcasts carries the broadcasts of walcast.broadcast() and stays in the publication'
       using errcode = 'wrong_object_type';
   end if;
