@@ -3,6 +3,8 @@
 export const PUBLICATION = 'walcast';
 /** Prefix of the logical decoding messages walcast.broadcast() emits (sql/003_broadcast.sql). */
 export const BROADCAST_PREFIX = 'walcast';
+/** Broadcasts from SQL: committed inserts into this table (sql/004_broadcast_table.sql); not subscribable. */
+export const BROADCASTS_TABLE = 'walcast.broadcasts';
 export const SCHEMA = 'walcast';
 export const MIGRATIONS_TABLE = 'walcast.migrations';
 /** Advisory lock key that serialises concurrent `walcast migrate` runs ("walcast" as ASCII). */

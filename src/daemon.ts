@@ -6,12 +6,13 @@ import { Capture } from './capture/capture.js';
 import { MAX_INDEX, formatPosition } from './capture/position.js';
 import type { Relation } from './capture/pgoutput.types.js';
 import type { ServeConfig } from './config.js';
-import { PUBLICATION, SERVER_DEFAULTS } from './constants.js';
+import { BROADCASTS_TABLE, PUBLICATION, SERVER_DEFAULTS } from './constants.js';
 import { HistoryRing } from './history/ring.js';
 import { LagGuard } from './history/lag-guard.js';
 import { Catalog } from './hub/catalog.js';
 import { Hub } from './hub/hub.js';
 import { Channels, channelLimits, type ChannelLimits } from './hub/channels.js';
+import { SqlBroadcasts } from './hub/sql-broadcast.js';
 import type { Logger } from './log.js';
 import { clientConfig, explainConnectError } from './pg/connect.js';
 import { Handlers } from './server/handlers.js';
@@ -64,6 +65,7 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
     ...channelLimits(SERVER_DEFAULTS, cfg),
     ...extras.channels,
   });
+  const sqlBroadcasts = new SqlBroadcasts({ channels, maxPayloadBytes: SERVER_DEFAULTS.maxPayloadBytes, log });
   const hub = new Hub({
     ring,
     catchUpHighWater: Math.floor(cfg.maxBackpressure / 4),
@@ -72,6 +74,7 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
     maxCatchUpsPerUser: SERVER_DEFAULTS.maxCatchUpsPerUser,
     auth,
     channels,
+    sqlBroadcasts,
   });
   const capture = new Capture({
     url: cfg.db,
@@ -104,6 +107,7 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
   try {
     await capture.start();
     await catalog.reload();
+    if (!catalog.broadcastsPublished) log.warn(`${BROADCASTS_TABLE} is not in the publication: broadcasts from SQL are not sent (run walcast migrate)`);
     lag = await LagGuard.start({ configured: cfg.maxSlotLag, log, ring, received: () => capture.lsns.received, evict: (minLsn) => hub.evict(minLsn) }, pool);
   } catch (err) {
     // Nothing may linger: the process is about to report the error and exit.

@@ -1,10 +1,11 @@
 // Which tables walcast streams, with their columns: what `subscribe` validates table names and
 // filters against. Read from the catalog at subscribe time (never per change), cached, and
 // reread when a name is not found (a table enabled since). Domain columns are typed by their base
-// type, as their values are decoded.
+// type, as their values are decoded. walcast.broadcasts is in the publication but carries
+// broadcasts, not rows for subscribers: it is left out (subscribing to it is `unknown_table`).
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
-import { PUBLICATION } from '../constants.js';
+import { BROADCASTS_TABLE, PUBLICATION } from '../constants.js';
 import type { ColumnInfo } from './filter.js';
 
 export interface TableInfo {
@@ -29,6 +30,8 @@ export class Catalog {
   private tables = new Map<string, TableInfo>();
   private loadedAt = 0;
   private loading: Promise<void> | null = null;
+  /** Whether walcast.broadcasts was in the publication at the last read (migration 004). */
+  broadcastsPublished = false;
 
   constructor(private readonly db: pg.Pool, private readonly publication = PUBLICATION) {}
 
@@ -58,8 +61,13 @@ export class Catalog {
   private async read(): Promise<void> {
     const { rows } = await this.db.query<{ schema: string; name: string; column: string; type_oid: number }>(TABLES_SQL, [this.publication]);
     const tables = new Map<string, TableInfo>();
+    this.broadcastsPublished = false;
     for (const r of rows) {
       const qualified = `${r.schema}.${r.name}`;
+      if (qualified === BROADCASTS_TABLE) {
+        this.broadcastsPublished = true;
+        continue;
+      }
       let t = tables.get(qualified);
       if (!t) tables.set(qualified, (t = { qualified, columns: [] }));
       t.columns.push({ name: r.column, typeOid: r.type_oid });

@@ -11,9 +11,9 @@
 //   catching_up ──(cursor reached the ring's end)──► live ──► unsubscribed | resync | closed
 import { comparePositions, formatPosition, type Position } from '../capture/position.js';
 import type { Change, Transaction } from '../capture/types.js';
-import type { MsgMessage, Row } from '../capture/pgoutput.types.js';
+import type { Row } from '../capture/pgoutput.types.js';
 import type { Channels } from './channels.js';
-import { BROADCAST_PREFIX, SERVER_DEFAULTS } from '../constants.js';
+import { SERVER_DEFAULTS } from '../constants.js';
 import { HistoryRing, type RingEntry } from '../history/ring.js';
 import { estimateBytes } from './render.js';
 import { Delivery } from './delivery.js';
@@ -21,6 +21,7 @@ import { ProgressSweep } from './progress.js';
 import { CatchUp } from './catchup.js';
 import type { CatchUpStats } from './catchup-scheduler.js';
 import { PrefixTable } from './prefixes.js';
+import { forWindow, notForWindow, type SqlBroadcasts } from './sql-broadcast.js';
 import { Subscription, SubscriptionIndex, type SubscriptionInit } from './subscriptions.js';
 import { resync, subscribed } from '../server/protocol.js';
 import type { ResyncReason } from '../server/protocol.types.js';
@@ -48,6 +49,8 @@ export interface HubOptions {
   auth?: Authorizer | null;
   /** Broadcast and presence; SQL broadcasts arrive through the hub in commit order. */
   channels?: Channels | null;
+  /** Inserts into walcast.broadcasts, sent on to channels; without it they are ignored. */
+  sqlBroadcasts?: SqlBroadcasts | null;
 }
 
 export interface HubCounters {
@@ -83,10 +86,12 @@ export class Hub {
   private readonly markIntervalMs: number;
   readonly auth: Authorizer | null;
   readonly channels: Channels | null;
+  readonly sqlBroadcasts: SqlBroadcasts | null;
 
   constructor(opts: HubOptions) {
     this.auth = opts.auth ?? null;
     this.channels = opts.channels ?? null;
+    this.sqlBroadcasts = opts.sqlBroadcasts ?? null;
     this.ring = opts.ring;
     this.progress = new ProgressSweep(this.ring, this.peers, this.touched);
     this.delivery = new Delivery(this.ring, this.auth, this.touched, this.counters);
@@ -124,7 +129,9 @@ export class Hub {
   onTransaction = (tx: Transaction): void => {
     this.counters.transactionsIn++;
     this.counters.changesIn += tx.changes.length;
-    const entry = this.ring.appendTransaction(tx, estimateBytes(tx));
+    // Without broadcast rows and messages: never replayed, so never held.
+    const kept = forWindow(tx);
+    const entry = this.ring.appendTransaction(kept, estimateBytes(kept));
     const auth = this.auth;
     for (const c of tx.changes) {
       // A policy or relation change applies before the changes after it (commit order).
@@ -296,7 +303,7 @@ export class Hub {
   // ── delivery ────────────────────────────────────────────────────────────────────────────
 
   private dispatch(entry: RingEntry, tx: Transaction, c: Change): void {
-    if (c.tag === 'message') {
+    if (c.tag === 'message' || notForWindow(c)) {
       this.sqlBroadcast(tx, c);
       return;
     }
@@ -321,21 +328,9 @@ export class Hub {
     else this.index.candidates(table, row, other, stamp, visit);
   }
 
-  /**
-   * walcast.broadcast() committed: to the channel's members. Only news: what the slot replays
-   * after a restart was broadcast before this daemon started.
-   */
-  private sqlBroadcast(tx: Transaction, c: MsgMessage): void {
-    if (!this.channels || c.prefix !== BROADCAST_PREFIX || !c.transactional) return;
-    if (comparePositions({ lsn: tx.lsn, index: c.index }, this.nowFloor) <= 0) return;
-    let m: { channel?: unknown; event?: unknown; payload?: unknown };
-    try {
-      m = JSON.parse(c.content.toString('utf8'));
-    } catch {
-      return; // not ours: someone else's message under our prefix
-    }
-    if (typeof m.channel !== 'string' || typeof m.event !== 'string') return;
-    this.channels.fromSql(m.channel, m.event, JSON.stringify(m.payload ?? null));
+  /** A row of walcast.broadcasts (a logical message: nothing, anyone may emit one). */
+  private sqlBroadcast(tx: Transaction, c: Change): void {
+    if (c.tag !== 'message') this.sqlBroadcasts?.onChange(tx, c, this.nowFloor);
   }
 
   private reach(table: string, row: Row, other: Row | null): ReadonlySet<string> | null {

@@ -59,24 +59,80 @@ export function encodeBody(text: string): Buffer {
   return body;
 }
 
-/** Bytes a transaction holds in memory, for the ring's bound; cheap, not exact. */
+/**
+ * Bytes a transaction holds in memory, for the ring's bound: every value the window keeps, large
+ * text and json/jsonb documents (walked) and message contents included. Cheap, not exact:
+ * calibrated with bench/ring-memory.ts (heap and memory outside it after a full GC); the wire
+ * bodies are added as they are encoded (HistoryRing.addBody).
+ */
 export function estimateBytes(tx: Transaction): number {
-  // Calibrated with bench/ring-memory.ts (heap and Buffers after a full GC, within 5%); the
-  // wire bodies are added as they are encoded (HistoryRing.addBody).
-  let n = 420;
+  let n = 580;
   for (const c of tx.changes) {
-    n += 250;
-    if (c.tag === 'insert' || c.tag === 'update') n += rowBytes(c.new);
-    if ((c.tag === 'update' || c.tag === 'delete') && c.old) n += rowBytes(c.old);
+    n += 350;
+    switch (c.tag) {
+      case 'insert':
+        n += rowBytes(c.new, null);
+        break;
+      case 'update':
+        // Unchanged TOAST values of the new row are the old row's own strings, held once.
+        n += rowBytes(c.new, c.old ? c.unchangedToast : null);
+        if (c.old) n += rowBytes(c.old, null);
+        break;
+      case 'delete':
+        if (c.old) n += rowBytes(c.old, null);
+        break;
+      case 'message':
+        n += c.prefix.length + c.content.length + 96;
+        break;
+    }
   }
   return n;
 }
 
-function rowBytes(row: Row): number {
+function rowBytes(row: Row, shared: readonly string[] | null): number {
   let n = 16;
   for (const k in row) {
+    n += k.length + 16;
+    if (shared && shared.includes(k)) continue;
     const v = row[k];
-    n += k.length + 16 + (typeof v === 'string' ? v.length : typeof v === 'object' && v !== null ? 64 : 8);
+    n += typeof v === 'string' ? textBytes(v) : typeof v === 'object' && v !== null ? documentBytes(v) : 8;
+  }
+  return n;
+}
+
+/** V8 keeps a string at one byte per character, or two when it has one beyond Latin-1. */
+function textBytes(s: string): number {
+  // Pure ASCII is one byte per character; anything else is counted at two (Latin-1 text is
+  // overcounted, harmlessly). Short strings are not worth the look.
+  return s.length > 32 && Buffer.byteLength(s, 'utf8') !== s.length ? 2 * s.length : s.length;
+}
+
+/**
+ * A parsed json/jsonb value or an array, walked without recursion (a document may nest deeper
+ * than the stack). Per object, array, member and element: what V8 takes for them, roughly; an
+ * object's keys are counted in each object though V8 shares those repeated across objects
+ * (overcounting documents of many small alike objects, undercounting maps of distinct keys,
+ * each by less than 2: bench/ring-memory.ts).
+ */
+function documentBytes(doc: object): number {
+  let n = 0;
+  const stack: unknown[] = [doc];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v === 'string') n += 16 + textBytes(v);
+    else if (typeof v === 'number') n += 8;
+    else if (Array.isArray(v)) {
+      n += 48 + 8 * v.length;
+      for (let i = 0; i < v.length; i++) if (typeof v[i] !== 'boolean' && v[i] !== null) stack.push(v[i]);
+    } else if (typeof v === 'object' && v !== null) {
+      n += 32;
+      const o = v as Record<string, unknown>;
+      for (const k in o) {
+        n += 32 + k.length;
+        const x = o[k];
+        if (typeof x !== 'boolean' && x !== null) stack.push(x);
+      }
+    }
   }
   return n;
 }

@@ -75,6 +75,7 @@ export function createMetrics(src: MetricsSources): MetricsText {
   counter('walcast_deliveries_total', 'Changes sent to subscriptions', () => hub.counters.deliveries);
   counter('walcast_resyncs_total', 'resync messages sent', () => hub.counters.resyncs);
   counter('walcast_window_shrinks_total', 'Times the slot lag bound dropped the oldest part of the history window', () => hub.counters.windowShrinks);
+  counter('walcast_sql_broadcasts_dropped_total', 'Rows of walcast.broadcasts dropped (payload over the limit, or malformed)', () => hub.sqlBroadcasts?.dropped ?? 0);
   counter('walcast_slow_closes_total', 'Sockets closed with 4008 for backpressure', src.slowCloses);
   gauge('walcast_clients_pending_auth', 'Connected WebSocket clients without an accepted token yet', src.pendingAuth ?? (() => 0));
   labelled('walcast_connections_refused_total', 'WebSocket upgrades refused with 503 past a connection cap, by reason', 'reason', src.refused ?? (() => ({})));

@@ -1,7 +1,8 @@
 // docs/OPERATIONS.md against a real Postgres: its SQL blocks (marked `<!-- sql: NAME -->`) are
 // run verbatim, and `walcast serve` and `walcast status` then run as the least-privilege role
 // they create: LOGIN REPLICATION, connect, usage on schema walcast, select on
-// walcast.casbin_rule and on the relation table, and nothing on the streamed table. Then WAL
+// walcast.casbin_rule and on the relation table, and nothing on the streamed table; an
+// application role granted walcast.broadcast() the way the docs say broadcasts from SQL. Then WAL
 // retention (an invalidated slot and the daemon's restart), the refusal without REPLICATION,
 // and decommissioning.
 
@@ -56,6 +57,7 @@ await query(cluster.url, 'create database app');
 const admin = cluster.urlFor({ database: 'app' });
 const daemonUrl = cluster.urlFor({ database: 'app', user: 'walcast_daemon', password: 'change-me' });
 const monitorUrl = cluster.urlFor({ database: 'app', user: 'walcast_monitor', password: 'change-me' });
+const backendUrl = cluster.urlFor({ database: 'app', user: 'app_backend', password: 'change-me' });
 
 const serveArgs = ['serve', '--db', daemonUrl, '--port', '0', '--relation', RELATION];
 const serveEnv = { WALCAST_JWT_SECRET: SECRET };
@@ -95,9 +97,12 @@ t.test('§3: migrations and policies by the admin, then the daemon\'s role from 
   await query(admin, "insert into room_members values ('alice', 1)");
   const added = await runCli(['policy', 'add', '--db', admin, 'p', '*', 'table', 'public.messages', 'read', 'g2(r.sub.id, "room:" + r.obj.row.room_id)']);
   t.equal(added.code, 0, `policy added: ${added.stderr}`);
+  const join = await runCli(['policy', 'add', '--db', admin, 'p', '*', 'channel', 'room:*', 'join', 'g2(r.sub.id, r.obj.name)']);
+  t.equal(join.code, 0, `policy added: ${join.stderr}`);
 
   await runDocSql(admin, 'daemon-role');
   await runDocSql(admin, 'monitor-role');
+  await runDocSql(admin, 'broadcast-role');
   t.equal((await runDocSql(monitorUrl, 'settings-check')).length, 5, 'the settings query of §2 runs as the monitoring role');
   const [role] = await query(admin, "select rolcanlogin, rolreplication, rolsuper, rolcreatedb, rolcreaterole from pg_roles where rolname = 'walcast_daemon'");
   t.same(role, { rolcanlogin: true, rolreplication: true, rolsuper: false, rolcreatedb: false, rolcreaterole: false }, 'LOGIN REPLICATION, nothing more');
@@ -108,10 +113,14 @@ t.test('§3: migrations and policies by the admin, then the daemon\'s role from 
             has_table_privilege('walcast_daemon', 'walcast.casbin_rule', 'insert') as rules_insert,
             has_table_privilege('walcast_daemon', 'public.room_members', 'select') as members,
             has_function_privilege('walcast_daemon', 'walcast.enable(regclass)', 'execute') as enable,
+            has_function_privilege('walcast_daemon', 'walcast.broadcast(text, text, jsonb)', 'execute') as broadcast,
+            has_function_privilege('walcast_monitor', 'walcast.broadcast(text, text, jsonb)', 'execute') as monitor_broadcast,
+            has_function_privilege('app_backend', 'walcast.broadcast(text, text, jsonb)', 'execute') as backend_broadcast,
+            has_table_privilege('app_backend', 'walcast.broadcasts', 'insert') as backend_insert,
             has_schema_privilege('walcast_daemon', 'walcast', 'create') as create_in_walcast`,
   );
-  t.same(can, { messages: false, rules: true, rules_insert: false, members: true, enable: true, create_in_walcast: false },
-    'no privilege on the streamed table; read-only on the policies (functions are executable by PUBLIC by default, and the daemon calls none)');
+  t.same(can, { messages: false, rules: true, rules_insert: false, members: true, enable: true, broadcast: false, monitor_broadcast: false, backend_broadcast: true, backend_insert: false, create_in_walcast: false },
+    'no privilege on the streamed table; read-only on the policies (functions are executable by PUBLIC by default, and the daemon calls none); walcast.broadcast only for the role granted it');
 });
 
 t.test('walcast serve as walcast_daemon: authorized changes, HTTP endpoints, JSON logs, status', async (t) => {
@@ -127,6 +136,11 @@ t.test('walcast serve as walcast_daemon: authorized changes, HTTP endpoints, JSO
   t.match(change, { op: 'insert', table: 'public.messages', new: { room_id: 1, body: 'hello alice' } }, 'the change arrives, authorized by the relation table');
   t.equal(alice.changes('m').length, 1, 'room 2 (committed before it) was not delivered: alice is not a member');
   lastPos = change.pos;
+  // A broadcast from SQL by the role of the docs' broadcast-role block; the others may not.
+  t.match(await alice.request({ type: 'join', channel: 'room:1' }), { type: 'joined' });
+  await t.rejects(query(daemonUrl, "select walcast.broadcast('room:1', 'not-yours', null)"), { code: '42501' }, 'the daemon role may not broadcast');
+  await query(backendUrl, `select walcast.broadcast('room:1', 'hello', '{"from": "sql"}')`);
+  t.match(await alice.next((m) => m.type === 'broadcast'), { channel: 'room:1', event: 'hello', payload: { from: 'sql' } }, 'the granted role broadcasts from SQL');
 
   const base = `http://127.0.0.1:${port}`;
   const health = await fetch(`${base}/healthz`);
