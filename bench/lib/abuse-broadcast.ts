@@ -26,7 +26,7 @@ export const broadcast: Scenario = {
     const listeners = (
       await openMany(LISTENERS, LISTENERS, (i) => {
         const c = new AttackConn(ctx.rig.port, ctx.rig.tokens.bob, { frame: (_c, type) => type === 'joined' && joined++ }, i);
-        void c.welcome.then(() => c.send({ type: 'join', channel: CHANNEL, ref: i }));
+        void c.welcome.then(() => c.send({ type: 'join', channel: CHANNEL, ref: i }), () => {});
         return c;
       })
     ).filter((c): c is AttackConn => c !== null);

@@ -9,7 +9,7 @@ import { Histogram } from './histogram.js';
 import { nowMs } from './rpc.js';
 import { fmtInt, round } from './stats.js';
 
-const TIMEOUT_MS = 10_000;
+const TIMEOUT_MS = 5_000;
 
 export const metrics: Scenario = {
   name: 'metrics',

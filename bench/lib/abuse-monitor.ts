@@ -248,6 +248,7 @@ serveCommands({
     cfg = a;
     pid = a.pid;
     const db = new pg.Client({ connectionString: a.pgUrl });
+    db.on('error', () => {}); // Postgres going away ends the run; the orchestrator says why
     await db.connect();
     const subscribed = new Promise<void>((resolve) => (subscribedOnce = resolve));
     connect();

@@ -67,6 +67,7 @@ export class AbuseRig {
     // Room for the slot floods' WAL and decoding spill files; nothing else is tuned.
     const pgServer = await startThrowawayPostgres({ settings: { max_wal_size: '4GB' } });
     const db = new pg.Client({ connectionString: pgServer.url });
+    db.on('error', (err) => log(`postgres connection: ${err.message}`));
     try {
       await migrate(pgServer.url);
       await setupDemo(pgServer.url);
@@ -175,7 +176,10 @@ export class AbuseRig {
       return `died before serving (${(err as Error).message.split('\n')[0]})`;
     }
     const died = this.exited.then(() => `died: ${this.death?.exit}`);
-    const delivering = monitor.call<boolean>('live', { after: t0, timeoutMs: waitMs }, waitMs + 10_000).then((ok) => (ok ? 'delivering' : 'stuck (no delivery)'));
+    const delivering = monitor.call<boolean>('live', { after: t0, timeoutMs: waitMs }, waitMs + 10_000).then(
+      (ok) => (ok ? 'delivering' : 'stuck (no delivery)'),
+      (err: Error) => `unknown (${err.message})`,
+    );
     return Promise.race([died, delivering]);
   }
 

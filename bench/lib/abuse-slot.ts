@@ -23,6 +23,7 @@ export interface SlotFlood {
 
 export async function slotFlood(ctx: AbuseContext, url: string, sql: string, values: unknown[]): Promise<SlotFlood> {
   const c = new pg.Client({ connectionString: url });
+  c.on('error', () => {}); // the query's own rejection tells
   await c.connect();
   const lsn0 = (await ctx.rig.db.query<{ l: string }>('select pg_current_wal_lsn()::text as l')).rows[0].l;
   const t0 = nowMs();
@@ -38,7 +39,10 @@ export async function slotFlood(ctx: AbuseContext, url: string, sql: string, val
   log(`  committed in ${commitSeconds} s (${walMiB} MiB of WAL); waiting for the daemon to get past it`);
   const waitMs = (ctx.options.slotWait ?? 600) * 1000;
   const died = ctx.rig.exited.then(() => `died (${ctx.rig.death?.exit})`);
-  const passed = ctx.monitor.call<boolean>('live', { after: committed, timeoutMs: waitMs }, waitMs + 10_000).then((ok) => (ok ? 'passed' : `stuck (${waitMs / 1000} s)`));
+  const passed = ctx.monitor.call<boolean>('live', { after: committed, timeoutMs: waitMs }, waitMs + 10_000).then(
+    (ok) => (ok ? 'passed' : `stuck (${waitMs / 1000} s)`),
+    (err: Error) => `unknown (${err.message})`,
+  );
   const what = ctx.dead() ? `died (${ctx.rig.death?.exit})` : await Promise.race([died, passed]);
   const seconds = round((nowMs() - committed) / 1000, 1);
   return { commitSeconds, walMiB, outcome: `${what} after ${seconds} s`, passed: what === 'passed', seconds };
