@@ -57,6 +57,7 @@ const { values: args } = parseArgs({
     'restart-wait': { type: 'string', default: '120' },
     'metrics-port': { type: 'string' },
     'daemon-arg': { type: 'string', multiple: true, default: [] },
+    'shared-daemon': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
@@ -67,6 +68,8 @@ const SECONDS = args.seconds === undefined ? null : positiveNumber(args.seconds,
 const RATE = positiveNumber(args.rate, 'rate');
 const BASELINE_MS = nonNegative(args.baseline, 'baseline') * 1000;
 const SETTLE_MS = nonNegative(args.settle, 'settle') * 1000;
+/** One daemon for every scenario (what one flood leaves behind meets the next), not a fresh one each. */
+const SHARED = !!args['shared-daemon'];
 const RESTART_WAIT_MS = positive(args['restart-wait'], 'restart-wait') * 1000;
 const METRICS_PORT = args['metrics-port'] === undefined ? null : positive(args['metrics-port'], 'metrics-port');
 const OPTIONS: Record<string, number | null> = {
@@ -151,6 +154,11 @@ async function main(): Promise<void> {
       if (!rig.alive()) {
         log('the daemon is not running: recovering it first');
         await rig.recover(monitor, RESTART_WAIT_MS);
+      } else if (!SHARED && results.length > 0) {
+        // A fresh daemon (same slot, same port): each scenario's RSS and latency are its own.
+        await rig.stopDaemon();
+        const fresh = await rig.startDaemon();
+        await monitor.call('setPid', { pid: fresh.pid });
       }
       const r = await runScenario(s, rig, monitor);
       results.push(r);
@@ -176,7 +184,7 @@ function usage(msg: string): never {
   process.stderr.write(
     `${msg ? msg + '\n' : ''}usage: node dist/bench/abuse.js [--only ${SCENARIOS.map((s) => s.name).join(',')}] [--scale 1] [--heap MiB]\n` +
       `  [--seconds N (every flood's duration)] [--rate 10] [--baseline 3] [--settle 3] [--bigtx-rows N] [--messages N]\n` +
-      `  [--slot-wait 600] [--restart-wait 120] [--metrics-port N] [--daemon-arg=--serve-flag=value …]\n`,
+      `  [--slot-wait 600] [--restart-wait 120] [--metrics-port N] [--shared-daemon] [--daemon-arg=--serve-flag=value …]\n`,
   );
   process.exit(msg ? 2 : 0);
 }
