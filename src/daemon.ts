@@ -11,6 +11,9 @@ import { HistoryRing } from './history/ring.js';
 import { LagGuard } from './history/lag-guard.js';
 import { Catalog } from './hub/catalog.js';
 import { Hub } from './hub/hub.js';
+import { oversizeAware } from './hub/oversize.js';
+import { POLICY_TABLE } from './auth/authorizer.js';
+import { parseRelation } from './auth/relations.js';
 import { Channels } from './hub/channels.js';
 import type { Logger } from './log.js';
 import { clientConfig, explainConnectError } from './pg/connect.js';
@@ -59,11 +62,14 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
     presencePerSecond: SERVER_DEFAULTS.presencePerSecond,
   });
   const hub = new Hub({ ring, catchUpHighWater: Math.floor(cfg.maxBackpressure / 4), auth, channels });
+  // Tables whose changes the policies follow: an oversized transaction touching one resets them.
+  const authTables = new Set(auth ? [POLICY_TABLE, ...cfg.relations.map((r) => parseRelation(r).table)] : []);
   const capture = new Capture({
     url: cfg.db,
     slot: cfg.slot,
     publication: PUBLICATION,
-    onTransaction: hub.onTransaction,
+    onTransaction: oversizeAware(hub, { authTables, reloadPolicies: () => auth && reloadPolicies(auth, pool, log), log }),
+    maxTransactionBytes: cfg.maxTransactionBytes,
     hold: hub.hold,
     logger: log,
   });

@@ -7,10 +7,13 @@
 //               failed           stop() from any state ─► stopping ─► stopped
 //
 // Checkpoint marks: src/capture/checkpoint.ts. Ordered delivery: src/capture/handoff.ts.
+// Memory: a transaction holds at most maxTransactionBytes of changes (src/capture/assembler.ts);
+// the handoff pauses the socket past maxPendingTransactions or that many bytes waiting; while
+// types load the socket is paused too, so the backlog is what was already read.
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import { DEFAULTS } from '../constants.js';
-import { ProtocolDecodeError, ReplicationLostError } from '../errors.js';
+import { ReplicationLostError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { clientConfig, connect } from '../pg/connect.js';
 import { Backoff } from '../util/backoff.js';
@@ -18,12 +21,12 @@ import { TransactionAssembler } from './assembler.js';
 import { Checkpoint } from './checkpoint.js';
 import { Handoff } from './handoff.js';
 import { formatLsn, parseLsn } from './lsn.js';
-import { PgoutputDecoder } from './pgoutput.js';
+import { asDecodeError, PgoutputDecoder } from './pgoutput.js';
 import type { Position } from './position.js';
-import { checkServer, ensureSlot, ensureSlotWhenFree, explainStreamError } from './preflight.js';
+import { checkServer, ensureSlot, ensureSlotWhenFree, explainStreamError, isFatalAtStart } from './preflight.js';
 import { ReplicationStream } from './stream.js';
 import { ALL_TYPES_SQL, TYPE_INFO_SQL, TypeRegistry, type PgTypeInfo } from './types-registry.js';
-import type { CaptureState, Transaction } from './types.js';
+import type { CaptureState, Change, Transaction, TransactionHead } from './types.js';
 
 export interface CaptureOptions {
   url: string;
@@ -34,7 +37,17 @@ export interface CaptureOptions {
   /** Hand on only changes after this position. */
   after?: Position | null;
   /** Downstream. A returned promise holds the next transaction (and the socket) until it settles. */
-  onTransaction: (tx: Transaction) => void | Promise<void>;
+  onTransaction?: (tx: Transaction) => void | Promise<void>;
+  /**
+   * Instead of onTransaction: each change as it is decoded, nothing kept (`walcast tail`). Only
+   * committed transactions are sent, so this never sees a change that is rolled back; a
+   * transaction counts as processed (may be acknowledged) once its commit arrived.
+   */
+  onChange?: (head: TransactionHead, c: Change) => void;
+  /** With onChange: a transaction's commit arrived (after its last change, before it may be acknowledged). */
+  onCommit?: () => void;
+  /** Bytes of change messages past which a transaction is handed on as `oversize`, its changes dropped. */
+  maxTransactionBytes?: number;
   /** Commit LSN of the oldest transaction downstream still needs, or null for none. */
   hold?: () => bigint | null;
   logger?: Logger;
@@ -50,6 +63,8 @@ export interface CaptureOptions {
 interface Pending {
   tx: Transaction | null; // null: a replayed transaction, skipped, that only advances the mark
   endLsn: bigint;
+  /** Bytes of its change messages (what the handoff may hold is bounded by these too). */
+  bytes: number;
 }
 
 export class Capture extends EventEmitter {
@@ -76,7 +91,8 @@ export class Capture extends EventEmitter {
   constructor(private readonly opts: CaptureOptions) {
     super();
     this.log = opts.logger ?? silentLogger;
-    this.assembler = new TransactionAssembler(opts.after ?? null);
+    const maxTransactionBytes = opts.maxTransactionBytes ?? DEFAULTS.maxTransactionBytes;
+    this.assembler = new TransactionAssembler({ after: opts.after ?? null, maxBytes: maxTransactionBytes, onChange: opts.onChange });
     this.backoff = new Backoff(opts.backoffBaseMs ?? DEFAULTS.backoffBaseMs, opts.backoffCapMs ?? DEFAULTS.backoffCapMs);
     this.decoder = new PgoutputDecoder(this.types);
     this.checkpoint = new Checkpoint(opts.hold);
@@ -88,12 +104,14 @@ export class Capture extends EventEmitter {
     };
     this.handoff = new Handoff<Pending>(
       {
-        deliver: (p) => (p.tx ? opts.onTransaction(p.tx) : undefined),
+        deliver: (p) => (p.tx ? opts.onTransaction?.(p.tx) : opts.onCommit?.()),
         done: (p) => this.checkpoint.markProcessed(p.endLsn),
         failed: (err) => this.downstreamFailed(err),
         pressure: (paused) => (paused ? this.stream?.pause() : !this.blocked && this.stream?.resume()),
       },
       this.limits.maxPendingTransactions,
+      (p) => p.bytes,
+      maxTransactionBytes,
     );
   }
 
@@ -273,6 +291,11 @@ export class Capture extends EventEmitter {
   private process(payload: Buffer): void {
     let msg;
     try {
+      if (this.assembler.oversized) {
+        // Past the bound: a row change is only counted, its rows are not even decoded.
+        const relations = this.decoder.relationsOf(payload);
+        if (relations) return this.assembler.skip(relations, payload.length);
+      }
       msg = this.decoder.decode(payload);
     } catch (err) {
       this.failStream(asDecodeError(err));
@@ -286,14 +309,15 @@ export class Capture extends EventEmitter {
     }
     let tx: Transaction | null;
     try {
-      tx = this.assembler.push(msg);
+      tx = this.assembler.push(msg, payload.length);
     } catch (err) {
       this.failStream(asDecodeError(err));
       return;
     }
     if (msg.tag === 'commit') {
       this.checkpoint.markReceived(msg.endLsn);
-      this.handoff.push({ tx, endLsn: msg.endLsn });
+      // An oversized transaction holds no changes: it weighs nothing.
+      this.handoff.push({ tx, endLsn: msg.endLsn, bytes: tx && !tx.oversize ? this.assembler.lastBytes : 0 });
     }
   }
 
@@ -389,19 +413,4 @@ export class Capture extends EventEmitter {
     if (s === 'streaming') this.backoff.reset();
     this.emit('state', s);
   }
-}
-
-/** Out-of-range reads of a truncated message surface as RangeError: same failure, same code. */
-function asDecodeError(err: unknown): Error {
-  if (err instanceof ProtocolDecodeError) return err;
-  return new ProtocolDecodeError(`cannot decode a replication message: ${(err as Error)?.message ?? String(err)}`, undefined, { cause: err });
-}
-
-/** At the very first start, these end the program instead of being retried. */
-function isFatalAtStart(err: Error | null): boolean {
-  const code = (err as { code?: string } | null)?.code;
-  // 55006 object_in_use (slot active elsewhere), 42704 undefined_object, 42501 privileges,
-  // 55000 object_not_in_prerequisite_state (wal_level), 28xxx auth.
-  // 53300 too_many_connections (max_wal_senders reached).
-  return !!code && (code === '55006' || code === '42704' || code === '42501' || code === '55000' || code === '53300' || code.startsWith('28'));
 }

@@ -16,6 +16,7 @@ import { BROADCAST_PREFIX } from '../constants.js';
 import { HistoryRing, type RingEntry } from '../history/ring.js';
 import { changeBody, encodeBody, estimateBytes, leaveBody } from './render.js';
 import { PrefixTable } from './prefixes.js';
+import { crossesOversized } from './oversize.js';
 import { Subscription, SubscriptionIndex, type SubscriptionInit } from './subscriptions.js';
 import { progress, resync, subscribed } from '../server/protocol.js';
 import type { ResyncReason } from '../server/protocol.types.js';
@@ -46,6 +47,8 @@ export interface HubCounters {
   resyncs: number;
   /** Times the slot lag bound made the history window drop entries its byte and age bounds kept. */
   windowShrinks: number;
+  /** Transactions past --max-transaction-bytes, skipped with resync (src/hub/oversize.ts). */
+  oversized: number;
 }
 
 /** Peers one turn of the progress sweep writes to. */
@@ -54,7 +57,7 @@ const PROGRESS_SLICE = 256;
 export class Hub {
   readonly ring: HistoryRing;
   readonly index = new SubscriptionIndex();
-  readonly counters: HubCounters = { changesIn: 0, transactionsIn: 0, deliveries: 0, resyncs: 0, windowShrinks: 0 };
+  readonly counters: HubCounters = { changesIn: 0, transactionsIn: 0, deliveries: 0, resyncs: 0, windowShrinks: 0, oversized: 0 };
   private readonly peers = new Map<Peer, Map<string, Subscription>>();
   private readonly catchingUp = new Set<Subscription>();
   private readonly touched = new Set<Peer>();
@@ -247,16 +250,19 @@ export class Hub {
     this.peers.delete(peer);
   }
 
-  /** Every subscription is told to refetch and subscribe anew. */
-  resyncAll(reason: ResyncReason): void {
+  /** Every subscription (or each one `which` picks) is told to refetch and subscribe anew. */
+  resyncAll(reason: ResyncReason, which?: (sub: Subscription) => boolean): void {
     for (const [peer, subs] of this.peers) {
-      for (const sub of subs.values()) {
+      let told = false;
+      for (const [k, sub] of subs) {
+        if (which && !which(sub)) continue;
+        subs.delete(k);
         this.end(sub);
         this.counters.resyncs++;
         peer.push(resync(sub.id, reason));
+        told = true;
       }
-      subs.clear();
-      peer.flush();
+      if (told) peer.flush();
     }
   }
 
@@ -444,16 +450,13 @@ export class Hub {
     if (sub.state !== 'catching_up' || peer.closed) return;
     if (sub.cursor < this.ring.startSeq) {
       // The window moved past what it had not yet received.
-      this.subscriptionsOf(peer).delete(key(sub.id));
-      this.end(sub);
-      this.counters.resyncs++;
-      peer.push(resync(sub.id, 'position_outside_window', sub.ref));
-      peer.flush();
+      this.resyncOne(sub, 'position_outside_window');
       return;
     }
     let budget = this.slice;
     while (sub.cursor < this.ring.endSeq && budget-- > 0) {
       const entry = this.ring.get(sub.cursor++) as RingEntry;
+      if (entry.tx?.oversize && crossesOversized(entry.tx, sub)) return this.resyncOne(sub, 'transaction_too_large');
       if (entry.tx) for (const c of entry.tx.changes) this.deliver(entry, entry.tx, c, sub, false);
       // Entries vary in size: stop as soon as the socket has enough to chew on.
       peer.flush();
@@ -465,6 +468,14 @@ export class Hub {
       if (peer.backlog() <= this.highWater) this.scheduleCatchUp();
       // else: wait for drained()
     }
+  }
+
+  private resyncOne(sub: Subscription, reason: ResyncReason): void {
+    this.subscriptionsOf(sub.peer).delete(key(sub.id));
+    this.end(sub);
+    this.counters.resyncs++;
+    sub.peer.push(resync(sub.id, reason, sub.ref));
+    sub.peer.flush();
   }
 
   private goLive(sub: Subscription): void {
