@@ -82,6 +82,7 @@ export class Capture extends EventEmitter {
   // Raw messages waiting while type metadata loads.
   private blocked = false;
   private backlog: Buffer[] = [];
+  private consumerHeld = false;
   private lastMessageAt = 0;
   private timer: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
@@ -107,7 +108,7 @@ export class Capture extends EventEmitter {
         deliver: (p) => (p.tx ? opts.onTransaction?.(p.tx) : opts.onCommit?.()),
         done: (p) => this.checkpoint.markProcessed(p.endLsn),
         failed: (err) => this.downstreamFailed(err),
-        pressure: (paused) => (paused ? this.stream?.pause() : !this.blocked && this.stream?.resume()),
+        pressure: (paused) => (paused ? this.stream?.pause() : this.resumeIfFree()),
       },
       this.limits.maxPendingTransactions,
       (p) => p.bytes,
@@ -343,10 +344,24 @@ export class Capture extends EventEmitter {
           }
           this.process(backlog[i]);
         }
-        if (!this.blocked && !this.handoff.isPaused) this.stream?.resume();
+        this.resumeIfFree();
       },
       (err: Error) => gen === this.generation && this.failStream(err),
     );
+  }
+
+  /**
+   * A streaming consumer (onChange) whose output is full holds the socket until it drained: its
+   * changes arrive mid-transaction, where the handoff's pressure cannot act.
+   */
+  holdInput(held: boolean): void {
+    this.consumerHeld = held;
+    if (held) this.stream?.pause();
+    else this.resumeIfFree();
+  }
+
+  private resumeIfFree(): void {
+    if (!this.blocked && !this.consumerHeld && !this.handoff.isPaused) this.stream?.resume();
   }
 
   private onKeepalive(walEnd: bigint, replyRequested: boolean): void {

@@ -40,7 +40,7 @@ export async function runTail(o: {
   signal?: AbortSignal;
 }): Promise<void> {
   const out = o.out ?? process.stdout;
-  const lines = new LineWriter(out);
+  const lines = new LineWriter(out, (held) => capture.holdInput(held));
   const capture = new Capture({
     url: o.url,
     slot: o.slot,

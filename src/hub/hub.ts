@@ -457,7 +457,8 @@ export class Hub {
     while (sub.cursor < this.ring.endSeq && budget-- > 0) {
       const entry = this.ring.get(sub.cursor++) as RingEntry;
       if (entry.tx?.oversize && crossesOversized(entry.tx, sub)) return this.resyncOne(sub, 'transaction_too_large');
-      if (entry.tx) for (const c of entry.tx.changes) this.deliver(entry, entry.tx, c, sub, false);
+      // Only the subscription's own table: live dispatch finds it through the index, catch-up reads every entry.
+      if (entry.tx) for (const c of entry.tx.changes) if (c.tag !== 'message' && c.relation.qualified === sub.table) this.deliver(entry, entry.tx, c, sub, false);
       // Entries vary in size: stop as soon as the socket has enough to chew on.
       peer.flush();
       if (peer.closed || peer.backlog() > this.highWater) break;
