@@ -24,7 +24,7 @@ export const DEFAULTS = {
    * are dropped and it is handed on as oversized (`resync` transaction_too_large for the
    * subscriptions of its tables). Decoded, changes take a few times their wire size.
    */
-  maxTransactionBytes: 64 * 1024 * 1024,
+  maxTransactionBytes: 32 * 1024 * 1024,
 } as const;
 
 /**

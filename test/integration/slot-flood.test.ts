@@ -145,7 +145,7 @@ t.test('a transaction past --max-transaction-bytes: resync for its table only, t
 });
 
 t.test('walcast tail --slot prints every change of a large transaction with a small heap', async (t) => {
-  const N = 300_000;
+  const N = 150_000;
   const tail = spawnCli(['tail', '--db', url, '--slot', 'tailbig'], { nodeArgs: ['--max-old-space-size=32'], timeoutMs: 120_000 });
   t.teardown(() => tail.kill('SIGKILL'));
   await waitUntil(async () => (await query(url, "select 1 from pg_replication_slots where slot_name = 'tailbig' and active")).length === 1, 15_000, () => 'tail streaming');
