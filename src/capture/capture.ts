@@ -22,43 +22,13 @@ import { Checkpoint } from './checkpoint.js';
 import { Handoff } from './handoff.js';
 import { formatLsn, parseLsn } from './lsn.js';
 import { asDecodeError, PgoutputDecoder } from './pgoutput.js';
-import type { Position } from './position.js';
 import { checkServer, ensureSlot, ensureSlotWhenFree, explainStreamError, isFatalAtStart } from './preflight.js';
 import { ReplicationStream } from './stream.js';
 import { ALL_TYPES_SQL, TYPE_INFO_SQL, TypeRegistry, type PgTypeInfo } from './types-registry.js';
-import type { CaptureState, Change, Transaction, TransactionHead } from './types.js';
+import type { CaptureOptions } from './capture-options.js';
+import type { CaptureState, Transaction } from './types.js';
 
-export interface CaptureOptions {
-  url: string;
-  slot: string;
-  publication: string;
-  /** A temporary slot, created on the replication connection and gone with it (tail). */
-  temporary?: boolean;
-  /** Hand on only changes after this position. */
-  after?: Position | null;
-  /** Downstream. A returned promise holds the next transaction (and the socket) until it settles. */
-  onTransaction?: (tx: Transaction) => void | Promise<void>;
-  /**
-   * Instead of onTransaction: each change as it is decoded, nothing kept (`walcast tail`). Only
-   * committed transactions are sent, so this never sees a change that is rolled back; a
-   * transaction counts as processed (may be acknowledged) once its commit arrived.
-   */
-  onChange?: (head: TransactionHead, c: Change) => void;
-  /** With onChange: a transaction's commit arrived (after its last change, before it may be acknowledged). */
-  onCommit?: () => void;
-  /** Bytes of change messages past which a transaction is handed on as `oversize`, its changes dropped. */
-  maxTransactionBytes?: number;
-  /** Commit LSN of the oldest transaction downstream still needs, or null for none. */
-  hold?: () => bigint | null;
-  logger?: Logger;
-  backoffBaseMs?: number;
-  backoffCapMs?: number;
-  statusIntervalMs?: number;
-  maxPendingTransactions?: number;
-  /** Silence after which a status update asks the server to answer, and after which the stream is declared dead. */
-  pingAfterMs?: number;
-  deadAfterMs?: number;
-}
+export type { CaptureOptions } from './capture-options.js';
 
 interface Pending {
   tx: Transaction | null; // null: a replayed transaction, skipped, that only advances the mark
@@ -184,6 +154,7 @@ export class Capture extends EventEmitter {
         if (slot.created) this.emit('slotCreated', { invalidated: slot.invalidated, confirmedFlush: slot.confirmedFlush, atStart: true });
         if (slot.invalidated) this.log.warn({ slot: this.opts.slot }, 'slot had been invalidated and was recreated');
       }
+      if (this.opts.deadAfterMs === undefined) this.limits.deadAfterMs = deadAfter(await readSenderTimeout(client));
       const { rows } = await client.query<PgTypeInfo>(ALL_TYPES_SQL);
       for (const row of rows) this.types.add(row);
     } finally {
@@ -215,6 +186,7 @@ export class Capture extends EventEmitter {
 
   private onStarted(): void {
     this.setState('streaming');
+    if (this.consumerHeld) this.stream?.pause(); // a new stream after a reconnect: still held
     this.log.info({ slot: this.opts.slot, from: formatLsn(this.checkpoint.ackedLsn) }, 'replication streaming');
     const first = this.firstStart;
     this.firstStart = null;
@@ -428,4 +400,23 @@ export class Capture extends EventEmitter {
     if (s === 'streaming') this.backoff.reset();
     this.emit('state', s);
   }
+}
+
+/**
+ * How long a silent stream is trusted. While it replays a large transaction it sends nothing
+ * for us (rows past the bound are sent but messages are not requested, changes of other tables
+ * are filtered out), and it sends a keepalive only once wal_sender_timeout / 2 passed without
+ * hearing from us (ProcessPendingWrites in walsender.c): declaring it dead sooner would
+ * reconnect, replay the same transaction, and never get past it.
+ */
+function deadAfter(senderTimeoutMs: number | null): number {
+  if (senderTimeoutMs === null) return 30_000;
+  if (senderTimeoutMs <= 0) return 600_000; // no keepalives at all: only a long silence is death
+  return Math.max(30_000, 2 * senderTimeoutMs);
+}
+
+async function readSenderTimeout(client: pg.Client): Promise<number | null> {
+  const { rows } = await client.query<{ ms: string }>("select setting as ms from pg_settings where name = 'wal_sender_timeout'");
+  const ms = Number(rows[0]?.ms);
+  return Number.isFinite(ms) ? ms : null;
 }
