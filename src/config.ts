@@ -65,6 +65,7 @@ export interface ServeFlags extends Flags {
   historyBytes?: string;
   historyAge?: string;
   maxSlotLag?: string;
+  maxTransactionBytes?: string;
   maxBackpressure?: string;
   maxMessageBytes?: string;
   broadcastRate?: string;
@@ -93,6 +94,8 @@ export interface ServeConfig extends Config {
   historyAgeMs: number;
   /** WAL bytes the window may hold back on the slot (before clamping to the server's setting). */
   maxSlotLag: number;
+  /** Bytes of changes one transaction may hold in memory; past it, skipped with resync. */
+  maxTransactionBytes: number;
   maxBackpressure: number;
   maxMessageBytes: number;
   maxFrameBytes: number;
@@ -143,6 +146,7 @@ export function resolveServeConfig(flags: ServeFlags, env: Env = process.env): S
     historyBytes: parseBytes(pick(flags.historyBytes, 'WALCAST_HISTORY_BYTES'), SERVER_DEFAULTS.historyBytes, '--history-bytes'),
     historyAgeMs: parseDuration(pick(flags.historyAge, 'WALCAST_HISTORY_AGE'), SERVER_DEFAULTS.historyAgeMs, '--history-age'),
     maxSlotLag: parseBytes(pick(flags.maxSlotLag, 'WALCAST_MAX_SLOT_LAG'), SERVER_DEFAULTS.maxSlotLagBytes, '--max-slot-lag'),
+    maxTransactionBytes: parseBytes(pick(flags.maxTransactionBytes, 'WALCAST_MAX_TRANSACTION_BYTES'), DEFAULTS.maxTransactionBytes, '--max-transaction-bytes'),
     maxBackpressure: parseBytes(pick(flags.maxBackpressure, 'WALCAST_MAX_BACKPRESSURE'), SERVER_DEFAULTS.maxBackpressure, '--max-backpressure'),
     maxMessageBytes,
     maxFrameBytes: Math.max(SERVER_DEFAULTS.maxFrameBytes, maxMessageBytes * 2),

@@ -21,6 +21,12 @@ export const DEFAULTS = {
   statusIntervalMs: 1_000,
   /** Committed transactions waiting downstream before the replication socket is paused. */
   maxPendingTransactions: 64,
+  /**
+   * Bytes of pgoutput change messages one transaction may hold in memory; past it its changes
+   * are dropped and it is handed on as oversized (`resync` transaction_too_large for the
+   * subscriptions of its tables). Decoded, changes take a few times their wire size.
+   */
+  maxTransactionBytes: 32 * 1024 * 1024,
 } as const;
 
 /**

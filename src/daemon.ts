@@ -13,6 +13,9 @@ import { Catalog } from './hub/catalog.js';
 import { Hub } from './hub/hub.js';
 import { Channels, channelLimits, type ChannelLimits } from './hub/channels.js';
 import { SqlBroadcasts } from './hub/sql-broadcast.js';
+import { oversizeAware } from './hub/oversize.js';
+import { POLICY_TABLE } from './auth/authorizer.js';
+import { parseRelation } from './auth/relations.js';
 import type { Logger } from './log.js';
 import { clientConfig, explainConnectError } from './pg/connect.js';
 import { Handlers } from './server/handlers.js';
@@ -76,11 +79,14 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
     channels,
     sqlBroadcasts,
   });
+  // Tables whose changes the policies follow: an oversized transaction touching one resets them.
+  const authTables = new Set(auth ? [POLICY_TABLE, ...cfg.relations.map((r) => parseRelation(r).table)] : []);
   const capture = new Capture({
     url: cfg.db,
     slot: cfg.slot,
     publication: PUBLICATION,
-    onTransaction: hub.onTransaction,
+    onTransaction: oversizeAware(hub, { authTables, reloadPolicies: () => auth && reloadPolicies(auth, pool, log), log }),
+    maxTransactionBytes: cfg.maxTransactionBytes,
     hold: hub.hold,
     logger: log,
   });

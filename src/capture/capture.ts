@@ -7,10 +7,13 @@
 //               failed           stop() from any state ─► stopping ─► stopped
 //
 // Checkpoint marks: src/capture/checkpoint.ts. Ordered delivery: src/capture/handoff.ts.
+// Memory: a transaction holds at most maxTransactionBytes of changes (src/capture/assembler.ts);
+// the handoff pauses the socket past maxPendingTransactions or that many bytes waiting; while
+// types load the socket is paused too, so the backlog is what was already read.
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
 import { DEFAULTS } from '../constants.js';
-import { ProtocolDecodeError, ReplicationLostError } from '../errors.js';
+import { ReplicationLostError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { clientConfig, connect } from '../pg/connect.js';
 import { Backoff } from '../util/backoff.js';
@@ -18,38 +21,20 @@ import { TransactionAssembler } from './assembler.js';
 import { Checkpoint } from './checkpoint.js';
 import { Handoff } from './handoff.js';
 import { formatLsn, parseLsn } from './lsn.js';
-import { PgoutputDecoder } from './pgoutput.js';
-import type { Position } from './position.js';
-import { checkServer, ensureSlot, ensureSlotWhenFree, explainStreamError } from './preflight.js';
+import { asDecodeError, PgoutputDecoder } from './pgoutput.js';
+import { checkServer, ensureSlot, ensureSlotWhenFree, explainStreamError, isFatalAtStart } from './preflight.js';
 import { ReplicationStream } from './stream.js';
 import { ALL_TYPES_SQL, TYPE_INFO_SQL, TypeRegistry, type PgTypeInfo } from './types-registry.js';
+import type { CaptureOptions } from './capture-options.js';
 import type { CaptureState, Transaction } from './types.js';
 
-export interface CaptureOptions {
-  url: string;
-  slot: string;
-  publication: string;
-  /** A temporary slot, created on the replication connection and gone with it (tail). */
-  temporary?: boolean;
-  /** Hand on only changes after this position. */
-  after?: Position | null;
-  /** Downstream. A returned promise holds the next transaction (and the socket) until it settles. */
-  onTransaction: (tx: Transaction) => void | Promise<void>;
-  /** Commit LSN of the oldest transaction downstream still needs, or null for none. */
-  hold?: () => bigint | null;
-  logger?: Logger;
-  backoffBaseMs?: number;
-  backoffCapMs?: number;
-  statusIntervalMs?: number;
-  maxPendingTransactions?: number;
-  /** Silence after which a status update asks the server to answer, and after which the stream is declared dead. */
-  pingAfterMs?: number;
-  deadAfterMs?: number;
-}
+export type { CaptureOptions } from './capture-options.js';
 
 interface Pending {
   tx: Transaction | null; // null: a replayed transaction, skipped, that only advances the mark
   endLsn: bigint;
+  /** Bytes of its change messages (what the handoff may hold is bounded by these too). */
+  bytes: number;
 }
 
 export class Capture extends EventEmitter {
@@ -67,6 +52,7 @@ export class Capture extends EventEmitter {
   // Raw messages waiting while type metadata loads.
   private blocked = false;
   private backlog: Buffer[] = [];
+  private consumerHeld = false;
   private lastMessageAt = 0;
   private timer: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
@@ -76,7 +62,8 @@ export class Capture extends EventEmitter {
   constructor(private readonly opts: CaptureOptions) {
     super();
     this.log = opts.logger ?? silentLogger;
-    this.assembler = new TransactionAssembler(opts.after ?? null);
+    const maxTransactionBytes = opts.maxTransactionBytes ?? DEFAULTS.maxTransactionBytes;
+    this.assembler = new TransactionAssembler({ after: opts.after ?? null, maxBytes: maxTransactionBytes, onChange: opts.onChange });
     this.backoff = new Backoff(opts.backoffBaseMs ?? DEFAULTS.backoffBaseMs, opts.backoffCapMs ?? DEFAULTS.backoffCapMs);
     this.decoder = new PgoutputDecoder(this.types);
     this.checkpoint = new Checkpoint(opts.hold);
@@ -88,12 +75,14 @@ export class Capture extends EventEmitter {
     };
     this.handoff = new Handoff<Pending>(
       {
-        deliver: (p) => (p.tx ? opts.onTransaction(p.tx) : undefined),
+        deliver: (p) => (p.tx ? opts.onTransaction?.(p.tx) : opts.onCommit?.()),
         done: (p) => this.checkpoint.markProcessed(p.endLsn),
         failed: (err) => this.downstreamFailed(err),
-        pressure: (paused) => (paused ? this.stream?.pause() : !this.blocked && this.stream?.resume()),
+        pressure: (paused) => (paused ? this.stream?.pause() : this.resumeIfFree()),
       },
       this.limits.maxPendingTransactions,
+      (p) => p.bytes,
+      maxTransactionBytes,
     );
   }
 
@@ -165,6 +154,7 @@ export class Capture extends EventEmitter {
         if (slot.created) this.emit('slotCreated', { invalidated: slot.invalidated, confirmedFlush: slot.confirmedFlush, atStart: true });
         if (slot.invalidated) this.log.warn({ slot: this.opts.slot }, 'slot had been invalidated and was recreated');
       }
+      if (this.opts.deadAfterMs === undefined) this.limits.deadAfterMs = deadAfter(await readSenderTimeout(client));
       const { rows } = await client.query<PgTypeInfo>(ALL_TYPES_SQL);
       for (const row of rows) this.types.add(row);
     } finally {
@@ -196,6 +186,7 @@ export class Capture extends EventEmitter {
 
   private onStarted(): void {
     this.setState('streaming');
+    if (this.consumerHeld) this.stream?.pause(); // a new stream after a reconnect: still held
     this.log.info({ slot: this.opts.slot, from: formatLsn(this.checkpoint.ackedLsn) }, 'replication streaming');
     const first = this.firstStart;
     this.firstStart = null;
@@ -273,6 +264,11 @@ export class Capture extends EventEmitter {
   private process(payload: Buffer): void {
     let msg;
     try {
+      if (this.assembler.oversized) {
+        // Past the bound: a row change is only counted, its rows are not even decoded.
+        const relations = this.decoder.relationsOf(payload);
+        if (relations) return this.assembler.skip(relations, payload.length);
+      }
       msg = this.decoder.decode(payload);
     } catch (err) {
       this.failStream(asDecodeError(err));
@@ -286,14 +282,15 @@ export class Capture extends EventEmitter {
     }
     let tx: Transaction | null;
     try {
-      tx = this.assembler.push(msg);
+      tx = this.assembler.push(msg, payload.length);
     } catch (err) {
       this.failStream(asDecodeError(err));
       return;
     }
     if (msg.tag === 'commit') {
       this.checkpoint.markReceived(msg.endLsn);
-      this.handoff.push({ tx, endLsn: msg.endLsn });
+      // An oversized transaction holds no changes: it weighs nothing.
+      this.handoff.push({ tx, endLsn: msg.endLsn, bytes: tx && !tx.oversize ? this.assembler.lastBytes : 0 });
     }
   }
 
@@ -319,10 +316,24 @@ export class Capture extends EventEmitter {
           }
           this.process(backlog[i]);
         }
-        if (!this.blocked && !this.handoff.isPaused) this.stream?.resume();
+        this.resumeIfFree();
       },
       (err: Error) => gen === this.generation && this.failStream(err),
     );
+  }
+
+  /**
+   * A streaming consumer (onChange) whose output is full holds the socket until it drained: its
+   * changes arrive mid-transaction, where the handoff's pressure cannot act.
+   */
+  holdInput(held: boolean): void {
+    this.consumerHeld = held;
+    if (held) this.stream?.pause();
+    else this.resumeIfFree();
+  }
+
+  private resumeIfFree(): void {
+    if (!this.blocked && !this.consumerHeld && !this.handoff.isPaused) this.stream?.resume();
   }
 
   private onKeepalive(walEnd: bigint, replyRequested: boolean): void {
@@ -391,17 +402,21 @@ export class Capture extends EventEmitter {
   }
 }
 
-/** Out-of-range reads of a truncated message surface as RangeError: same failure, same code. */
-function asDecodeError(err: unknown): Error {
-  if (err instanceof ProtocolDecodeError) return err;
-  return new ProtocolDecodeError(`cannot decode a replication message: ${(err as Error)?.message ?? String(err)}`, undefined, { cause: err });
+/**
+ * How long a silent stream is trusted. While it replays a large transaction it sends nothing
+ * for us (rows past the bound are sent but messages are not requested, changes of other tables
+ * are filtered out), and it sends a keepalive only once wal_sender_timeout / 2 passed without
+ * hearing from us (ProcessPendingWrites in walsender.c): declaring it dead sooner would
+ * reconnect, replay the same transaction, and never get past it.
+ */
+function deadAfter(senderTimeoutMs: number | null): number {
+  if (senderTimeoutMs === null) return 30_000;
+  if (senderTimeoutMs <= 0) return 600_000; // no keepalives at all: only a long silence is death
+  return Math.max(30_000, 2 * senderTimeoutMs);
 }
 
-/** At the very first start, these end the program instead of being retried. */
-function isFatalAtStart(err: Error | null): boolean {
-  const code = (err as { code?: string } | null)?.code;
-  // 55006 object_in_use (slot active elsewhere), 42704 undefined_object, 42501 privileges,
-  // 55000 object_not_in_prerequisite_state (wal_level), 28xxx auth.
-  // 53300 too_many_connections (max_wal_senders reached).
-  return !!code && (code === '55006' || code === '42704' || code === '42501' || code === '55000' || code === '53300' || code.startsWith('28'));
+async function readSenderTimeout(client: pg.Client): Promise<number | null> {
+  const { rows } = await client.query<{ ms: string }>("select setting as ms from pg_settings where name = 'wal_sender_timeout'");
+  const ms = Number(rows[0]?.ms);
+  return Number.isFinite(ms) ? ms : null;
 }

@@ -1,6 +1,7 @@
 // Hands committed transactions downstream one at a time, in order. Synchronous while the
 // consumer returns synchronously; a returned promise holds the next item until it settles.
-// Past `high` waiting items it asks for the source to pause, and below half of that to resume.
+// Past `high` waiting items, or `highWeight` of their summed weight (bytes), it asks for the
+// source to pause, and below half of both to resume.
 
 export interface HandoffHooks<T> {
   deliver(item: T): void | Promise<void>;
@@ -15,8 +16,14 @@ export class Handoff<T> {
   private draining = false;
   private paused = false;
   private broken = false;
+  private weight = 0;
 
-  constructor(private readonly hooks: HandoffHooks<T>, private readonly high: number) {}
+  constructor(
+    private readonly hooks: HandoffHooks<T>,
+    private readonly high: number,
+    private readonly weigh: (item: T) => number = () => 0,
+    private readonly highWeight = Number.POSITIVE_INFINITY,
+  ) {}
 
   get size(): number {
     return this.queue.length;
@@ -29,7 +36,8 @@ export class Handoff<T> {
   push(item: T): void {
     if (this.broken) return;
     this.queue.push(item);
-    if (this.queue.length >= this.high && !this.paused) {
+    this.weight += this.weigh(item);
+    if ((this.queue.length >= this.high || this.weight >= this.highWeight) && !this.paused) {
       this.paused = true;
       this.hooks.pressure(true);
     }
@@ -63,8 +71,9 @@ export class Handoff<T> {
 
   private finishHead(): void {
     const item = this.queue.shift() as T;
+    this.weight -= this.weigh(item);
     this.hooks.done(item);
-    if (this.paused && this.queue.length <= this.high >> 1) {
+    if (this.paused && this.queue.length <= this.high >> 1 && this.weight <= this.highWeight / 2) {
       this.paused = false;
       this.hooks.pressure(false);
     }
@@ -75,6 +84,7 @@ export class Handoff<T> {
     this.broken = true;
     this.draining = false;
     this.queue.length = 0;
+    this.weight = 0;
     this.hooks.failed(err);
   }
 }

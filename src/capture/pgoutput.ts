@@ -4,7 +4,7 @@
 // runs values through pg's global type parsers (int8 as strings, timestamps as Date losing
 // microseconds, no array element types) and renders LSNs zero-padded.
 import { ProtocolDecodeError } from '../errors.js';
-import type { PgoutputMessage, Relation, RelationColumn, Row } from './pgoutput.types.js';
+import type { MsgIgnored, PgoutputMessage, Relation, RelationColumn, Row } from './pgoutput.types.js';
 import type { Decoder, TypeRegistry } from './types-registry.js';
 
 /** Microseconds between 1970-01-01 and 2000-01-01, the epoch of Postgres timestamps. */
@@ -12,6 +12,7 @@ const PG_EPOCH_US = 946_684_800_000_000n;
 const IDENTITY: Record<number, Relation['replicaIdentity']> = { 0x64: 'default', 0x6e: 'nothing', 0x66: 'full', 0x69: 'index' };
 /** Marks a column whose value is an unchanged TOAST datum not present in the message. */
 const UNCHANGED = Symbol('unchanged-toast');
+const IGNORED_MESSAGE: MsgIgnored = Object.freeze({ tag: 'ignored', kind: 'message' });
 
 export class PgoutputDecoder {
   private readonly relations = new Map<number, Relation>();
@@ -70,16 +71,32 @@ export class PgoutputDecoder {
         for (let i = 0; i < n; i++) relations.push(this.relationFor(this.u32()));
         return { tag: 'truncate', relations, cascade: (flags & 1) !== 0, restartIdentity: (flags & 2) !== 0 };
       }
-      case 0x4d /* M */: {
-        const flags = this.buf[this.pos++];
-        const lsn = this.u64();
-        const prefix = this.cstring();
-        const len = this.u32();
-        const content = Buffer.from(this.bytes(len));
-        return { index: -1, tag: 'message', transactional: (flags & 1) !== 0, lsn, prefix, content };
-      }
+      case 0x4d /* M */:
+        // Not requested (messages 'false'); should one come anyway, its content is not copied.
+        return IGNORED_MESSAGE;
       default:
         throw new ProtocolDecodeError(`unknown pgoutput message type 0x${(buf[0] ?? 0).toString(16)}`);
+    }
+  }
+
+  /**
+   * The relations a row change (insert, update, delete, truncate) touches, read without decoding
+   * its rows; null for any other message. For transactions past the memory bound.
+   */
+  relationsOf(buf: Buffer): Relation[] | null {
+    switch (buf[0]) {
+      case 0x49 /* I */:
+      case 0x55 /* U */:
+      case 0x44 /* D */:
+        return [this.relationFor(buf.readUInt32BE(1))];
+      case 0x54 /* T */: {
+        const n = buf.readUInt32BE(1);
+        const relations: Relation[] = [];
+        for (let i = 0; i < n; i++) relations.push(this.relationFor(buf.readUInt32BE(6 + 4 * i)));
+        return relations;
+      }
+      default:
+        return null;
     }
   }
 
@@ -224,4 +241,10 @@ export function isoFromMicros(us: bigint): string {
   const iso = new Date(Number(ms)).toISOString(); // 2024-01-02T03:04:05.678Z
   const micros = Number(us - ms * 1000n);
   return `${iso.slice(0, 23)}${String(micros).padStart(3, '0')}Z`;
+}
+
+/** Out-of-range reads of a truncated message surface as RangeError: same failure, same code. */
+export function asDecodeError(err: unknown): Error {
+  if (err instanceof ProtocolDecodeError) return err;
+  return new ProtocolDecodeError(`cannot decode a replication message: ${(err as Error)?.message ?? String(err)}`, undefined, { cause: err });
 }

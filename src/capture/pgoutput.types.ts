@@ -95,6 +95,17 @@ export interface MsgTruncate {
   restartIdentity: boolean;
 }
 
+/**
+ * A logical decoding message (pg_logical_emit_message). walcast asks for none (messages 'false')
+ * and drops any that arrives anyway without reading its content: anyone who can log in can emit
+ * them, as many as they like, as large as they like.
+ */
+export interface MsgIgnored {
+  tag: 'ignored';
+  kind: 'message';
+}
+
+/** @deprecated No longer decoded (see MsgIgnored); kept while the Change union names it. */
 export interface MsgMessage {
   /** Index within the transaction (the second half of a position); set by the assembler, -1 before. */
   index: number;
@@ -115,4 +126,4 @@ export type PgoutputMessage =
   | MsgUpdate
   | MsgDelete
   | MsgTruncate
-  | MsgMessage;
+  | MsgIgnored;

@@ -137,3 +137,12 @@ export function explainStreamError(err: Error, slot: string): Error {
   }
   return err;
 }
+
+/** At the very first start, these end the program instead of being retried. */
+export function isFatalAtStart(err: Error | null): boolean {
+  const code = (err as { code?: string } | null)?.code;
+  // 55006 object_in_use (slot active elsewhere), 42704 undefined_object, 42501 privileges,
+  // 55000 object_not_in_prerequisite_state (wal_level), 28xxx auth.
+  // 53300 too_many_connections (max_wal_senders reached).
+  return !!code && (code === '55006' || code === '42704' || code === '42501' || code === '55000' || code === '53300' || code.startsWith('28'));
+}

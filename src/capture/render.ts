@@ -1,5 +1,5 @@
 // A change as one JSON object, the shape `walcast tail` prints (and the wire protocol reuses).
-import type { Change, Transaction } from './types.js';
+import type { Change, Transaction, TransactionHead } from './types.js';
 
 export interface RenderedChange {
   pos: string;
@@ -13,7 +13,7 @@ export interface RenderedChange {
   content?: string;
 }
 
-export function renderChange(tx: Transaction, c: Change): RenderedChange {
+export function renderChange(tx: Pick<TransactionHead, 'lsnText' | 'commitTime'>, c: Change): RenderedChange {
   const base = { pos: `${tx.lsnText}:${c.index}`, commit_time: tx.commitTime };
   switch (c.tag) {
     case 'insert':
@@ -32,7 +32,7 @@ export function renderChange(tx: Transaction, c: Change): RenderedChange {
   }
 }
 
-/** One JSON line per change, the whole transaction in one string. */
+/** One JSON line per change, the whole transaction in one string (`walcast tail` prints change by change instead). */
 export function renderLines(tx: Transaction): string {
   let out = '';
   for (const c of tx.changes) out += JSON.stringify(renderChange(tx, c)) + '\n';

@@ -44,9 +44,11 @@ class PgoutputRaw extends AbstractPlugin<StreamOptions> {
       await client.query(`CREATE_REPLICATION_SLOT ${quoteIdent(slotName)} TEMPORARY LOGICAL pgoutput (SNAPSHOT 'nothing')`);
     }
     const pub = quoteIdent(o.publication).replace(/'/g, "''");
+    // messages 'false': logical decoding messages are not sent at all. Any role that can log in
+    // can emit them (pg_logical_emit_message), millions in one transaction; walcast reads none.
     return client.query(
       `START_REPLICATION SLOT ${quoteIdent(slotName)} LOGICAL ${lastLsn} ` +
-        `(proto_version '${PGOUTPUT_PROTO_VERSION}', publication_names '${pub}', messages 'true')`,
+        `(proto_version '${PGOUTPUT_PROTO_VERSION}', publication_names '${pub}', messages 'false')`,
     );
   }
 }

@@ -9,8 +9,37 @@ export interface TruncateChange {
   restartIdentity: boolean;
 }
 
-/** A change within its transaction; `index` is the second half of its position. */
+/**
+ * A change within its transaction; `index` is the second half of its position. MsgMessage is
+ * never produced any more (logical decoding messages are neither requested nor kept, see
+ * src/capture/pgoutput.ts); it stays in the union until its last readers are gone.
+ */
 export type Change = MsgInsert | MsgUpdate | MsgDelete | TruncateChange | MsgMessage;
+
+/** A change of a table (every change capture produces). */
+export type RowChange = MsgInsert | MsgUpdate | MsgDelete | TruncateChange;
+
+/**
+ * A transaction past the memory bound (--max-transaction-bytes): its changes were counted as
+ * they arrived, not kept.
+ */
+export interface Oversize {
+  /** Tables it changed ("schema.table"), each once. */
+  tables: string[];
+  /** How many changes it had (their indexes were 0 to changes - 1). */
+  changes: number;
+  /** Bytes of pgoutput change messages it had. */
+  bytes: number;
+}
+
+/** What every change of a transaction shares, known from its Begin (protocol 1 sends it once committed). */
+export interface TransactionHead {
+  xid: number;
+  /** LSN of the commit record. */
+  lsn: bigint;
+  lsnText: string;
+  commitTime: string;
+}
 
 export interface Transaction {
   xid: number;
@@ -22,8 +51,10 @@ export interface Transaction {
   endLsn: bigint;
   /** ISO 8601 with microseconds. */
   commitTime: string;
-  /** In transaction order. After a resume, only those past the resume position (indexes kept). */
+  /** In transaction order. After a resume, only those past the resume position (indexes kept). Empty when oversized. */
   changes: Change[];
+  /** Set when the transaction was past the memory bound: `changes` is empty, this says what it touched. */
+  oversize?: Oversize;
 }
 
 export type CaptureState = 'idle' | 'connecting' | 'streaming' | 'backoff' | 'stopping' | 'stopped' | 'failed';

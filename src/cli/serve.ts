@@ -23,6 +23,7 @@ export function registerServe(program: Command): void {
     .option('--history-bytes <size>', 'resume window bound by size (env WALCAST_HISTORY_BYTES; default 256MiB)')
     .option('--history-age <duration>', 'resume window bound by age (env WALCAST_HISTORY_AGE; default 10m)')
     .option('--max-slot-lag <size>', 'WAL the resume window may hold on the slot; past it the window shrinks (env WALCAST_MAX_SLOT_LAG; default 1GiB, at most 3/4 of max_slot_wal_keep_size)')
+    .option('--max-transaction-bytes <size>', 'changes one transaction may hold in memory; a larger one is skipped, its tables\' subscriptions get resync (env WALCAST_MAX_TRANSACTION_BYTES; default 32MiB)')
     .option('--max-backpressure <size>', 'bytes buffered per socket before it is closed with 4008 (default 4MiB)')
     .option('--max-message-bytes <size>', 'largest client message accepted (default 64KiB)')
     .option('--broadcast-rate <n>', 'client broadcasts per second per connection, twice that per user, bursts of 2.5 times (env WALCAST_BROADCAST_RATE; default 20)')

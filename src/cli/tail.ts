@@ -4,9 +4,9 @@
 import type { Command } from 'commander';
 import { PUBLICATION } from '../constants.js';
 import { Capture } from '../capture/capture.js';
-import { renderLines } from '../capture/render.js';
 import { resolveConfig } from '../config.js';
 import { createLogger } from '../log.js';
+import { LineWriter } from './tail-out.js';
 
 interface TailFlags {
   db?: string;
@@ -40,6 +40,7 @@ export async function runTail(o: {
   signal?: AbortSignal;
 }): Promise<void> {
   const out = o.out ?? process.stdout;
+  const lines = new LineWriter(out, (held) => capture.holdInput(held));
   const capture = new Capture({
     url: o.url,
     slot: o.slot,
@@ -47,11 +48,13 @@ export async function runTail(o: {
     temporary: o.temporary,
     after: o.since,
     logger: createLogger(o.logLevel),
-    // stdout to a pipe or file is synchronous on Linux: once write returns the line is out of
-    // this process, so acknowledging it cannot lose it. A full pipe blocks, which is backpressure.
-    onTransaction: (tx) => {
-      out.write(renderLines(tx));
-    },
+    // Changes are printed as they are decoded (Postgres sends a transaction only once it
+    // committed), so a transaction of any size goes through in bounded memory; the lines of a
+    // transaction are all out before its commit counts as processed. stdout to a pipe or file
+    // is synchronous on Linux: once write returns the line is out of this process, so
+    // acknowledging it cannot lose it. A full pipe blocks, which is backpressure.
+    onChange: lines.change,
+    onCommit: lines.flush,
   });
   await new Promise<void>((resolve, reject) => {
     const finish = (err?: Error) => {

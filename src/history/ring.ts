@@ -88,9 +88,13 @@ export class HistoryRing {
   }
 
   appendTransaction(tx: Transaction, bytes: number): RingEntry {
-    const lastIndex = tx.changes.length > 0 ? tx.changes[tx.changes.length - 1].index : 0;
+    let lastIndex = tx.changes.length > 0 ? tx.changes[tx.changes.length - 1].index : 0;
+    // An oversized transaction (src/hub/oversize.ts) is a marker covering its change indexes; it
+    // holds no WAL on the slot, since replaying it would bring back no change.
+    if (tx.oversize) lastIndex = Math.max(0, tx.oversize.changes - 1);
+    const lsn = tx.oversize ? tx.endLsn : tx.lsn;
     const time = Date.parse(tx.commitTime);
-    const entry: RingEntry = { seq: this.nextSeq++, lsn: tx.lsn, last: { lsn: tx.lsn, index: lastIndex }, tx, bytes, time, bodies: null };
+    const entry: RingEntry = { seq: this.nextSeq++, lsn, last: { lsn: tx.lsn, index: lastIndex }, tx, bytes, time, bodies: null };
     this.push(entry);
     this.txCount++;
     return entry;

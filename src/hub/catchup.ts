@@ -6,7 +6,9 @@
 import type { Change, Transaction } from '../capture/types.js';
 import type { HistoryRing, RingEntry } from '../history/ring.js';
 import { CatchUpScheduler, type CatchUpLimits, type CatchUpStats } from './catchup-scheduler.js';
+import { crossesOversized } from './oversize.js';
 import type { Subscription } from './subscriptions.js';
+import type { ResyncReason } from '../server/protocol.types.js';
 
 /** What catching up needs of the hub. */
 export interface CatchUpHost {
@@ -15,8 +17,8 @@ export interface CatchUpHost {
   deliverPast(entry: RingEntry, tx: Transaction, c: Change, sub: Subscription): number;
   /** The subscription has everything in the ring: `subscribed`, then live dispatch. */
   goLive(sub: Subscription): void;
-  /** The window moved past what it had not yet received: `resync`. */
-  outOfWindow(sub: Subscription): void;
+  /** The position cannot be honoured (window moved past it, or a skipped transaction): `resync`. */
+  resync(sub: Subscription, reason: ResyncReason): void;
 }
 
 export interface CatchUpOptions extends CatchUpLimits {
@@ -94,7 +96,7 @@ export class CatchUp {
     if (sub.state !== 'catching_up' || peer.closed) return 0;
     const ring = this.host.ring;
     if (sub.cursor < ring.startSeq) {
-      this.host.outOfWindow(sub);
+      this.host.resync(sub, 'position_outside_window');
       return 1;
     }
     if (peer.backlog() > this.highWater) return 0;
@@ -104,6 +106,11 @@ export class CatchUp {
       const entry = ring.get(sub.cursor) as RingEntry;
       const tx = entry.tx;
       spent++;
+      // A transaction skipped for its size (hub/oversize.ts) that changed this table: refetch.
+      if (tx?.oversize && crossesOversized(tx, sub)) {
+        this.host.resync(sub, 'transaction_too_large');
+        return spent;
+      }
       if (!tx || sub.within >= tx.changes.length) {
         sub.cursor++;
         sub.within = 0;

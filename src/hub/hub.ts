@@ -60,12 +60,14 @@ export interface HubCounters {
   resyncs: number;
   /** Times the slot lag bound made the history window drop entries its byte and age bounds kept. */
   windowShrinks: number;
+  /** Transactions past --max-transaction-bytes, skipped with resync (src/hub/oversize.ts). */
+  oversized: number;
 }
 
 export class Hub {
   readonly ring: HistoryRing;
   readonly index = new SubscriptionIndex();
-  readonly counters: HubCounters = { changesIn: 0, transactionsIn: 0, deliveries: 0, resyncs: 0, windowShrinks: 0 };
+  readonly counters: HubCounters = { changesIn: 0, transactionsIn: 0, deliveries: 0, resyncs: 0, windowShrinks: 0, oversized: 0 };
   private readonly peers = new Map<Peer, Map<string, Subscription>>();
   private readonly catchingUp: CatchUp;
   private readonly touched = new Set<Peer>();
@@ -101,7 +103,7 @@ export class Hub {
       ring: this.ring,
       deliverPast: (entry: RingEntry, tx: Transaction, c: Change, sub: Subscription) => this.deliver(entry, tx, c, sub, false),
       goLive: (sub: Subscription) => this.goLive(sub),
-      outOfWindow: (sub: Subscription) => this.outOfWindow(sub),
+      resync: (sub: Subscription, reason: ResyncReason) => this.resyncOne(sub, reason),
     };
     this.catchingUp = new CatchUp(host, {
       budgetPerTurn: opts.catchUpBudgetPerTurn ?? SERVER_DEFAULTS.catchUpBudgetPerTurn,
@@ -276,16 +278,19 @@ export class Hub {
     this.peers.delete(peer);
   }
 
-  /** Every subscription is told to refetch and subscribe anew. */
-  resyncAll(reason: ResyncReason): void {
+  /** Every subscription (or each one `which` picks) is told to refetch and subscribe anew. */
+  resyncAll(reason: ResyncReason, which?: (sub: Subscription) => boolean): void {
     for (const [peer, subs] of this.peers) {
-      for (const sub of subs.values()) {
+      let told = false;
+      for (const [k, sub] of subs) {
+        if (which && !which(sub)) continue;
+        subs.delete(k);
         this.end(sub);
         this.counters.resyncs++;
         peer.push(resync(sub.id, reason));
+        told = true;
       }
-      subs.clear();
-      peer.flush();
+      if (told) peer.flush();
     }
   }
 
@@ -363,14 +368,12 @@ export class Hub {
     this.catchingUp.schedule();
   }
 
-  /** A catch-up's cursor fell out of the window (it moved on while the catch-up waited). */
-  private outOfWindow(sub: Subscription): void {
-    const peer = sub.peer;
-    this.subscriptionsOf(peer).delete(key(sub.id));
+  private resyncOne(sub: Subscription, reason: ResyncReason): void {
+    this.subscriptionsOf(sub.peer).delete(key(sub.id));
     this.end(sub);
     this.counters.resyncs++;
-    peer.push(resync(sub.id, 'position_outside_window', sub.ref));
-    peer.flush();
+    sub.peer.push(resync(sub.id, reason, sub.ref));
+    sub.peer.flush();
   }
 
   private goLive(sub: Subscription): void {

@@ -74,6 +74,7 @@ export function createMetrics(src: MetricsSources): MetricsText {
   counter('walcast_changes_in_total', 'Row changes received from the slot', () => hub.counters.changesIn);
   counter('walcast_deliveries_total', 'Changes sent to subscriptions', () => hub.counters.deliveries);
   counter('walcast_resyncs_total', 'resync messages sent', () => hub.counters.resyncs);
+  counter('walcast_oversized_transactions_total', 'Transactions past --max-transaction-bytes, skipped with resync transaction_too_large', () => hub.counters.oversized);
   counter('walcast_window_shrinks_total', 'Times the slot lag bound dropped the oldest part of the history window', () => hub.counters.windowShrinks);
   counter('walcast_sql_broadcasts_dropped_total', 'Rows of walcast.broadcasts dropped (payload over the limit, or malformed)', () => hub.sqlBroadcasts?.dropped ?? 0);
   counter('walcast_slow_closes_total', 'Sockets closed with 4008 for backpressure', src.slowCloses);

@@ -20,7 +20,7 @@ export type ChangeEvent = 'insert' | 'update' | 'delete';
 export type ChangeOp = ChangeEvent | 'leave' | 'truncate';
 
 /** Why a subscription's position cannot be honoured. */
-export type ResyncReason = 'position_outside_window' | 'slot_recreated';
+export type ResyncReason = 'position_outside_window' | 'slot_recreated' | 'transaction_too_large';
 
 /** Codes of `error` messages, one WireError class each in src/errors.ts. */
 export type WireErrorCode =

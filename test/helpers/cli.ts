@@ -25,6 +25,8 @@ export interface CliOptions {
   env?: Record<string, string | undefined>;
   /** Kill the child with SIGKILL after this long (default 30 s); `timedOut` is then true. */
   timeoutMs?: number;
+  /** Options for node itself, before the script (e.g. --max-old-space-size=64). */
+  nodeArgs?: string[];
 }
 
 export interface CliResult {
@@ -70,7 +72,7 @@ export class CliProcess {
     // so the pid is node's own and signals reach it directly.
     const env = childEnv(opts.env);
     const unset = ['NODE_OPTIONS', ...Object.keys(process.env).filter((k) => k.startsWith('_TAPJS_'))].flatMap((k) => ['-u', k]);
-    this.child = spawn('env', [...unset, process.execPath, WALCAST_BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn('env', [...unset, process.execPath, ...(opts.nodeArgs ?? []), WALCAST_BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout.setEncoding('utf8');
     this.child.stderr.setEncoding('utf8');
     this.child.stdout.on('data', (chunk: string) => {

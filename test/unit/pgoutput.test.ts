@@ -76,8 +76,9 @@ t.test('decodes relation, insert, update with unchanged TOAST, key-only delete, 
   t.same(del.tag === 'delete' && del.old, { id: 5 }, 'key-only old row has only key columns');
   const tr = d.decode(new W().byte('T').i32(1).byte(3).i32(16384).done());
   t.same(tr.tag === 'truncate' && [tr.cascade, tr.restartIdentity, tr.relations.length], [true, true, 1]);
+  // Logical decoding messages are not requested; one arriving anyway is dropped unread.
   const msg = d.decode(new W().byte('M').byte(1).i64(99n).str('walcast').i32(2).raw(Buffer.from('hi')).done());
-  t.same(msg.tag === 'message' && [msg.transactional, msg.prefix, msg.content.toString()], [true, 'walcast', 'hi']);
+  t.same(msg, { tag: 'ignored', kind: 'message' }, 'a logical decoding message is dropped');
 });
 
 t.test('unchanged TOAST without a full old row is named, not nulled', async (t) => {
@@ -105,7 +106,7 @@ t.test('bad input raises pgoutput_decode, never a crash', async (t) => {
 
 t.test('assembler: indexes, one change per truncated table, resume filter, replays skipped', async (t) => {
   const d = new PgoutputDecoder(new TypeRegistry());
-  const a = new TransactionAssembler({ lsn: 0x200n, index: 0 });
+  const a = new TransactionAssembler({ after: { lsn: 0x200n, index: 0 } });
   const feed = (b: Buffer) => a.push(d.decode(b));
   feed(relation([['id', 23, true]]));
   const row = (id: number) => new W().byte('I').i32(16384).byte('N').i16(1).text(String(id)).done();
@@ -135,6 +136,71 @@ t.test('assembler: indexes, one change per truncated table, resume filter, repla
   t.notOk(a.inTransaction);
   t.throws(() => a.push(d.decode(row(5))), { code: 'pgoutput_decode' }, 'a change outside a transaction');
   t.throws(() => a.push(d.decode(commit(0x400n, 0x408n))), { code: 'pgoutput_decode' }, 'commit without begin');
+});
+
+t.test('assembler: past maxBytes a transaction keeps only its tables and counts; messages are not changes', async (t) => {
+  const d = new PgoutputDecoder(new TypeRegistry());
+  const a = new TransactionAssembler({ maxBytes: 100 });
+  const feed = (b: Buffer) => {
+    // As Capture does: once oversized, row changes are counted from their relation alone.
+    if (a.oversized) {
+      const rels = d.relationsOf(b);
+      if (rels) return a.skip(rels, b.length);
+    }
+    return a.push(d.decode(b), b.length);
+  };
+  feed(relation([['id', 23, true]]));
+  feed(new W().byte('R').i32(2).str('public').str('other').byte('d').i16(1).byte(1).str('id').i32(23).i32(-1).done());
+  const row = (rel: number, id: number) => new W().byte('I').i32(rel).byte('N').i16(1).text(String(id)).done();
+  const message = new W().byte('M').byte(1).i64(99n).str('x').i32(0).done();
+  // Small: kept whole, messages in between are not changes.
+  feed(begin(0x100n));
+  feed(row(16384, 1));
+  feed(message);
+  feed(row(16384, 2));
+  const small = feed(commit(0x100n, 0x108n));
+  t.same(small?.changes.map((c) => c.index), [0, 1], 'messages take no index');
+  t.equal(small?.oversize, undefined);
+  // Large: past 100 bytes, only tables and counts.
+  feed(begin(0x200n));
+  for (let i = 0; i < 20; i++) feed(row(16384, i));
+  t.ok(a.oversized, 'oversized once past the bound');
+  feed(row(2, 99));
+  feed(new W().byte('T').i32(1).byte(0).i32(2).done());
+  for (let i = 0; i < 1000; i++) feed(message);
+  const big = feed(commit(0x200n, 0x208n));
+  t.same(big?.changes, [], 'no changes kept');
+  t.same(big?.oversize?.tables.sort(), ['public.other', 'public.t']);
+  t.equal(big?.oversize?.changes, 22, '20 inserts, 1 insert, 1 truncated table');
+  t.ok((big?.oversize?.bytes ?? 0) > 100);
+  t.equal(big?.lsnText, '0/200');
+  t.notOk(a.oversized, 'the next transaction starts afresh');
+  feed(begin(0x300n));
+  feed(row(16384, 1));
+  t.same(feed(commit(0x300n, 0x308n))?.changes.length, 1);
+});
+
+t.test('assembler streaming: changes handed on as decoded, resume filter per change, replays skipped', async (t) => {
+  const d = new PgoutputDecoder(new TypeRegistry());
+  const seen: string[] = [];
+  const a = new TransactionAssembler({ after: { lsn: 0x200n, index: 0 }, maxBytes: 1, onChange: (h, c) => seen.push(`${h.lsnText}:${c.index}`) });
+  const feed = (b: Buffer) => a.push(d.decode(b), b.length);
+  feed(relation([['id', 23, true]]));
+  const row = (id: number) => new W().byte('I').i32(16384).byte('N').i16(1).text(String(id)).done();
+  feed(begin(0x100n));
+  feed(row(1));
+  t.equal(feed(commit(0x100n, 0x108n)), null);
+  feed(begin(0x200n));
+  feed(row(2));
+  feed(row(3));
+  feed(row(4));
+  t.same(seen, ['0/200:1', '0/200:2'], 'streamed before the commit, after the resume position');
+  // The stream broke before the commit: the transaction comes again, printed changes are not.
+  a.reset();
+  feed(begin(0x200n));
+  for (let i = 2; i <= 5; i++) feed(row(i));
+  t.equal(feed(commit(0x200n, 0x208n)), null, 'commits hand on nothing');
+  t.same(seen, ['0/200:1', '0/200:2', '0/200:3'], 'no duplicate after the replay; no bound');
 });
 
 t.test('commit time keeps microseconds', async (t) => {

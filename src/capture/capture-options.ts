@@ -1,0 +1,36 @@
+// What a Capture is given (src/capture/capture.ts).
+import type { Logger } from '../log.js';
+import type { Position } from './position.js';
+import type { Change, Transaction, TransactionHead } from './types.js';
+
+export interface CaptureOptions {
+  url: string;
+  slot: string;
+  publication: string;
+  /** A temporary slot, created on the replication connection and gone with it (tail). */
+  temporary?: boolean;
+  /** Hand on only changes after this position. */
+  after?: Position | null;
+  /** Downstream. A returned promise holds the next transaction (and the socket) until it settles. */
+  onTransaction?: (tx: Transaction) => void | Promise<void>;
+  /**
+   * Instead of onTransaction: each change as it is decoded, nothing kept (`walcast tail`). Only
+   * committed transactions are sent, so this never sees a change that is rolled back; a
+   * transaction counts as processed (may be acknowledged) once its commit arrived.
+   */
+  onChange?: (head: TransactionHead, c: Change) => void;
+  /** With onChange: a transaction's commit arrived (after its last change, before it may be acknowledged). */
+  onCommit?: () => void;
+  /** Bytes of change messages past which a transaction is handed on as `oversize`, its changes dropped. */
+  maxTransactionBytes?: number;
+  /** Commit LSN of the oldest transaction downstream still needs, or null for none. */
+  hold?: () => bigint | null;
+  logger?: Logger;
+  backoffBaseMs?: number;
+  backoffCapMs?: number;
+  statusIntervalMs?: number;
+  maxPendingTransactions?: number;
+  /** Silence after which a status update asks the server to answer, and after which the stream is declared dead. */
+  pingAfterMs?: number;
+  deadAfterMs?: number;
+}
