@@ -16,7 +16,7 @@ import { compile, reachOf, specialise, usesSubject, type Env, type ReachFn, type
 import type { Expr } from './expr.js';
 import type { PolicyModel } from './model.js';
 import { keyText, linkOf, type RelationDecl } from './relations.js';
-import { Counted, LinkStore } from './store.js';
+import { Counted, GroupNames, LinkStore, type SourceKind } from './store.js';
 import type { Authorizer } from './types.js';
 import { parseSnapshot, type Snapshot } from './snapshot.js';
 
@@ -70,7 +70,8 @@ export class PolicyAuthorizer implements Authorizer {
     relations: RelationDecl[],
     private readonly log: Logger | null = null,
   ) {
-    for (const g of model.gNames) this.links.set(g, new LinkStore());
+    const groups = new GroupNames();
+    for (const g of model.gNames) this.links.set(g, new LinkStore(groups));
     for (const r of relations) {
       const list = this.relations.get(r.table) ?? [];
       list.push(r);
@@ -261,7 +262,7 @@ export class PolicyAuthorizer implements Authorizer {
     while (values.length > 0 && values[values.length - 1] === '') values.pop();
     if (this.links.has(ptype)) {
       if (values.length !== 2) return; // role domains are not supported by the model walcast ships
-      this.link(POLICY_TABLE, ptype, values[0], values[1], d, pos, counted);
+      this.link(POLICY_TABLE, ptype, '?', values[0], values[1], d, pos, counted);
       return;
     }
     if (ptype !== 'p') return;
@@ -278,17 +279,17 @@ export class PolicyAuthorizer implements Authorizer {
 
   private relationRow(decl: RelationDecl, row: Row, d: number, pos: Position | null, counted: boolean): void {
     const l = linkOf(decl, row);
-    if (l) this.link(decl.spec, decl.ptype, l[0], l[1], d, pos, counted);
+    if (l) this.link(decl.spec, decl.ptype, decl.subjectKind, l[0], l[1], d, pos, counted);
   }
 
-  private link(source: string, ptype: string, a: string, b: string, d: number, pos: Position | null, counted: boolean): void {
+  private link(source: string, ptype: string, kind: SourceKind, a: string, b: string, d: number, pos: Position | null, counted: boolean): void {
     const store = this.links.get(ptype);
     if (!store) return;
-    store.change(a, b, d, pos, counted);
+    store.change(kind, a, b, d, pos, counted);
     if (!counted) return;
     let held = this.held.get(source);
     if (!held) this.held.set(source, (held = new Map()));
-    const k = `${ptype}\0${a}\0${b}`;
+    const k = `${ptype}\0${kind}${a}\0${b}`;
     const n = (held.get(k) ?? 0) + d;
     if (n > 0) held.set(k, n);
     else held.delete(k);
@@ -305,8 +306,8 @@ export class PolicyAuthorizer implements Authorizer {
       this.past.clear();
     }
     for (const [k, n] of [...(this.held.get(source) ?? [])]) {
-      const [ptype, a, b] = k.split('\0');
-      this.link(source, ptype, a, b, -n, pos, counted);
+      const [ptype, src, b] = k.split('\0');
+      this.link(source, ptype, src[0] as SourceKind, src.slice(1), b, -n, pos, counted);
     }
   }
 
