@@ -83,4 +83,10 @@ export const SERVER_DEFAULTS = {
   authTimeoutMs: 10_000,
   /** Client messages held while a token is verified; one more closes the socket with 4400. */
   maxHeldMessages: 64,
+  /**
+   * Rule sets specialised per table or channel name and action that the authorizer keeps (LRU;
+   * once for now, once for past rule sets). Names come from clients: bounded, so a flood of
+   * distinct channel names costs at most this many entries.
+   */
+  decisionCacheEntries: 4096,
 } as const;

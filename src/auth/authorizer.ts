@@ -10,7 +10,9 @@ import type pg from 'pg';
 import { comparePositions, type Position } from '../capture/position.js';
 import type { Row } from '../capture/pgoutput.types.js';
 import type { Change } from '../capture/types.js';
+import { SERVER_DEFAULTS } from '../constants.js';
 import type { Logger } from '../log.js';
+import { Lru } from '../util/lru.js';
 import type { Identity } from './jwt.js';
 import { compile, reachOf, specialise, usesSubject, type Env, type ReachFn, type Test } from './compile.js';
 import type { Expr } from './expr.js';
@@ -50,8 +52,13 @@ export class PolicyAuthorizer implements Authorizer {
   private readonly rules = new Map<string, RuleEntry>();
   /** Positions at which the set of p rules changed, oldest first (historical rule sets). */
   private pOps: Position[] = [];
-  private current = new Map<string, TableRules>();
-  private past = new Map<number, Map<string, TableRules>>();
+  /**
+   * Rules specialised per (kind, name, act), now and at past rule sets ("version\0key"). Names
+   * come from clients (channel names), so both are bounded; a name no rule can match shares
+   * NO_RULES rather than holding rules of its own.
+   */
+  private readonly current: Lru<string, TableRules>;
+  private readonly past: Lru<string, TableRules>;
   private readonly relations = new Map<string, RelationDecl[]>();
   /** Links each source holds now (for truncate): source → "ptype\0a\0b" → count. */
   private readonly held = new Map<string, Map<string, number>>();
@@ -69,7 +76,10 @@ export class PolicyAuthorizer implements Authorizer {
     private readonly model: PolicyModel,
     relations: RelationDecl[],
     private readonly log: Logger | null = null,
+    cacheEntries: number = SERVER_DEFAULTS.decisionCacheEntries,
   ) {
+    this.current = new Lru(cacheEntries);
+    this.past = new Lru(cacheEntries);
     const groups = new GroupNames();
     for (const g of model.gNames) this.links.set(g, new LinkStore(groups));
     for (const r of relations) {
@@ -104,6 +114,16 @@ export class PolicyAuthorizer implements Authorizer {
     let n = 0;
     for (const s of this.links.values()) n += s.size;
     return n;
+  }
+
+  /** Specialised rule sets cached (at most twice the cache bound: now, and past rule sets). */
+  get cachedRuleSets(): number {
+    return this.current.size + this.past.size;
+  }
+
+  /** The bound of each of the two caches. */
+  get cacheBound(): number {
+    return this.current.max;
   }
 
   linkCount(ptype: string): number {
@@ -338,15 +358,15 @@ export class PolicyAuthorizer implements Authorizer {
   private rulesFor(kind: string, name: string, act: string, at: Position | null): TableRules {
     let cache = this.current;
     let when: Position | null = null;
+    let key = kind === 'table' && act === 'read' ? name : `${kind}\0${name}\0${act}`;
     if (at !== null && this.pOps.length > 0 && comparePositions(this.pOps[this.pOps.length - 1], at) > 0) {
       // Some rule changed after `at`: the rule set of that time.
       let v = 0;
       while (comparePositions(this.pOps[v], at) <= 0) v++;
-      cache = this.past.get(v) ?? new Map();
-      this.past.set(v, cache);
+      cache = this.past;
+      key = `${v}\0${key}`;
       when = at;
     }
-    const key = kind === 'table' && act === 'read' ? name : `${kind}\0${name}\0${act}`;
     let tr = cache.get(key);
     if (!tr) {
       tr = { exprs: [], anySubject: true, tests: [], reach: [] };
@@ -361,11 +381,15 @@ export class PolicyAuthorizer implements Authorizer {
         if (reach === 'all') tr.reach = null;
         else if (reach !== 'none') tr.reach?.push(reach);
       }
+      if (tr.exprs.length === 0) tr = NO_RULES;
       cache.set(key, tr);
     }
     return tr;
   }
 }
+
+/** What a name no rule can match gets: one shared entry (a refused name costs its key only). */
+const NO_RULES: TableRules = Object.freeze({ exprs: [], anySubject: true, tests: [], reach: [] }) as unknown as TableRules;
 
 const EMPTY: ReadonlySet<string> = new Set();
 
