@@ -1,8 +1,10 @@
 // A bounded map for caches keyed by what clients send (channel names, table names): past `max`
-// entries the least recently used one goes. Recency is kept the "second chance" way (CLOCK): a
-// hit only sets a flag, so the hot path costs one Map lookup; eviction walks from the oldest
-// entry, moving the ones used since they were last passed to the back. A flood of names used
-// once therefore evicts its own kind first, not the entries in use.
+// entries, one not used lately goes. Recency is kept the "second chance" way: a hit only sets a
+// flag, so the hot path costs one Map lookup; entries queue in insertion order, and eviction
+// takes the oldest, except that one used since it was last at the front goes to the back with
+// its flag cleared. An entry used once per turn of the queue stays, whatever a flood of names
+// used once does. The front is a live Map iterator, so an eviction does not walk again over the
+// holes the previous ones left.
 
 interface Slot<V> {
   v: V;
@@ -11,6 +13,8 @@ interface Slot<V> {
 
 export class Lru<K, V> {
   private readonly map = new Map<K, Slot<V>>();
+  /** Iterates from the front of the queue: every entry before it is gone or re-queued. */
+  private front: Iterator<[K, Slot<V>]> | null = null;
 
   constructor(readonly max: number) {
     if (!Number.isSafeInteger(max) || max < 1) throw new RangeError(`an LRU holds at least 1 entry, not ${max}`);
@@ -48,19 +52,25 @@ export class Lru<K, V> {
 
   clear(): void {
     this.map.clear();
+    this.front = null;
   }
 
+  /** Keys from the oldest to the newest. */
   keys(): IterableIterator<K> {
     return this.map.keys();
   }
 
-  /** Drops one entry: the oldest not used since the hand last passed it. */
+  /** Drops the oldest entry not used since it was last at the front. */
   private evict(): void {
-    // Each pass clears a flag or evicts, so this ends within size + 1 steps.
+    // Each step re-queues a used entry (clearing its flag) or evicts: at most size + 1 steps.
     for (;;) {
-      const first = this.map.entries().next();
-      if (first.done) return;
-      const [k, s] = first.value;
+      let r = this.front?.next();
+      if (!r || r.done) {
+        this.front = this.map.entries();
+        r = this.front.next();
+        if (r.done) return;
+      }
+      const [k, s] = r.value;
       this.map.delete(k);
       if (!s.used) return;
       s.used = false;
