@@ -128,4 +128,10 @@ export const SERVER_DEFAULTS = {
   /** Catch-ups running at once per connection and per user (token `sub`); the rest wait in order. */
   maxCatchUpsPerConnection: 4,
   maxCatchUpsPerUser: 16,
+  /**
+   * Rule sets specialised per table or channel name and action that the authorizer keeps (LRU;
+   * once for now, once for past rule sets). Names come from clients: bounded, so a flood of
+   * distinct channel names costs at most this many entries.
+   */
+  decisionCacheEntries: 4096,
 } as const;

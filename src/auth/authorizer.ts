@@ -10,13 +10,15 @@ import type pg from 'pg';
 import { comparePositions, type Position } from '../capture/position.js';
 import type { Row } from '../capture/pgoutput.types.js';
 import type { Change } from '../capture/types.js';
+import { SERVER_DEFAULTS } from '../constants.js';
 import type { Logger } from '../log.js';
+import { Lru } from '../util/lru.js';
 import type { Identity } from './jwt.js';
 import { compile, reachOf, specialise, usesSubject, type Env, type ReachFn, type Test } from './compile.js';
 import type { Expr } from './expr.js';
 import type { PolicyModel } from './model.js';
 import { keyText, linkOf, type RelationDecl } from './relations.js';
-import { Counted, LinkStore } from './store.js';
+import { Counted, GroupNames, LinkStore, type SourceKind } from './store.js';
 import type { Authorizer } from './types.js';
 import { parseSnapshot, type Snapshot } from './snapshot.js';
 
@@ -50,8 +52,13 @@ export class PolicyAuthorizer implements Authorizer {
   private readonly rules = new Map<string, RuleEntry>();
   /** Positions at which the set of p rules changed, oldest first (historical rule sets). */
   private pOps: Position[] = [];
-  private current = new Map<string, TableRules>();
-  private past = new Map<number, Map<string, TableRules>>();
+  /**
+   * Rules specialised per (kind, name, act), now and at past rule sets ("version\0key"). Names
+   * come from clients (channel names), so both are bounded; a name no rule can match shares
+   * NO_RULES rather than holding rules of its own.
+   */
+  private readonly current: Lru<string, TableRules>;
+  private readonly past: Lru<string, TableRules>;
   private readonly relations = new Map<string, RelationDecl[]>();
   /** Links each source holds now (for truncate): source → "ptype\0a\0b" → count. */
   private readonly held = new Map<string, Map<string, number>>();
@@ -69,8 +76,12 @@ export class PolicyAuthorizer implements Authorizer {
     private readonly model: PolicyModel,
     relations: RelationDecl[],
     private readonly log: Logger | null = null,
+    cacheEntries: number = SERVER_DEFAULTS.decisionCacheEntries,
   ) {
-    for (const g of model.gNames) this.links.set(g, new LinkStore());
+    this.current = new Lru(cacheEntries);
+    this.past = new Lru(cacheEntries);
+    const groups = new GroupNames();
+    for (const g of model.gNames) this.links.set(g, new LinkStore(groups));
     for (const r of relations) {
       const list = this.relations.get(r.table) ?? [];
       list.push(r);
@@ -103,6 +114,16 @@ export class PolicyAuthorizer implements Authorizer {
     let n = 0;
     for (const s of this.links.values()) n += s.size;
     return n;
+  }
+
+  /** Specialised rule sets cached (at most twice the cache bound: now, and past rule sets). */
+  get cachedRuleSets(): number {
+    return this.current.size + this.past.size;
+  }
+
+  /** The bound of each of the two caches. */
+  get cacheBound(): number {
+    return this.current.max;
   }
 
   linkCount(ptype: string): number {
@@ -261,7 +282,7 @@ export class PolicyAuthorizer implements Authorizer {
     while (values.length > 0 && values[values.length - 1] === '') values.pop();
     if (this.links.has(ptype)) {
       if (values.length !== 2) return; // role domains are not supported by the model walcast ships
-      this.link(POLICY_TABLE, ptype, values[0], values[1], d, pos, counted);
+      this.link(POLICY_TABLE, ptype, '?', values[0], values[1], d, pos, counted);
       return;
     }
     if (ptype !== 'p') return;
@@ -278,17 +299,17 @@ export class PolicyAuthorizer implements Authorizer {
 
   private relationRow(decl: RelationDecl, row: Row, d: number, pos: Position | null, counted: boolean): void {
     const l = linkOf(decl, row);
-    if (l) this.link(decl.spec, decl.ptype, l[0], l[1], d, pos, counted);
+    if (l) this.link(decl.spec, decl.ptype, decl.subjectKind, l[0], l[1], d, pos, counted);
   }
 
-  private link(source: string, ptype: string, a: string, b: string, d: number, pos: Position | null, counted: boolean): void {
+  private link(source: string, ptype: string, kind: SourceKind, a: string, b: string, d: number, pos: Position | null, counted: boolean): void {
     const store = this.links.get(ptype);
     if (!store) return;
-    store.change(a, b, d, pos, counted);
+    store.change(kind, a, b, d, pos, counted);
     if (!counted) return;
     let held = this.held.get(source);
     if (!held) this.held.set(source, (held = new Map()));
-    const k = `${ptype}\0${a}\0${b}`;
+    const k = `${ptype}\0${kind}${a}\0${b}`;
     const n = (held.get(k) ?? 0) + d;
     if (n > 0) held.set(k, n);
     else held.delete(k);
@@ -305,8 +326,8 @@ export class PolicyAuthorizer implements Authorizer {
       this.past.clear();
     }
     for (const [k, n] of [...(this.held.get(source) ?? [])]) {
-      const [ptype, a, b] = k.split('\0');
-      this.link(source, ptype, a, b, -n, pos, counted);
+      const [ptype, src, b] = k.split('\0');
+      this.link(source, ptype, src[0] as SourceKind, src.slice(1), b, -n, pos, counted);
     }
   }
 
@@ -337,15 +358,15 @@ export class PolicyAuthorizer implements Authorizer {
   private rulesFor(kind: string, name: string, act: string, at: Position | null): TableRules {
     let cache = this.current;
     let when: Position | null = null;
+    let key = kind === 'table' && act === 'read' ? name : `${kind}\0${name}\0${act}`;
     if (at !== null && this.pOps.length > 0 && comparePositions(this.pOps[this.pOps.length - 1], at) > 0) {
       // Some rule changed after `at`: the rule set of that time.
       let v = 0;
       while (comparePositions(this.pOps[v], at) <= 0) v++;
-      cache = this.past.get(v) ?? new Map();
-      this.past.set(v, cache);
+      cache = this.past;
+      key = `${v}\0${key}`;
       when = at;
     }
-    const key = kind === 'table' && act === 'read' ? name : `${kind}\0${name}\0${act}`;
     let tr = cache.get(key);
     if (!tr) {
       tr = { exprs: [], anySubject: true, tests: [], reach: [] };
@@ -360,11 +381,15 @@ export class PolicyAuthorizer implements Authorizer {
         if (reach === 'all') tr.reach = null;
         else if (reach !== 'none') tr.reach?.push(reach);
       }
+      if (tr.exprs.length === 0) tr = NO_RULES;
       cache.set(key, tr);
     }
     return tr;
   }
 }
+
+/** What a name no rule can match gets: one shared entry (a refused name costs its key only). */
+const NO_RULES: TableRules = Object.freeze({ exprs: [], anySubject: true, tests: [], reach: [] }) as unknown as TableRules;
 
 const EMPTY: ReadonlySet<string> = new Set();
 

@@ -6,6 +6,9 @@
 //   "public.friendships {a} friend:{b}"                     g2(a, "friend:b") — declare the
 //   "public.friendships {b} friend:{a}"                     reverse too for a symmetric one
 //   "public.user_roles {user_id} {role} g"                  g(user, role)
+//
+// A subject that is one `{column}` is a user id; any other subject (`team:{id}`) is a group, as
+// every object is (store.ts, "users and groups are kept apart").
 import { ConfigError } from '../errors.js';
 import type { Row } from '../capture/pgoutput.types.js';
 
@@ -16,6 +19,11 @@ export interface RelationDecl {
   /** schema.table */
   table: string;
   subject: Part[];
+  /**
+   * What the subject side is in the link graph: a user when its template is exactly one
+   * `{column}` (`{user_id}`), a group otherwise (`team:{team_id}`). The object side is a group.
+   */
+  subjectKind: 'u' | 'g';
   object: Part[];
   ptype: string;
   /** Every column the templates read. */
@@ -49,7 +57,8 @@ export function parseRelation(spec: string): RelationDecl {
   const subject = template(subj, spec);
   const object = template(obj, spec);
   const columns = [...new Set([...subject, ...object].flatMap((p) => (typeof p === 'string' ? [] : [p.col])))];
-  return { spec, table, subject, object, ptype, columns };
+  const subjectKind = subject.length === 1 && typeof subject[0] !== 'string' ? 'u' : 'g';
+  return { spec, table, subject, subjectKind, object, ptype, columns };
 }
 
 /** A value as text, the way a condition's `"room:" + r.obj.row.room_id` renders it. */

@@ -35,6 +35,14 @@ export class Catalog {
 
   constructor(private readonly db: pg.Pool, private readonly publication = PUBLICATION) {}
 
+  /**
+   * Tables held: exactly those of the publication at the last read. A name asked for that is not
+   * there is never stored (clients choose names), so this is bounded by the publication.
+   */
+  get size(): number {
+    return this.tables.size;
+  }
+
   async table(qualified: string): Promise<TableInfo | null> {
     const known = this.tables.get(qualified);
     if (known) return known;
