@@ -1,8 +1,6 @@
 // Wire strings, close codes and defaults live here and nowhere else.
 
 export const PUBLICATION = 'walcast';
-/** Prefix of the logical decoding messages walcast.broadcast() emits (sql/003_broadcast.sql). */
-export const BROADCAST_PREFIX = 'walcast';
 /** Broadcasts from SQL: committed inserts into this table (sql/004_broadcast_table.sql); not subscribable. */
 export const BROADCASTS_TABLE = 'walcast.broadcasts';
 export const SCHEMA = 'walcast';
