@@ -3,7 +3,7 @@
 // encoded as the hub does on first delivery, and the heap (plus memory outside it: Buffers,
 // external strings) measured after a full GC. Prints one JSON line and one readable line per
 // shape: short and long text, one huge text, non-ASCII text, jsonb documents (many small
-// objects; one object of many distinct keys), and logical messages (never given a wire body).
+// objects; one object of many distinct keys). Logical messages no longer reach the window.
 // Run: npm run build && node --expose-gc dist/bench/ring-memory.js [transactions]
 
 import { randomBytes } from 'node:crypto';
@@ -55,12 +55,6 @@ function tx(i: number, changes: Unindexed[]): Transaction {
 const inserts = (i: number, rows: number, body: () => unknown) =>
   tx(i, Array.from({ length: rows }, (_, k) => ({ tag: 'insert' as const, relation, new: row(i * rows + k, body()) })));
 
-/** A logical message as pgoutput.ts decodes it: its content copied out of the replication chunk. */
-const message = (i: number, bytes: number) => {
-  const chunk = randomBytes(bytes + 64);
-  return tx(i, [{ tag: 'message' as const, transactional: true, lsn: 0n, prefix: 'walcast', content: Buffer.from(chunk.subarray(32, 32 + bytes)) }]);
-};
-
 interface Shape {
   name: string;
   transactions: number;
@@ -83,8 +77,6 @@ const shapes: Shape[] = [
     transactions: Math.ceil(N / 50),
     make: (i) => inserts(i, 1, () => jsonb(Object.fromEntries(Array.from({ length: 1000 }, (_, k) => [`key-${i}-${k}`, k % 2 ? text(12) : k])))),
   },
-  { name: 'message 100 B', transactions: Math.ceil(N / 2), make: (i) => message(i, 100) },
-  { name: 'message 64 KiB', transactions: Math.ceil(N / 200), make: (i) => message(i, 64 * 1024) },
 ];
 
 function heap(): number {
@@ -103,9 +95,7 @@ for (const shape of shapes) {
     const t = shape.make(i);
     const entry = ring.appendTransaction(t, estimateBytes(t));
     // As the hub does on first delivery: each row change's wire body, kept for catch-ups
-    // (messages are delivered to no subscription, so they never get one).
     for (const c of t.changes) {
-      if (c.tag === 'message') continue;
       const body = ring.addBody(entry, c.index, encodeBody(changeBody(t, c)));
       // The frames of a live dispatch (one per distinct subscription id), dropped once written.
       for (const p of prefixes) Buffer.concat([p, body]);

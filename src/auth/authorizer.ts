@@ -181,7 +181,6 @@ export class PolicyAuthorizer implements Authorizer {
   // ── the change stream ───────────────────────────────────────────────────────────────────
 
   apply(c: Change, lsn: bigint, xid: number): boolean {
-    if (c.tag === 'message') return false;
     const table = c.relation.qualified;
     const decls = this.relations.get(table);
     if (table !== POLICY_TABLE && !decls) return false;

@@ -119,7 +119,7 @@ export class TransactionAssembler {
       if (this.bytes > this.maxBytes) {
         // Past the bound: from here on only the tables touched and the count are kept.
         this.touched = new Set();
-        for (const k of this.changes) if (k.tag !== 'message') this.touched.add(k.relation.qualified);
+        for (const k of this.changes) this.touched.add(k.relation.qualified);
         this.changes = [];
       }
     }

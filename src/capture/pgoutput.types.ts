@@ -105,17 +105,6 @@ export interface MsgIgnored {
   kind: 'message';
 }
 
-/** @deprecated No longer decoded (see MsgIgnored); kept while the Change union names it. */
-export interface MsgMessage {
-  /** Index within the transaction (the second half of a position); set by the assembler, -1 before. */
-  index: number;
-  tag: 'message';
-  transactional: boolean;
-  lsn: bigint;
-  prefix: string;
-  content: Buffer;
-}
-
 export type PgoutputMessage =
   | MsgBegin
   | MsgCommit

@@ -27,8 +27,6 @@ export function renderChange(tx: Pick<TransactionHead, 'lsnText' | 'commitTime'>
       return { ...base, op: 'delete', table: c.relation.qualified, old: c.old };
     case 'truncate':
       return { ...base, op: 'truncate', table: c.relation.qualified };
-    case 'message':
-      return { ...base, op: 'message', prefix: c.prefix, content: c.content.toString('utf8') };
   }
 }
 

@@ -1,5 +1,5 @@
 // What capture hands downstream: whole committed transactions, in commit order.
-import type { MsgDelete, MsgInsert, MsgMessage, MsgUpdate, Relation } from './pgoutput.types.js';
+import type { MsgDelete, MsgInsert, MsgUpdate, Relation } from './pgoutput.types.js';
 
 export interface TruncateChange {
   index: number;
@@ -10,11 +10,10 @@ export interface TruncateChange {
 }
 
 /**
- * A change within its transaction; `index` is the second half of its position. MsgMessage is
- * never produced any more (logical decoding messages are neither requested nor kept, see
- * src/capture/pgoutput.ts); it stays in the union until its last readers are gone.
+ * A change within its transaction; `index` is the second half of its position. Logical decoding
+ * messages are neither requested nor kept (src/capture/pgoutput.ts): every change is of a table.
  */
-export type Change = MsgInsert | MsgUpdate | MsgDelete | TruncateChange | MsgMessage;
+export type Change = MsgInsert | MsgUpdate | MsgDelete | TruncateChange;
 
 /** A change of a table (every change capture produces). */
 export type RowChange = MsgInsert | MsgUpdate | MsgDelete | TruncateChange;

@@ -43,7 +43,7 @@ export class Delivery {
   deliver(entry: RingEntry, tx: Transaction, c: Change, sub: Subscription, live: boolean, stamp: number): number {
     if (tx.lsn <= sub.after.lsn && (tx.lsn < sub.after.lsn || c.index <= sub.after.index)) return 0;
     // Live, the index finds the table's subscriptions; a catch-up walks every table's changes.
-    if (c.tag === 'message' || c.relation.qualified !== sub.table) return 0;
+    if (c.relation.qualified !== sub.table) return 0;
     let leave = false;
     let enter = false;
     const at = live ? null : tx.lsn;

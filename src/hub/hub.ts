@@ -308,7 +308,7 @@ export class Hub {
   // ── delivery ────────────────────────────────────────────────────────────────────────────
 
   private dispatch(entry: RingEntry, tx: Transaction, c: Change): void {
-    if (c.tag === 'message' || notForWindow(c)) {
+    if (notForWindow(c)) {
       this.sqlBroadcast(tx, c);
       return;
     }
@@ -333,9 +333,9 @@ export class Hub {
     else this.index.candidates(table, row, other, stamp, visit);
   }
 
-  /** A row of walcast.broadcasts (a logical message: nothing, anyone may emit one). */
+  /** A row of walcast.broadcasts: to its channel (src/hub/sql-broadcast.ts). */
   private sqlBroadcast(tx: Transaction, c: Change): void {
-    if (c.tag !== 'message') this.sqlBroadcasts?.onChange(tx, c, this.nowFloor);
+    this.sqlBroadcasts?.onChange(tx, c, this.nowFloor);
   }
 
   private reach(table: string, row: Row, other: Row | null): ReadonlySet<string> | null {

@@ -17,8 +17,6 @@ export function changeBody(tx: Transaction, c: Change): string {
       return `${head},"op":"delete","table":${JSON.stringify(c.relation.qualified)},"old":${JSON.stringify(c.old)}}`;
     case 'truncate':
       return `${head},"op":"truncate","table":${JSON.stringify(c.relation.qualified)}}`;
-    case 'message':
-      return `${head},"op":"message","prefix":${JSON.stringify(c.prefix)}}`;
   }
 }
 
@@ -80,9 +78,6 @@ export function estimateBytes(tx: Transaction): number {
         break;
       case 'delete':
         if (c.old) n += rowBytes(c.old, null);
-        break;
-      case 'message':
-        n += c.prefix.length + c.content.length + 96;
         break;
     }
   }

@@ -19,7 +19,7 @@ export interface SqlBroadcastOptions {
 
 /** A change the window does not keep and subscribers never get: a broadcast row, a message. */
 export function notForWindow(c: Change): boolean {
-  return c.tag === 'message' || c.relation.qualified === BROADCASTS_TABLE;
+  return c.relation.qualified === BROADCASTS_TABLE;
 }
 
 /** The transaction as the history window keeps it; itself when it has nothing to leave out. */

@@ -1,16 +1,19 @@
 import t from 'tap';
+import type { Relation } from '../../src/capture/pgoutput.types.js';
 import type { Transaction } from '../../src/capture/types.js';
 import { HistoryRing, LAST_INDEX } from '../../src/history/ring.js';
 
 let clock = 1_000_000;
 const now = () => clock;
+// The ring only counts and orders changes: a truncate is the smallest one to fill it with.
+const relation = { oid: 1, schema: 'public', name: 't', qualified: 'public.t', replicaIdentity: 'default', columns: [], decoders: [] } as unknown as Relation;
 const tx = (lsn: bigint, n: number, time = clock): Transaction => ({
   xid: 1,
   lsn,
   lsnText: `0/${lsn.toString(16).toUpperCase()}`,
   endLsn: lsn + 8n,
   commitTime: new Date(time).toISOString(),
-  changes: Array.from({ length: n }, (_, index) => ({ index, tag: 'message', transactional: true, lsn, prefix: 'p', content: Buffer.alloc(0) })),
+  changes: Array.from({ length: n }, (_, index) => ({ index, tag: 'truncate' as const, relation, cascade: false, restartIdentity: false })),
 });
 
 t.test('append, look up by position, head and floor', async (t) => {
