@@ -11,15 +11,11 @@ import pg from 'pg';
 import t from 'tap';
 import WebSocket from 'ws';
 import type { PolicyAuthorizer } from '../../src/auth/authorizer.js';
-import { resolveServeConfig } from '../../src/config.js';
 import { SERVER_DEFAULTS } from '../../src/constants.js';
-import { startDaemon } from '../../src/daemon.js';
 import { Catalog } from '../../src/hub/catalog.js';
-import { silentLogger } from '../../src/log.js';
-import { migrate } from '../../src/sql/migrate.js';
 import { query } from '../helpers/capture.js';
-import { withPostgres } from '../helpers/pg.js';
-import { hsToken, SECRET } from '../helpers/tokens.js';
+import { startTestDaemon } from '../helpers/daemon.js';
+import { hsToken } from '../helpers/tokens.js';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -29,11 +25,8 @@ function heapAfterGc(): number {
 }
 const MB = 1024 * 1024;
 
-const db = await withPostgres(t);
-await migrate(db.url);
-const url = db.url;
-await query(
-  url,
+const { url, daemon } = await startTestDaemon(
+  t,
   `create table room_members (user_id text, room_id int, primary key (user_id, room_id));
    create table messages (id bigserial primary key, room_id int not null, body text);
    select walcast.enable('room_members'), walcast.enable('messages');
@@ -41,9 +34,8 @@ await query(
    insert into walcast.casbin_rule (ptype, v0, v1, v2, v3, v4) values
      ('p', '*', 'channel', 'room:*', 'join', 'g2(r.sub.id, r.obj.name)'),
      ('p', '*', 'table', 'public.messages', 'read', 'true');`,
+  { relation: ['public.room_members {user_id} room:{room_id}'] },
 );
-const daemon = await startDaemon(resolveServeConfig({ db: url, port: '0', jwtSecret: SECRET, relation: ['public.room_members {user_id} room:{room_id}'] }, {}), silentLogger);
-t.teardown(() => daemon.stop());
 const auth = daemon.hub.auth as PolicyAuthorizer;
 const BOUND = SERVER_DEFAULTS.decisionCacheEntries;
 

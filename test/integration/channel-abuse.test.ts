@@ -5,20 +5,21 @@
 // connection and per user, and never closes a listener.
 
 import t from 'tap';
-import { resolveServeConfig } from '../../src/config.js';
-import { startDaemon } from '../../src/daemon.js';
-import { silentLogger } from '../../src/log.js';
-import { migrate } from '../../src/sql/migrate.js';
 import { query } from '../helpers/capture.js';
-import { withPostgres } from '../helpers/pg.js';
-import { hsToken, SECRET } from '../helpers/tokens.js';
+import { startTestDaemon } from '../helpers/daemon.js';
 import { WsClient, type Msg } from '../helpers/ws.js';
 
-const db = await withPostgres(t);
-await migrate(db.url);
-const url = db.url;
-await query(
-  url,
+const KiB = 1024;
+/** Refill so slow that nothing refills while a test runs: the bursts are the whole budget. */
+const SLOW = 0.01;
+const limits = {
+  presence: { metasPerKey: 5, bytesPerKey: 200 * KiB, metasTotal: 40, bytesTotal: 256 * KiB },
+  broadcastPerConnection: { messages: { burst: 10, perSecond: SLOW }, bytes: { burst: 128 * KiB, perSecond: SLOW } },
+  broadcastPerUser: { messages: { burst: 15, perSecond: SLOW }, bytes: { burst: 192 * KiB, perSecond: SLOW } },
+};
+
+const { url, daemon, as } = await startTestDaemon(
+  t,
   `create table room_members (user_id text, room_id int, primary key (user_id, room_id));
    select walcast.enable('room_members');
    insert into room_members values ('ann', 1), ('ben', 1), ('dan', 1), ('cat', 5), ('ben', 5),
@@ -29,29 +30,11 @@ await query(
      ('p', '*', 'channel', 'room:*', 'presence', 'g2(r.sub.id, r.obj.name)'),
      ('p', '*', 'channel', 'tmp:*', 'join', 'r.sub.id == "ann"'),
      ('p', '*', 'channel', 'tmp:*', 'presence', 'r.sub.id == "ann"');`,
-);
-
-const KiB = 1024;
-/** Refill so slow that nothing refills while a test runs: the bursts are the whole budget. */
-const SLOW = 0.01;
-const limits = {
-  presence: { metasPerKey: 5, bytesPerKey: 200 * KiB, metasTotal: 40, bytesTotal: 256 * KiB },
-  broadcastPerConnection: { messages: { burst: 10, perSecond: SLOW }, bytes: { burst: 128 * KiB, perSecond: SLOW } },
-  broadcastPerUser: { messages: { burst: 15, perSecond: SLOW }, bytes: { burst: 192 * KiB, perSecond: SLOW } },
-};
-const daemon = await startDaemon(
-  resolveServeConfig({ db: url, port: '0', jwtSecret: SECRET, maxBackpressure: '1MiB', relation: ['public.room_members {user_id} room:{room_id}'] }, {}),
-  silentLogger,
+  { maxBackpressure: '1MiB', relation: ['public.room_members {user_id} room:{room_id}'] },
   { channels: limits },
 );
-t.teardown(() => daemon.stop());
 const channels = daemon.hub.channels!;
 
-async function as(user: string): Promise<WsClient> {
-  const c = await WsClient.connect(`ws://127.0.0.1:${daemon.port}/ws?token=${await hsToken({ sub: user })}`);
-  t.teardown(() => c.close());
-  return c;
-}
 const of = (c: WsClient, type: string) => c.messages.filter((m) => m.type === type);
 const join = (c: WsClient, channel: string) => c.request({ type: 'join', channel });
 /** Every message sent to `c` before this call has arrived once it resolves (replies keep order). */

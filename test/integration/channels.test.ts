@@ -3,21 +3,13 @@
 // in commit order; bad input answered with its code while others carry on.
 
 import t from 'tap';
-import WebSocket from 'ws';
-import { resolveServeConfig } from '../../src/config.js';
-import { startDaemon } from '../../src/daemon.js';
-import { silentLogger } from '../../src/log.js';
-import { migrate } from '../../src/sql/migrate.js';
 import { query, sleep } from '../helpers/capture.js';
-import { withPostgres } from '../helpers/pg.js';
-import { hsToken, SECRET } from '../helpers/tokens.js';
+import { startTestDaemon } from '../helpers/daemon.js';
+import { hsToken } from '../helpers/tokens.js';
 import { WsClient, type Msg } from '../helpers/ws.js';
 
-const db = await withPostgres(t);
-await migrate(db.url);
-const url = db.url;
-await query(
-  url,
+const { url, daemon, as } = await startTestDaemon(
+  t,
   `create table room_members (user_id text, room_id int, primary key (user_id, room_id));
    create table friendships (a text, b text, primary key (a, b));
    create table messages (id bigserial primary key, room_id int not null, body text);
@@ -33,27 +25,11 @@ await query(
      -- friends, and only the owner tracks presence there.
      ('p', '*', 'channel', 'user:*', 'join', 'r.obj.name == "user:" + r.sub.id || g2(r.sub.id, "friend:" + r.obj.name)'),
      ('p', '*', 'channel', 'user:*', 'presence', 'r.obj.name == "user:" + r.sub.id');`,
+  {
+    idleTimeout: '8s',
+    relation: ['public.room_members {user_id} room:{room_id}', 'public.friendships {a} friend:user:{b}', 'public.friendships {b} friend:user:{a}'],
+  },
 );
-const daemon = await startDaemon(
-  resolveServeConfig(
-    {
-      db: url,
-      port: '0',
-      jwtSecret: SECRET,
-      idleTimeout: '8s',
-      relation: ['public.room_members {user_id} room:{room_id}', 'public.friendships {a} friend:user:{b}', 'public.friendships {b} friend:user:{a}'],
-    },
-    {},
-  ),
-  silentLogger,
-);
-t.teardown(() => daemon.stop());
-
-async function as(user: string, opts: WebSocket.ClientOptions = {}): Promise<WsClient> {
-  const c = await WsClient.connect(`ws://127.0.0.1:${daemon.port}/ws?token=${await hsToken({ sub: user })}`, { ws: opts });
-  t.teardown(() => c.close());
-  return c;
-}
 const of = (c: WsClient, type: string) => c.messages.filter((m) => m.type === type);
 const join = (c: WsClient, channel: string) => c.request({ type: 'join', channel });
 

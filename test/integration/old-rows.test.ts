@@ -7,37 +7,20 @@
 // does not let him see what it was.
 
 import t from 'tap';
-import { resolveServeConfig } from '../../src/config.js';
-import { startDaemon } from '../../src/daemon.js';
-import { silentLogger } from '../../src/log.js';
-import { migrate } from '../../src/sql/migrate.js';
 import { query } from '../helpers/capture.js';
-import { withPostgres } from '../helpers/pg.js';
-import { hsToken, SECRET } from '../helpers/tokens.js';
+import { startTestDaemon } from '../helpers/daemon.js';
 import { WsClient, type ChangeMsg } from '../helpers/ws.js';
 
-const db = await withPostgres(t);
-await migrate(db.url);
-const url = db.url;
-await query(
-  url,
+const { url, as } = await startTestDaemon(
+  t,
   `create table messages (id bigserial primary key, room_id int not null, body text);
    create table room_members (user_id text, room_id int, primary key (user_id, room_id));
    select walcast.enable('messages'), walcast.enable('room_members');
    insert into walcast.casbin_rule (ptype, v0, v1, v2, v3, v4) values ('p', '*', 'table', 'public.messages', 'read', 'g2(r.sub.id, "room:" + r.obj.row.room_id)');
    insert into room_members values ('dave', 2), ('erin', 1), ('erin', 2);`,
+  { relation: ['public.room_members {user_id} room:{room_id}'], progressInterval: '200ms' },
 );
-const daemon = await startDaemon(
-  resolveServeConfig({ db: url, port: '0', jwtSecret: SECRET, relation: ['public.room_members {user_id} room:{room_id}'], progressInterval: '200ms' }, {}),
-  silentLogger,
-);
-t.teardown(() => daemon.stop());
 
-async function as(user: string): Promise<WsClient> {
-  const c = await WsClient.connect(`ws://127.0.0.1:${daemon.port}/ws?token=${await hsToken({ sub: user })}`);
-  t.teardown(() => c.close());
-  return c;
-}
 /** What a change shows of the row's past: op, and whether old/changed are there. */
 const shape = (m: ChangeMsg) => ({ op: m.op, new: m.new, old: m.old, changed: m.changed });
 const SUBS = [

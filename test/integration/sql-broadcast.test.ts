@@ -7,20 +7,12 @@
 // never reach subscribers, live or on catch-up.
 
 import t from 'tap';
-import { resolveServeConfig } from '../../src/config.js';
-import { startDaemon } from '../../src/daemon.js';
-import { silentLogger } from '../../src/log.js';
-import { migrate } from '../../src/sql/migrate.js';
 import { query, waitUntil } from '../helpers/capture.js';
-import { withPostgres } from '../helpers/pg.js';
-import { hsToken, SECRET } from '../helpers/tokens.js';
+import { startTestDaemon } from '../helpers/daemon.js';
 import { WsClient, type Msg } from '../helpers/ws.js';
 
-const db = await withPostgres(t);
-await migrate(db.url);
-const url = db.url;
-await query(
-  url,
+const { db, url, daemon, as } = await startTestDaemon(
+  t,
   `create table room_members (user_id text, room_id int, primary key (user_id, room_id));
    create table messages (id bigserial primary key, room_id int not null, body text);
    select walcast.enable('room_members'), walcast.enable('messages');
@@ -37,21 +29,11 @@ await query(
    grant execute on function walcast.broadcast(text, text, jsonb) to app;
    grant insert on messages to app;
    grant usage on sequence messages_id_seq to app;`,
+  { relation: ['public.room_members {user_id} room:{room_id}'] },
 );
 const mallory = db.urlFor({ user: 'mallory', password: 'mallory' });
 const app = db.urlFor({ user: 'app', password: 'app' });
 
-const daemon = await startDaemon(
-  resolveServeConfig({ db: url, port: '0', jwtSecret: SECRET, relation: ['public.room_members {user_id} room:{room_id}'] }, {}),
-  silentLogger,
-);
-t.teardown(() => daemon.stop());
-
-async function as(user: string): Promise<WsClient> {
-  const c = await WsClient.connect(`ws://127.0.0.1:${daemon.port}/ws?token=${await hsToken({ sub: user })}`);
-  t.teardown(() => c.close());
-  return c;
-}
 const broadcasts = (c: WsClient) => c.messages.filter((m) => m.type === 'broadcast').map((m: Msg) => m.event);
 
 const ann = await as('ann');

@@ -2,37 +2,14 @@
 // channel (presence.ts), broadcast budgets per connection and per user (rate.ts), and Channels
 // dropping a channel nobody is in (test/integration/channel-abuse.test.ts has the sockets).
 import t from 'tap';
-import type { Position } from '../../src/capture/position.js';
 import { resolveServeConfig } from '../../src/config.js';
 import { SERVER_DEFAULTS } from '../../src/constants.js';
 import { Channels, channelLimits, type ChannelOptions } from '../../src/hub/channels.js';
 import { ChannelPresence } from '../../src/hub/presence.js';
 import { BroadcastBudgets, TokenBucket } from '../../src/hub/rate.js';
-import type { Peer } from '../../src/hub/types.js';
+import { FakePeer } from '../helpers/fake-peer.js';
 
-let seq = 0;
-class FakePeer implements Peer {
-  id = `p${++seq}`;
-  closed = false;
-  lastPos: Position | null = null;
-  frames: Record<string, unknown>[] = [];
-  private queued: string[] = [];
-  constructor(public identity: { id: string } | null) {}
-  push(f: string) {
-    this.queued.push(f);
-  }
-  pushFrame(frame: Buffer) {
-    this.queued.push(frame.toString());
-  }
-  flush() {
-    for (const f of this.queued) this.frames.push(JSON.parse(f));
-    this.queued = [];
-  }
-  backlog() {
-    return 0;
-  }
-}
-const peer = (user: string | null) => new FakePeer(user === null ? null : ({ id: user } as never));
+const peer = (user: string | null) => new FakePeer(user === null ? null : { id: user });
 
 t.test('presence: metas and bytes per key, metas and bytes per channel; a refused track changes nothing', async (t) => {
   const p = new ChannelPresence({ metasPerKey: 3, bytesPerKey: 1000, metasTotal: 5, bytesTotal: 1500 });
@@ -76,7 +53,7 @@ t.test('broadcast budgets: all or nothing, shared by a user, per connection only
   const b = new BroadcastBudgets({ perConnection: rate(4, 1000), perUser: rate(6, 1500), now: () => now });
   const a1 = peer('ann');
   const a2 = peer('ann');
-  const allowed = (p: Peer, n: number, bytes = 1) => Array.from({ length: n }, () => b.take(p, bytes)).filter((r) => r === null).length;
+  const allowed = (p: FakePeer, n: number, bytes = 1) => Array.from({ length: n }, () => b.take(p, bytes)).filter((r) => r === null).length;
   t.equal(allowed(a1, 10), 4, "the connection's burst");
   t.match(b.take(a1, 1), /per second per connection/);
   t.equal(allowed(a2, 10), 2, "the second connection: the rest of the user's burst");

@@ -3,37 +3,14 @@
 // to walcast.broadcasts, issue #11: a resume under --no-auth received other tables' rows).
 import t from 'tap';
 import type { Relation } from '../../src/capture/pgoutput.types.js';
-import type { Position } from '../../src/capture/position.js';
 import type { Change, Transaction } from '../../src/capture/types.js';
 import { HistoryRing, LAST_INDEX } from '../../src/history/ring.js';
 import { compileFilter, parseFilter } from '../../src/hub/filter.js';
 import { Hub } from '../../src/hub/hub.js';
-import type { Peer } from '../../src/hub/types.js';
+import { FakePeer, relation } from '../helpers/fake-peer.js';
 
 const columns = [{ name: 'id', typeOid: 23 }];
-const relation = (name: string): Relation => ({
-  oid: 1, schema: 'public', name, qualified: `public.${name}`, replicaIdentity: 'full',
-  columns: columns.map((c) => ({ ...c, key: true, typeMod: -1 })), decoders: [],
-});
-const [mine, other] = [relation('mine'), relation('other')];
-
-class FakePeer implements Peer {
-  identity = null;
-  id = 'p';
-  closed = false;
-  lastPos: Position | null = null;
-  frames: Record<string, unknown>[] = [];
-  push(f: string) {
-    this.frames.push(JSON.parse(f));
-  }
-  pushFrame(frame: Buffer) {
-    this.frames.push(JSON.parse(frame.toString()));
-  }
-  flush() {}
-  backlog() {
-    return 0;
-  }
-}
+const [mine, other] = [relation('mine', { columns }), relation('other', { columns })];
 
 let lsn = 0x2000n;
 function tx(...changes: Array<[Relation, number]>): Transaction {

@@ -1,47 +1,20 @@
 // The hub's delivery rules on hand-made transactions and a recording peer (the sockets are
 // covered by test/integration/serve.test.ts).
 import t from 'tap';
-import type { Relation, Row } from '../../src/capture/pgoutput.types.js';
+import type { Row } from '../../src/capture/pgoutput.types.js';
 import type { Position } from '../../src/capture/position.js';
 import type { Change, Transaction } from '../../src/capture/types.js';
 import { HistoryRing, LAST_INDEX } from '../../src/history/ring.js';
 import { compileFilter, eqIndexable, parseFilter } from '../../src/hub/filter.js';
 import { Hub } from '../../src/hub/hub.js';
 import type { Peer } from '../../src/hub/types.js';
+import { FakePeer, relation } from '../helpers/fake-peer.js';
 
 const columns = [
   { name: 'id', typeOid: 23 },
   { name: 'room', typeOid: 25 },
 ];
-const rel: Relation = {
-  oid: 1, schema: 'public', name: 'm', qualified: 'public.m', replicaIdentity: 'full',
-  columns: columns.map((c) => ({ ...c, key: c.name === 'id', typeMod: -1 })), decoders: [],
-};
-
-class FakePeer implements Peer {
-  identity = null;
-  id = 'p';
-  closed = false;
-  lastPos: Position | null = null;
-  frames: Record<string, unknown>[] = [];
-  private queued: string[] = [];
-  push(f: string) {
-    this.queued.push(f);
-  }
-  pushFrame(frame: Buffer) {
-    this.queued.push(frame.toString());
-  }
-  flush() {
-    for (const f of this.queued) this.frames.push(JSON.parse(f));
-    this.queued = [];
-  }
-  backlog() {
-    return 0;
-  }
-  changes(sub: string) {
-    return this.frames.filter((f) => f.type === 'change' && f.sub === sub).map((f) => `${f.op}:${JSON.stringify(f.new ?? f.old)}`);
-  }
-}
+const rel = relation('m', { columns });
 
 let lsn = 0x1000n;
 function txOf(...changes: Omit<Change, 'index'>[]): Transaction {
@@ -176,7 +149,7 @@ t.test('old rows only to whom the policies let read them: otherwise an update en
   const ring = new HistoryRing({ maxBytes: 1e9, maxAgeMs: 1e9 });
   const hub = new Hub({ ring, auth });
   hub.reset({ lsn: 0xfffn, index: LAST_INDEX }, null);
-  const peerOf = (id: string) => Object.assign(new FakePeer(), { identity: { id } as never });
+  const peerOf = (id: string) => new FakePeer({ id });
   const dave = peerOf('dave');
   const erin = peerOf('erin');
   const start = { lsn: lsn, index: LAST_INDEX };

@@ -11,39 +11,11 @@ import { Hub } from '../../src/hub/hub.js';
 import { oversizeAware } from '../../src/hub/oversize.js';
 import type { Peer } from '../../src/hub/types.js';
 import { silentLogger } from '../../src/log.js';
+import { FakePeer, relation } from '../helpers/fake-peer.js';
 
 const columns = [{ name: 'id', typeOid: 23 }];
-const relation = (name: string): Relation => ({
-  oid: name.length, schema: 'public', name, qualified: `public.${name}`, replicaIdentity: 'default',
-  columns: columns.map((c) => ({ ...c, key: true, typeMod: -1 })), decoders: [],
-});
-const M = relation('m');
-const N = relation('n');
-
-class FakePeer implements Peer {
-  identity = null;
-  id = 'p';
-  closed = false;
-  lastPos: Position | null = null;
-  frames: Record<string, unknown>[] = [];
-  private queued: string[] = [];
-  push(f: string) {
-    this.queued.push(f);
-  }
-  pushFrame(frame: Buffer) {
-    this.queued.push(frame.toString());
-  }
-  flush() {
-    for (const f of this.queued) this.frames.push(JSON.parse(f));
-    this.queued = [];
-  }
-  backlog() {
-    return 0;
-  }
-  of(type: string) {
-    return this.frames.filter((f) => f.type === type);
-  }
-}
+const M = relation('m', { columns, replicaIdentity: 'default' });
+const N = relation('n', { columns, replicaIdentity: 'default' });
 
 let lsn = 0x1000n;
 const next = () => (lsn += 0x100n);
