@@ -53,6 +53,19 @@ export class TransactionAssembler {
     return this.bytes;
   }
 
+  /**
+   * Whether a change message of `bytes` takes the open transaction past the bound. Asked before
+   * decoding it, so that one huge row (a 500 MB text) is never turned into a string at all;
+   * when true, the transaction is from now on oversized (see skip()).
+   */
+  overflowsWith(bytes: number): boolean {
+    if (this.onChange || !this.open || this.touched || this.bytes + bytes <= this.maxBytes) return false;
+    this.touched = new Set();
+    for (const k of this.changes) this.touched.add(k.relation.qualified);
+    this.changes = [];
+    return true;
+  }
+
   /** The open transaction is past the bound: its row changes need not be decoded, see skip(). */
   get oversized(): boolean {
     return this.touched !== null;

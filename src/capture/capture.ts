@@ -264,7 +264,7 @@ export class Capture extends EventEmitter {
   private process(payload: Buffer): void {
     let msg;
     try {
-      if (this.assembler.oversized) {
+      if (this.assembler.oversized || (isRowChange(payload) && this.assembler.overflowsWith(payload.length))) {
         // Past the bound: a row change is only counted, its rows are not even decoded.
         const relations = this.decoder.relationsOf(payload);
         if (relations) return this.assembler.skip(relations, payload.length);
@@ -419,4 +419,10 @@ async function readSenderTimeout(client: pg.Client): Promise<number | null> {
   const { rows } = await client.query<{ ms: string }>("select setting as ms from pg_settings where name = 'wal_sender_timeout'");
   const ms = Number(rows[0]?.ms);
   return Number.isFinite(ms) ? ms : null;
+}
+
+/** An Insert, Update, Delete or Truncate message (by its first byte): what the bound counts. */
+function isRowChange(payload: Buffer): boolean {
+  const tag = payload[0];
+  return tag === 0x49 || tag === 0x55 || tag === 0x44 || tag === 0x54;
 }

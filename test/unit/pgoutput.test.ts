@@ -138,6 +138,36 @@ t.test('assembler: indexes, one change per truncated table, resume filter, repla
   t.throws(() => a.push(d.decode(commit(0x400n, 0x408n))), { code: 'pgoutput_decode' }, 'commit without begin');
 });
 
+t.test('assembler: a single change past maxBytes is never decoded (one huge row)', async (t) => {
+  const d = new PgoutputDecoder(new TypeRegistry());
+  const a = new TransactionAssembler({ maxBytes: 1000 });
+  let decoded = 0;
+  // As Capture does: asked before decoding, with the message's size.
+  const feed = (b: Buffer) => {
+    if (a.oversized || (b[0] === 0x49 && a.overflowsWith(b.length))) {
+      const rels = d.relationsOf(b);
+      if (rels) return a.skip(rels, b.length);
+    }
+    decoded++;
+    return a.push(d.decode(b), b.length);
+  };
+  feed(relation([['id', 23, true]]));
+  const row = (text: string) => new W().byte('I').i32(16384).byte('N').i16(1).text(text).done();
+  feed(begin(0x100n));
+  feed(row('1'));
+  t.notOk(a.overflowsWith(10), 'a small change fits');
+  const before = decoded;
+  feed(row('9'.repeat(5000)));
+  t.equal(decoded, before, 'the huge row was not decoded');
+  t.ok(a.oversized);
+  const tx = feed(commit(0x100n, 0x108n));
+  t.same(tx?.changes, [], 'nothing kept, not even the small row before it');
+  t.same(tx?.oversize?.tables, ['public.t']);
+  t.equal(tx?.oversize?.changes, 2);
+  feed(begin(0x200n));
+  t.notOk(a.overflowsWith(10), 'the next transaction starts afresh');
+});
+
 t.test('assembler: past maxBytes a transaction keeps only its tables and counts; messages are not changes', async (t) => {
   const d = new PgoutputDecoder(new TypeRegistry());
   const a = new TransactionAssembler({ maxBytes: 100 });
