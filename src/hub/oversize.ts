@@ -11,6 +11,7 @@
 // never replayed into the same skip after a restart.
 import { comparePositions, MAX_INDEX } from '../capture/position.js';
 import type { Transaction } from '../capture/types.js';
+import { BROADCASTS_TABLE } from '../constants.js';
 import type { Logger } from '../log.js';
 import type { Hub } from './hub.js';
 import type { Subscription } from './subscriptions.js';
@@ -44,8 +45,11 @@ function skipOversized(hub: Hub, tx: Transaction, o: OversizeOptions): void {
   hub.counters.transactionsIn++;
   hub.counters.oversized++;
   const policies = over.tables.some((t) => o.authTables.has(t));
+  // Its walcast.broadcast() calls were not kept either: they are lost, and counted as dropped.
+  const broadcasts = over.tables.includes(BROADCASTS_TABLE);
+  if (broadcasts && hub.sqlBroadcasts) hub.sqlBroadcasts.dropped++;
   o.log.warn(
-    { lsn: tx.lsnText, changes: over.changes, bytes: over.bytes, tables: over.tables.slice(0, 20), policies },
+    { lsn: tx.lsnText, changes: over.changes, bytes: over.bytes, tables: over.tables.slice(0, 20), policies, broadcastsLost: broadcasts },
     'transaction larger than --max-transaction-bytes skipped; subscriptions of its tables get resync',
   );
   if (policies) {

@@ -59,7 +59,7 @@ export function encodeBody(text: string): Buffer {
 
 /**
  * Bytes a transaction holds in memory, for the ring's bound: every value the window keeps, large
- * text and json/jsonb documents (walked) and message contents included. Cheap, not exact:
+ * text and json/jsonb documents (walked) included. Cheap, not exact:
  * calibrated with bench/ring-memory.ts (heap and memory outside it after a full GC); the wire
  * bodies are added as they are encoded (HistoryRing.addBody).
  */

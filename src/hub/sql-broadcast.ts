@@ -17,7 +17,7 @@ export interface SqlBroadcastOptions {
   log?: Pick<Logger, 'warn'> | null;
 }
 
-/** A change the window does not keep and subscribers never get: a broadcast row, a message. */
+/** A change the window does not keep and subscribers never get: a row of walcast.broadcasts. */
 export function notForWindow(c: Change): boolean {
   return c.relation.qualified === BROADCASTS_TABLE;
 }

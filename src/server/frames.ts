@@ -68,7 +68,7 @@ export function left(channel: string, ref?: Ref): string {
 
 /**
  * `payloadJson`: the payload as JSON text, e.g. BroadcastClientMessage.payloadJson, or the jsonb
- * text of a `walcast.broadcast()` logical message. Inserted as is. `from`: the sending user
+ * text of a `walcast.broadcast()` row. Inserted as is. `from`: the sending user
  * (the token's `sub`; the session under --no-auth), set by the server for client broadcasts so
  * that nobody can speak for someone else; absent for broadcasts from SQL.
  */
