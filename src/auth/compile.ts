@@ -100,6 +100,10 @@ export function specialise(x: Expr, p: Record<string, string>, known: Known, gNa
     }
     case 'bin': {
       const l = again(x.l);
+      // A left side that decides alone spares the right one: a rule for another kind, action or
+      // name is not specialised further (its condition neither parsed nor folded), which is most
+      // of the rules for a name seen the first time.
+      if (l.k === 'lit' && ((x.op === '&&' && !l.v) || (x.op === '||' && l.v))) return lit(x.op === '||');
       const r = again(x.r);
       // Decisions are taken on truthiness, so `x && true` is `x` and `x || false` is `x`.
       if (x.op === '&&') {
