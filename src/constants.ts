@@ -51,7 +51,10 @@ export const WS_PATH = '/ws';
 
 export const CLOSE = {
   goingAway: 1001,
-  /** RFC 6455 "try again later": too many messages waited while the policies were read anew. */
+  /**
+   * RFC 6455 "try again later": too many messages waited while the policies were read anew, or
+   * for their turn (SERVER_DEFAULTS.maxQueuedMessages / maxQueuedBytes).
+   */
   tryAgainLater: 1013,
   authFailed: 4001,
   tooSlow: 4008,
@@ -117,6 +120,18 @@ export const SERVER_DEFAULTS = {
   processMetricsTtlMs: 1_000,
   /** Client messages held while a token is verified; one more closes the socket with 4400. */
   maxHeldMessages: 64,
+  /**
+   * Milliseconds of client-message handling per turn of the event loop, all connections
+   * together; later messages wait for later turns (src/server/turns.ts), one connection's at a
+   * time in turn, so a flood on some connections does not hold up the others.
+   */
+  turnBudgetMs: 4,
+  /**
+   * Client messages (and bytes of them) one connection may have waiting for a later turn; one
+   * more closes it with 1013. Sized for a client pipelining thousands of small requests.
+   */
+  maxQueuedMessages: 10_000,
+  maxQueuedBytes: 4 * 1024 * 1024,
   /**
    * Catch-up work per turn of the event loop, shared by every catching-up subscription; then
    * live dispatch and socket I/O run. A unit is a change of the window examined for one

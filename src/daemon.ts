@@ -18,7 +18,7 @@ import { POLICY_TABLE } from './auth/authorizer.js';
 import { parseRelation } from './auth/relations.js';
 import type { Logger } from './log.js';
 import { clientConfig, explainConnectError } from './pg/connect.js';
-import { Handlers } from './server/handlers.js';
+import { Handlers, type HandlerDeps } from './server/handlers.js';
 import { reloadPolicies, startAuthorizer } from './auth/setup.js';
 import type { PolicyAuthorizer } from './auth/authorizer.js';
 import { createMetrics } from './server/metrics.js';
@@ -42,6 +42,8 @@ export interface DaemonExtras {
   routes?: ServerOptions['routes'];
   /** Channel bounds other than the defaults (tests show a bound with lowered limits). */
   channels?: Partial<ChannelLimits>;
+  /** Per-turn message handling other than the defaults (tests show the queue bound). */
+  turns?: HandlerDeps['turns'];
 }
 
 export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonExtras = {}): Promise<Daemon> {
@@ -121,7 +123,7 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
     await pool.end().catch(() => {});
     throw explainConnectError(err, cfg.db);
   }
-  const handlers = new Handlers({ hub, catalog, log, maxMessageBytes: cfg.maxMessageBytes, maxSubscriptions: cfg.maxSubscriptions, verify, authTimeoutMs: cfg.authTimeoutMs });
+  const handlers = new Handlers({ hub, catalog, log, maxMessageBytes: cfg.maxMessageBytes, maxSubscriptions: cfg.maxSubscriptions, verify, authTimeoutMs: cfg.authTimeoutMs, turns: extras.turns });
   let front: Server | null = null; // the metrics read the server created just below
   const registry = createMetrics({ hub, capture, clients: () => front?.clients ?? 0, slowCloses: () => front?.slowCloses ?? 0, auth,
     pendingAuth: () => front?.admission.pending ?? 0, refused: () => front?.admission.refused ?? {} });

@@ -21,6 +21,7 @@ import type { Logger } from '../log.js';
 import { authenticated, errorMsgFrom, parseClientMessage, pong, unsubscribed, welcome, withContext } from './protocol.js';
 import type { ClientMessage, Ref, SubscribeMessage } from './protocol.types.js';
 import type { Session } from './session.js';
+import { Turns } from './turns.js';
 
 export interface HandlerDeps {
   hub: Hub;
@@ -34,6 +35,14 @@ export interface HandlerDeps {
   authTimeoutMs?: number;
   /** Messages held while a token is verified before the socket is closed with 4400. */
   maxHeldMessages?: number;
+  /** Message handling per turn of the event loop and its per-connection queue (Turns). */
+  turns?: Partial<TurnLimits>;
+}
+
+export interface TurnLimits {
+  budgetMs: number;
+  maxQueuedMessages: number;
+  maxQueuedBytes: number;
 }
 
 /** How a token reached us: in the upgrade URL (welcome follows it) or in an `auth` message. */
@@ -43,11 +52,26 @@ export class Handlers {
   private readonly verify: TokenVerifier | null;
   private readonly authTimeoutMs: number;
   private readonly maxHeld: number;
+  private readonly turns: Turns;
 
   constructor(private readonly d: HandlerDeps) {
     this.verify = d.verify ?? null;
     this.authTimeoutMs = d.authTimeoutMs ?? SERVER_DEFAULTS.authTimeoutMs;
     this.maxHeld = d.maxHeldMessages ?? SERVER_DEFAULTS.maxHeldMessages;
+    const maxQueuedMessages = d.turns?.maxQueuedMessages ?? SERVER_DEFAULTS.maxQueuedMessages;
+    const maxQueuedBytes = d.turns?.maxQueuedBytes ?? SERVER_DEFAULTS.maxQueuedBytes;
+    this.turns = new Turns({
+      budgetMs: d.turns?.budgetMs ?? SERVER_DEFAULTS.turnBudgetMs,
+      maxQueuedMessages,
+      maxQueuedBytes,
+      onOverflow: (owner, why) =>
+        (owner as Session).end(
+          CLOSE.tryAgainLater,
+          why === 'messages'
+            ? `more than ${maxQueuedMessages} messages waiting to be handled; slow down, reconnect and resume`
+            : `more than ${maxQueuedBytes} bytes of messages waiting to be handled; slow down, reconnect and resume`,
+        ),
+    });
   }
 
   /**
@@ -68,15 +92,49 @@ export class Handlers {
     else session.reply(welcome(session.id));
   }
 
+  /**
+   * A client message, as uWS hands it (`data` is only valid during the call). Handled at once
+   * unless the turn's budget is spent or earlier messages of the connection wait (Turns): then
+   * it is copied and waits its turn.
+   */
   message(session: Session, data: ArrayBuffer, isBinary: boolean): void {
+    if (this.turns.admit(session)) {
+      this.handle(session, data, isBinary);
+      return;
+    }
+    if (isBinary || data.byteLength > this.d.maxMessageBytes) {
+      // Refused unread (binary, too_large; parseClientMessage throws before reading it): the
+      // error waits, not a copy.
+      let err: unknown;
+      try {
+        parseClientMessage(data, isBinary, this.d.maxMessageBytes);
+        err = new BadRequestError('internal error handling this message');
+      } catch (e) {
+        err = e;
+      }
+      this.turns.queue(session, () => this.refuse(session, err), 64);
+      return;
+    }
+    const copy = data.slice(0);
+    this.turns.queue(session, () => this.handle(session, copy, isBinary), copy.byteLength + 64);
+  }
+
+  private handle(session: Session, data: ArrayBuffer, isBinary: boolean): void {
+    if (session.closed) return;
     let msg: ClientMessage;
     try {
       msg = parseClientMessage(data, isBinary, this.d.maxMessageBytes);
     } catch (err) {
-      if (!this.hold(session, () => this.fail(session, err))) this.fail(session, err);
+      this.refuse(session, err);
       return;
     }
     if (!this.hold(session, () => this.dispatch(session, msg))) this.dispatch(session, msg);
+  }
+
+  /** A message that could not be parsed: its error, in its turn. */
+  private refuse(session: Session, err: unknown): void {
+    if (session.closed) return;
+    if (!this.hold(session, () => this.fail(session, err))) this.fail(session, err);
   }
 
   /**

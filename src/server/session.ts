@@ -7,6 +7,7 @@ import type { Position } from '../capture/position.js';
 import { CLOSE } from '../constants.js';
 import type { Peer } from '../hub/types.js';
 import type { Identity } from '../auth/jwt.js';
+import type { TurnQueue } from './turns.js';
 
 export interface SessionData {
   session: Session | null;
@@ -36,6 +37,11 @@ export class Session implements Peer {
    * the verification is decided (null otherwise). See Handlers.
    */
   held: (() => void)[] | null = null;
+  /**
+   * Messages waiting for a later turn of the event loop (Turns: the per-turn budget of message
+   * handling was spent, or earlier ones still wait); null when none.
+   */
+  queued: TurnQueue | null = null;
   /** `held` waits for the policies to be read anew (slot recreated), not for a token. */
   heldForPolicies = false;
   private queue: (string | Buffer)[] = [];
@@ -148,11 +154,12 @@ export class Session implements Peer {
     tick();
   }
 
-  /** The socket is gone: timers stopped, held messages dropped. Called by the close handler. */
+  /** The socket is gone: timers stopped, held and queued messages dropped. Called by the close handler. */
   dispose(): void {
     this.closed = true;
     this.queue = [];
     this.held = null;
+    this.queued = null;
     this.clearAuthTimeout();
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.expiryTimer = null;
