@@ -20,7 +20,7 @@ import { key, type Hub } from '../hub/hub.js';
 import type { Logger } from '../log.js';
 import { authenticated, errorMsgFrom, parseClientMessage, pong, unsubscribed, welcome, withContext } from './protocol.js';
 import type { ClientMessage, Ref, SubscribeMessage } from './protocol.types.js';
-import type { Session } from './session.js';
+import { ReplyBatch, type Session } from './session.js';
 import { Turns } from './turns.js';
 
 export interface HandlerDeps {
@@ -53,6 +53,7 @@ export class Handlers {
   private readonly authTimeoutMs: number;
   private readonly maxHeld: number;
   private readonly turns: Turns;
+  private readonly replies = new ReplyBatch();
 
   constructor(private readonly d: HandlerDeps) {
     this.verify = d.verify ?? null;
@@ -61,6 +62,7 @@ export class Handlers {
     const maxQueuedMessages = d.turns?.maxQueuedMessages ?? SERVER_DEFAULTS.maxQueuedMessages;
     const maxQueuedBytes = d.turns?.maxQueuedBytes ?? SERVER_DEFAULTS.maxQueuedBytes;
     this.turns = new Turns({
+      around: (drain) => this.replies.run(drain),
       budgetMs: d.turns?.budgetMs ?? SERVER_DEFAULTS.turnBudgetMs,
       maxQueuedMessages,
       maxQueuedBytes,
@@ -80,6 +82,7 @@ export class Handlers {
    * within the auth timeout.
    */
   open(session: Session, queryToken: string | null): void {
+    session.replies = this.replies;
     if (!this.verify) {
       session.reply(welcome(session.id));
       return;

@@ -20,6 +20,27 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 /** RFC 6455: a close reason is at most 123 bytes of UTF-8. */
 const MAX_REASON_BYTES = 123;
 
+/**
+ * Replies deferred while a batch is open (Turns drains waiting messages): each session is then
+ * flushed once at the end of the drain rather than once per reply. See Session.reply.
+ */
+export class ReplyBatch {
+  open = false;
+  readonly sessions = new Set<Session>();
+
+  /** Runs `fn` with replies deferred, then flushes every session that replied. */
+  run(fn: () => void): void {
+    this.open = true;
+    try {
+      fn();
+    } finally {
+      this.open = false;
+      for (const s of this.sessions) s.flush();
+      this.sessions.clear();
+    }
+  }
+}
+
 export class Session implements Peer {
   readonly id = randomUUID();
   closed = false;
@@ -44,6 +65,8 @@ export class Session implements Peer {
   queued: TurnQueue | null = null;
   /** `held` waits for the policies to be read anew (slot recreated), not for a token. */
   heldForPolicies = false;
+  /** Where replies are deferred while a batch is open (set by the handlers); null: never. */
+  replies: ReplyBatch | null = null;
   private queue: (string | Buffer)[] = [];
   private authTimer: NodeJS.Timeout | null = null;
   private expiryTimer: NodeJS.Timeout | null = null;
@@ -108,14 +131,24 @@ export class Session implements Peer {
     return this.closed ? 0 : this.ws.getBufferedAmount();
   }
 
-  /** Sends one frame now (replies to the client's own messages). */
+  /**
+   * Sends one frame (replies to the client's own messages): now, or at the end of the batch
+   * open (ReplyBatch: waiting messages drained), once for all the replies of the drain.
+   */
   reply(frame: string): void {
     this.push(frame);
-    this.flush();
+    const batch = this.replies;
+    if (batch !== null && batch.open) batch.sessions.add(this);
+    else this.flush();
   }
 
   end(code: number, reason: string): void {
     if (this.closed) return;
+    // Replies deferred by a batch go out before the close (an error, then 4001).
+    if (this.replies?.sessions.delete(this)) {
+      this.flush();
+      if (this.closed) return;
+    }
     this.queue = [];
     this.ws.end(code, clipReason(reason)); // runs the close handler, which marks us closed
     this.closed = true;

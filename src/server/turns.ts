@@ -31,6 +31,8 @@ export interface TurnsOptions {
   onOverflow: (owner: TurnOwner, why: 'messages' | 'bytes') => void;
   /** Milliseconds, monotonic (performance.now by default; a fake clock in unit tests). */
   now?: () => number;
+  /** Wraps each drain of waiting messages (replies then flushed once per connection). */
+  around?: (drain: () => void) => void;
   /** Runs `fn` on a later turn (setImmediate by default). */
   defer?: (fn: () => void) => void;
 }
@@ -114,6 +116,11 @@ export class Turns {
     this.armed = true;
     this.turnStart = this.now();
     this.defer(this.tick);
+    if (this.o.around) this.o.around(this.drain);
+    else this.drain();
+  };
+
+  private readonly drain = (): void => {
     do {
       const owner = this.ready[this.readyHead++];
       const q = owner.queued;

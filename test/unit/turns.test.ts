@@ -181,3 +181,24 @@ t.test('a connection closed by its own message stops there', async (t) => {
   t.same(s.log, ['a0', 'close']);
   t.equal(a.queued, null);
 });
+
+t.test('each drain runs inside `around` (replies flushed once per drain)', async (t) => {
+  const marks: string[] = [];
+  const s = setup({
+    around: (drain) => {
+      marks.push('open');
+      drain();
+      marks.push('flush');
+    },
+  });
+  const a = s.conn('a');
+  s.message(a, 'a0', 4);
+  s.message(a, 'a1');
+  s.message(a, 'a2');
+  t.same(marks, [], 'messages handled at once are not wrapped');
+  s.turn();
+  t.same(marks, ['open', 'flush'], 'one wrap for the drain');
+  t.same(s.log, ['a0', 'a1', 'a2']);
+  s.turn();
+  t.same(marks, ['open', 'flush'], 'a turn with nothing waiting drains nothing');
+});
