@@ -21,8 +21,8 @@ import { TransactionAssembler } from './assembler.js';
 import { Checkpoint } from './checkpoint.js';
 import { Handoff } from './handoff.js';
 import { formatLsn, parseLsn } from './lsn.js';
-import { asDecodeError, PgoutputDecoder } from './pgoutput.js';
-import { checkServer, ensureSlot, ensureSlotWhenFree, explainStreamError, isFatalAtStart } from './preflight.js';
+import { asDecodeError, isRowChange, PgoutputDecoder } from './pgoutput.js';
+import { checkServer, deadAfter, ensureSlot, ensureSlotWhenFree, explainStreamError, isFatalAtStart, readSenderTimeout } from './preflight.js';
 import { ReplicationStream } from './stream.js';
 import { ALL_TYPES_SQL, TYPE_INFO_SQL, TypeRegistry, type PgTypeInfo } from './types-registry.js';
 import type { CaptureOptions } from './capture-options.js';
@@ -400,29 +400,4 @@ export class Capture extends EventEmitter {
     if (s === 'streaming') this.backoff.reset();
     this.emit('state', s);
   }
-}
-
-/**
- * How long a silent stream is trusted. While it replays a large transaction it sends nothing
- * for us (rows past the bound are sent but messages are not requested, changes of other tables
- * are filtered out), and it sends a keepalive only once wal_sender_timeout / 2 passed without
- * hearing from us (ProcessPendingWrites in walsender.c): declaring it dead sooner would
- * reconnect, replay the same transaction, and never get past it.
- */
-function deadAfter(senderTimeoutMs: number | null): number {
-  if (senderTimeoutMs === null) return 30_000;
-  if (senderTimeoutMs <= 0) return 600_000; // no keepalives at all: only a long silence is death
-  return Math.max(30_000, 2 * senderTimeoutMs);
-}
-
-async function readSenderTimeout(client: pg.Client): Promise<number | null> {
-  const { rows } = await client.query<{ ms: string }>("select setting as ms from pg_settings where name = 'wal_sender_timeout'");
-  const ms = Number(rows[0]?.ms);
-  return Number.isFinite(ms) ? ms : null;
-}
-
-/** An Insert, Update, Delete or Truncate message (by its first byte): what the bound counts. */
-function isRowChange(payload: Buffer): boolean {
-  const tag = payload[0];
-  return tag === 0x49 || tag === 0x55 || tag === 0x44 || tag === 0x54;
 }

@@ -248,3 +248,9 @@ export function asDecodeError(err: unknown): Error {
   if (err instanceof ProtocolDecodeError) return err;
   return new ProtocolDecodeError(`cannot decode a replication message: ${(err as Error)?.message ?? String(err)}`, undefined, { cause: err });
 }
+
+/** An Insert, Update, Delete or Truncate message (by its first byte): what the bound counts. */
+export function isRowChange(payload: Buffer): boolean {
+  const tag = payload[0];
+  return tag === 0x49 || tag === 0x55 || tag === 0x44 || tag === 0x54;
+}

@@ -146,3 +146,22 @@ export function isFatalAtStart(err: Error | null): boolean {
   // 53300 too_many_connections (max_wal_senders reached).
   return !!code && (code === '55006' || code === '42704' || code === '42501' || code === '55000' || code === '53300' || code.startsWith('28'));
 }
+
+/**
+ * How long a silent stream is trusted. While it replays a large transaction it sends nothing
+ * for us (rows past the bound are sent but messages are not requested, changes of other tables
+ * are filtered out), and it sends a keepalive only once wal_sender_timeout / 2 passed without
+ * hearing from us (ProcessPendingWrites in walsender.c): declaring it dead sooner would
+ * reconnect, replay the same transaction, and never get past it.
+ */
+export function deadAfter(senderTimeoutMs: number | null): number {
+  if (senderTimeoutMs === null) return 30_000;
+  if (senderTimeoutMs <= 0) return 600_000; // no keepalives at all: only a long silence is death
+  return Math.max(30_000, 2 * senderTimeoutMs);
+}
+
+export async function readSenderTimeout(client: pg.Client): Promise<number | null> {
+  const { rows } = await client.query<{ ms: string }>("select setting as ms from pg_settings where name = 'wal_sender_timeout'");
+  const ms = Number(rows[0]?.ms);
+  return Number.isFinite(ms) ? ms : null;
+}

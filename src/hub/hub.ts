@@ -309,7 +309,7 @@ export class Hub {
 
   private dispatch(entry: RingEntry, tx: Transaction, c: Change): void {
     if (notForWindow(c)) {
-      this.sqlBroadcast(tx, c);
+      this.sqlBroadcasts?.onChange(tx, c, this.nowFloor); // a row of walcast.broadcasts: to its channel
       return;
     }
     const stamp = ++this.stampSeq;
@@ -331,11 +331,6 @@ export class Hub {
     const users = this.auth ? this.reach(table, row, other) : null;
     if (users && users.size < this.index.sizeOf(table)) this.index.ofUsers(table, users, stamp, visit);
     else this.index.candidates(table, row, other, stamp, visit);
-  }
-
-  /** A row of walcast.broadcasts: to its channel (src/hub/sql-broadcast.ts). */
-  private sqlBroadcast(tx: Transaction, c: Change): void {
-    this.sqlBroadcasts?.onChange(tx, c, this.nowFloor);
   }
 
   private reach(table: string, row: Row, other: Row | null): ReadonlySet<string> | null {
