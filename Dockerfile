@@ -6,11 +6,10 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 # Optional dependencies (embedded Postgres binaries for `walcast dev`) are not needed in the image.
 RUN npm ci --omit=optional --no-audit --no-fund
-COPY tsconfig.json ./
+# The published build: src/ only (tsconfig.build.json), no tests or benchmarks.
+COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-COPY bench ./bench
-COPY test ./test
-RUN npm run build && npm prune --omit=dev --omit=optional
+RUN npm run build:publish && npm prune --omit=dev --omit=optional
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production

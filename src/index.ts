@@ -6,5 +6,4 @@ export { parsePosition, formatPosition, comparePositions, type Position } from '
 export { parseLsn, formatLsn } from './capture/lsn.js';
 export { renderChange, renderLines, type RenderedChange } from './capture/render.js';
 export { migrate, loadMigrations, type MigrateResult } from './sql/migrate.js';
-export { startThrowawayPostgres, type ThrowawayPostgres, type ThrowawayOptions } from './pg/throwaway.js';
 export * from './errors.js';
