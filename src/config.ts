@@ -3,6 +3,7 @@
 import { statSync } from 'node:fs';
 import { DEFAULTS, SERVER_DEFAULTS } from './constants.js';
 import { AuthConfigError, ConfigError } from './errors.js';
+import { LOG_LEVELS } from './log.js';
 import { checkDatabaseUrl } from './pg/connect.js';
 import { parsePosition, type Position } from './capture/position.js';
 import { openFilesSoftLimit } from './util/fd-limit.js';
@@ -35,8 +36,20 @@ export function resolveConfig(flags: Flags, env: Env = process.env): Config {
     slot: resolveSlot(flags.slot ?? env.WALCAST_SLOT ?? DEFAULTS.slot),
     since: since ? parsePosition(since) : null,
     verbose,
-    logLevel: flags.logLevel ?? env.WALCAST_LOG_LEVEL ?? (verbose ? 'debug' : 'info'),
+    logLevel: resolveLogLevel(flags.logLevel, env, verbose ? 'debug' : 'info'),
   };
+}
+
+/** --log-level, then WALCAST_LOG_LEVEL, then the command's default: a pino level, any case. */
+export function resolveLogLevel(flag: string | undefined, env: Env = process.env, fallback = 'info'): string {
+  const given = nonEmpty(flag);
+  const text = given ?? nonEmpty(env.WALCAST_LOG_LEVEL);
+  if (text === undefined) return fallback;
+  const level = text.trim().toLowerCase();
+  if (!LOG_LEVELS.includes(level)) {
+    throw new ConfigError(`bad ${given === undefined ? 'WALCAST_LOG_LEVEL' : '--log-level'} ${JSON.stringify(text)}`, `a log level is one of ${LOG_LEVELS.join(', ')}`);
+  }
+  return level;
 }
 
 export function resolveDb(flag: string | undefined, env: Env = process.env): string {
@@ -55,6 +68,54 @@ export function resolveSlot(name: string): string {
 
 function truthy(v: string | undefined): boolean {
   return v === '1' || v === 'true' || v === 'yes';
+}
+
+/** An empty value (`VAR=` in an environment file) counts as not given. */
+function nonEmpty(v: string | undefined): string | undefined {
+  return v === undefined || v === '' ? undefined : v;
+}
+
+export interface StatusFlags {
+  db?: string;
+  slot?: string;
+  daemon?: string;
+}
+
+export interface StatusOptions {
+  db: string;
+  /** The daemon's slot as configured here (WALCAST_SLOT, default walcast): shown in detail, and known to be walcast's by its name. */
+  walcastSlot: string;
+  /** --slot: only this slot, in detail. The environment never narrows: every slot holds WAL. */
+  only: string | null;
+  daemon: string;
+}
+
+/** `walcast status`: --db, --slot, --daemon. */
+export function resolveStatusOptions(flags: StatusFlags, env: Env = process.env): StatusOptions {
+  return {
+    db: resolveDb(flags.db, env),
+    walcastSlot: resolveSlot(env.WALCAST_SLOT ?? DEFAULTS.slot),
+    only: flags.slot === undefined ? null : resolveSlot(flags.slot),
+    daemon: resolveDaemonUrl(flags.daemon ?? `http://${DEFAULTS.host}:${DEFAULTS.port}`),
+  };
+}
+
+function resolveDaemonUrl(text: string): string {
+  let url: URL | null = null;
+  try {
+    url = new URL(text);
+  } catch {
+    // reported below
+  }
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    throw new ConfigError(`bad --daemon ${JSON.stringify(text)}`, `pass the daemon's HTTP address (its --port, or --metrics-port), e.g. http://${DEFAULTS.host}:${DEFAULTS.port}`);
+  }
+  return text.replace(/\/+$/, '');
+}
+
+/** `walcast policy add`: the model its rules are checked against, as `serve` resolves it. */
+export function resolvePolicyOptions(flags: { model?: string }, env: Env = process.env): { model: string | undefined } {
+  return { model: resolveModel(nonEmpty(flags.model ?? env.WALCAST_MODEL)) };
 }
 
 export interface ServeFlags extends Flags {
@@ -133,7 +194,6 @@ export function resolveServeConfig(flags: ServeFlags, env: Env = process.env): S
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`bad port ${JSON.stringify(pick(flags.port, 'WALCAST_PORT'))}`, 'a port is 0-65535 (0 picks a free one)');
   const maxMessageBytes = parseBytes(pick(flags.maxMessageBytes, 'WALCAST_MAX_MESSAGE_BYTES'), SERVER_DEFAULTS.maxMessageBytes, '--max-message-bytes');
   const noAuth = flags.auth === false || truthy(env.WALCAST_NO_AUTH);
-  const nonEmpty = (v: string | undefined) => (v === undefined || v === '' ? undefined : v);
   const jwtSecret = nonEmpty(pick(flags.jwtSecret, 'WALCAST_JWT_SECRET'));
   const jwks = nonEmpty(pick(flags.jwks, 'WALCAST_JWKS'));
   resolveKeySource(noAuth, jwtSecret, jwks);
@@ -248,11 +308,17 @@ function splitList(text: string | undefined): string[] {
   return text === undefined ? [] : text.split(';');
 }
 
-/** Seconds a silent socket lives (pinged half-way): uWebSockets.js takes 8 to 960, 0 for never. */
+/**
+ * Seconds a silent socket lives (pinged half-way). 0: never (uWebSockets.js then neither pings
+ * nor times out); any other value must be 8 to 960, or uWebSockets.js aborts the process.
+ */
 function idleTimeout(text: string | undefined): number {
   if (text === undefined) return SERVER_DEFAULTS.idleTimeoutSec;
+  if (/^\s*0+(?:\.0+)?\s*(?:ms|s|m|min|h)?\s*$/i.test(text)) return 0;
   const s = Math.round(parseDuration(text, 0, '--idle-timeout') / 1000);
-  if (s < 8 || s > 960) throw new ConfigError(`bad --idle-timeout ${JSON.stringify(text)}: 8s to 16m`, 'a dead socket (and its presence) is dropped after this long without traffic');
+  if (s < 8 || s > 960) {
+    throw new ConfigError(`bad --idle-timeout ${JSON.stringify(text)}: 0 (never), or 8s to 16m`, 'a dead socket (and its presence) is dropped after this long without traffic; with 0, only once TCP gives up on it');
+  }
   return s;
 }
 

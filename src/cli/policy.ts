@@ -1,6 +1,6 @@
 // `walcast policy add|remove|list`: the rows of walcast.casbin_rule.
 import type { Command } from 'commander';
-import { resolveDb } from '../config.js';
+import { resolveDb, resolvePolicyOptions } from '../config.js';
 import { NotMigratedError } from '../errors.js';
 import { connect } from '../pg/connect.js';
 import { checkRule, loadModel } from '../auth/model.js';
@@ -17,7 +17,7 @@ export function registerPolicy(program: Command): void {
     .option('--model <file>', 'the Casbin model the rule is checked against (env WALCAST_MODEL; default: the shipped model)')
     .action(async (ptype: string, values: string[], o: { db?: string; model?: string }) => {
       const rule = toRule(ptype, values);
-      checkRule(loadModel(o.model ?? (process.env.WALCAST_MODEL || undefined)), rule.ptype, rule.values);
+      checkRule(loadModel(resolvePolicyOptions(o).model), rule.ptype, rule.values);
       await withDb(o.db, async (db) => {
         const added = await addRule(db, rule);
         process.stdout.write(`${added ? 'added' : 'already present'}: ${formatRule(rule)}\n`);

@@ -1,24 +1,23 @@
-// `walcast status`: the operator's view. From the database: the slot (active, confirmed
-// position, lag, wal_status and safe_wal_size), the publication's tables and the settings that
-// bound WAL retention. From a running daemon, when one answers (GET /status): its clients,
+// `walcast status`: the operator's view. From the database: every logical slot (active, WAL
+// retained, lag, wal_status; inactive ones holding WAL flagged; which are walcast's, where that
+// is known), walcast's slot in detail, the publication's tables and the settings that bound WAL
+// retention. From a running daemon, when one answers (GET /status): its clients,
 // subscriptions, channels and resume window. A table for people, --json for scripts.
 import type { Command } from 'commander';
-import { resolveDb } from '../config.js';
+import { resolveStatusOptions, type StatusFlags, type StatusOptions } from '../config.js';
 import { DEFAULTS, PUBLICATION } from '../constants.js';
 import { connect } from '../pg/connect.js';
-
-interface SlotRow {
-  slot_name: string;
-  active: boolean;
-  active_pid: number | null;
-  confirmed_flush_lsn: string | null;
-  wal_status: string | null;
-  safe_wal_size: string | null;
-  lag_bytes: string | null;
-}
+import { readSlots, type OtherSlots, type SlotInfo } from './status-slots.js';
 
 export interface Status {
-  slot: { name: string; exists: boolean; active?: boolean; pid?: number | null; confirmedFlush?: string | null; lagBytes?: number | null; walStatus?: string | null; safeWalSize?: number | null };
+  /** The slot in detail: --slot's, else the daemon's as configured here (WALCAST_SLOT, default walcast). */
+  slot: { name: string; exists: false } | ({ exists: true } & SlotInfo);
+  /** Every logical slot of this database (only --slot's when given). */
+  slots: SlotInfo[];
+  /** Slots elsewhere in the cluster (null under --slot): their WAL is on the same disk. */
+  otherSlots: OtherSlots | null;
+  /** One line each: slots inactive and holding WAL. */
+  warnings: string[];
   settings: { walLevel: string; maxSlotWalKeepSize: string };
   publication: { name: string; tables: string[] };
   daemon: { url: string; reachable: boolean; error?: string; status?: Record<string, unknown> };
@@ -27,44 +26,57 @@ export interface Status {
 export function registerStatus(program: Command): void {
   program
     .command('status')
-    .description('the slot, its lag and WAL retention, the published tables, and a running daemon')
+    .description('every logical slot (lag, WAL retained, inactive ones holding WAL), the published tables, and a running daemon')
     .option('--db <url>', 'Postgres URL (env DATABASE_URL, WALCAST_DB)')
-    .option('--slot <name>', 'replication slot (env WALCAST_SLOT; default walcast)')
+    .option('--slot <name>', 'only this slot, in detail (without it: every logical slot, the daemon\'s slot, env WALCAST_SLOT or walcast, in detail)')
     .option('--daemon <url>', `a daemon's HTTP address (default http://${DEFAULTS.host}:${DEFAULTS.port})`)
     .option('--json', 'one JSON object instead of a table')
-    .action(async (o: { db?: string; slot?: string; daemon?: string; json?: boolean }) => {
-      const status = await readStatus(resolveDb(o.db), o.slot ?? process.env.WALCAST_SLOT ?? DEFAULTS.slot, o.daemon ?? `http://${DEFAULTS.host}:${DEFAULTS.port}`);
+    .action(async (o: StatusFlags & { json?: boolean }) => {
+      const status = await readStatus(resolveStatusOptions(o));
       process.stdout.write(o.json ? JSON.stringify(status) + '\n' : formatStatus(status));
     });
 }
 
-export async function readStatus(url: string, slot: string, daemonUrl: string): Promise<Status> {
-  const db = await connect(url);
-  let slotRow: SlotRow | undefined;
+export async function readStatus(o: StatusOptions): Promise<Status> {
+  // Asked while connecting: the daemon's /status names its slot, one way to know which is walcast's.
+  const asked = readDaemon(o.daemon);
+  const detailName = o.only ?? o.walcastSlot;
+  const db = await connect(o.db);
+  const daemon = await asked;
+  const daemonSlot = typeof daemon.status?.slot === 'string' ? daemon.status.slot : null;
+  let read: Awaited<ReturnType<typeof readSlots>>;
   let settings: { wal_level: string; keep: string };
   let tables: string[];
   try {
-    ({ rows: [slotRow] } = await db.query<SlotRow>(
-      `select slot_name, active, active_pid, confirmed_flush_lsn::text, wal_status, safe_wal_size::text,
-              pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint::text as lag_bytes
-         from pg_replication_slots where slot_name = $1`,
-      [slot],
-    ));
+    read = await readSlots(db, { detail: detailName, only: o.only, walcastSlot: o.walcastSlot, daemonSlot });
     ({ rows: [settings] } = await db.query<{ wal_level: string; keep: string }>("select current_setting('wal_level') as wal_level, current_setting('max_slot_wal_keep_size') as keep"));
     const pub = await db.query<{ t: string }>('select schemaname || \'.\' || tablename as t from pg_publication_tables where pubname = $1 order by 1', [PUBLICATION]);
     tables = pub.rows.map((r) => r.t);
   } finally {
     await db.end().catch(() => {});
   }
-  const num = (v: string | null | undefined) => (v === null || v === undefined ? null : Number(v));
   return {
-    slot: slotRow
-      ? { name: slot, exists: true, active: slotRow.active, pid: slotRow.active_pid, confirmedFlush: slotRow.confirmed_flush_lsn, lagBytes: num(slotRow.lag_bytes), walStatus: slotRow.wal_status, safeWalSize: num(slotRow.safe_wal_size) }
-      : { name: slot, exists: false },
+    slot: read.detail ? { exists: true, ...read.detail } : { name: detailName, exists: false },
+    slots: read.slots,
+    otherSlots: read.others,
+    warnings: warnings(read.slots, read.others),
     settings: { walLevel: settings.wal_level, maxSlotWalKeepSize: settings.keep },
     publication: { name: PUBLICATION, tables },
-    daemon: await readDaemon(daemonUrl),
+    daemon,
   };
+}
+
+function warnings(slots: SlotInfo[], others: OtherSlots | null): string[] {
+  const out = slots
+    .filter((s) => s.inactiveHoldingWal)
+    .map((s) =>
+      `slot ${s.name} is inactive and holds ${bytes(s.retainedBytes)} of WAL, more with every write: ` +
+      (s.walcast ? 'start walcast serve, or drop the slot if walcast is gone for good' : `drop it if nothing will read it again (select pg_drop_replication_slot('${s.name}'))`),
+    );
+  if (others && others.inactiveHoldingWal > 0) {
+    out.push(`${others.inactiveHoldingWal} slot(s) outside this database are inactive and hold WAL (up to ${bytes(others.maxRetainedBytes)}): see pg_replication_slots`);
+  }
+  return out;
 }
 
 async function readDaemon(base: string): Promise<Status['daemon']> {
@@ -76,6 +88,27 @@ async function readDaemon(base: string): Promise<Status['daemon']> {
   } catch (err) {
     const cause = (err as { cause?: { code?: string } }).cause?.code;
     return { url, reachable: false, error: cause ?? (err as Error).message };
+  }
+}
+
+function slotLine(x: SlotInfo): string {
+  const state = x.active ? `active, pid ${x.pid}` : 'inactive';
+  const parts = [x.plugin, x.temporary ? `${state}, temporary` : state, `holds ${bytes(x.retainedBytes)} of WAL`, `lag ${bytes(x.lagBytes)}`, x.walStatus ?? 'wal_status unknown'];
+  return `${parts.join(', ')}; ${walcastText(x)}`;
+}
+
+function walcastText(x: SlotInfo): string {
+  switch (x.walcast === null ? null : x.walcastFrom) {
+    case null:
+      return 'publication unknown';
+    case 'plugin':
+      return 'not walcast (not pgoutput)';
+    case 'walsender':
+      return x.walcast ? `walcast (its reader streams publication ${PUBLICATION})` : 'not walcast (its reader streams other publications)';
+    case 'daemon':
+      return "walcast (the daemon's slot)";
+    case 'config':
+      return "walcast (the daemon's slot name here)";
   }
 }
 
@@ -96,11 +129,17 @@ export function formatStatus(s: Status): string {
   const sl = s.slot;
   if (!sl.exists) rows.push(['slot', `${sl.name}: not created (walcast serve creates it)`]);
   else {
-    rows.push(['slot', `${sl.name} (${sl.active ? `active, pid ${sl.pid}` : 'inactive: no daemon is reading it'})`]);
+    const where = sl.database === undefined ? '' : `, in database ${sl.database}`;
+    rows.push(['slot', `${sl.name} (${sl.active ? `active, pid ${sl.pid}` : `inactive: ${sl.walcast ? 'no daemon is' : 'nothing is'} reading it`}${where})`]);
     rows.push(['confirmed', sl.confirmedFlush ?? 'none']);
     rows.push(['lag', bytes(sl.lagBytes)]);
     rows.push(['wal_status', `${sl.walStatus ?? 'unknown'} (safe_wal_size ${sl.safeWalSize === null ? 'unlimited' : bytes(sl.safeWalSize)}; max_slot_wal_keep_size ${s.settings.maxSlotWalKeepSize})`]);
   }
+  const o = s.otherSlots;
+  if (o) rows.push(['slots', `${s.slots.length} logical in this database; elsewhere: ${o.otherDatabases} logical in other databases, ${o.physical} physical`]);
+  else rows.push(['slots', `--slot ${sl.name} only${s.slots.length === 0 ? ': not a logical slot of this database' : ''}`]);
+  for (const x of s.slots) rows.push([`  ${x.name}`, slotLine(x)]);
+  for (const w of s.warnings) rows.push(['WARNING', w]);
   rows.push(['wal_level', s.settings.walLevel]);
   rows.push(['publication', `${s.publication.name}: ${s.publication.tables.join(', ') || 'no tables (select walcast.enable(...))'}`]);
   const d = s.daemon;

@@ -113,7 +113,7 @@ export class Server {
       // drop one anyway (send() === 2), the session closes with 4008 too.
       maxBackpressure: UWS_BACKPRESSURE_CEILING,
       closeOnBackpressureLimit: 0,
-      idleTimeout: o.idleTimeoutSec,
+      idleTimeout: o.idleTimeoutSec, // 0: never (no pings either); else 8 to 960 s, checked in src/config.ts
       sendPingsAutomatically: true,
       upgrade: (res, req, context) => {
         // The request is only valid during this call: the token is copied into a JS string now.

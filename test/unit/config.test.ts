@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { resolveConfig, resolveDb, resolveServeConfig } from '../../src/config.js';
+import { resolveConfig, resolveDb, resolveLogLevel, resolvePolicyOptions, resolveServeConfig, resolveStatusOptions } from '../../src/config.js';
 
 t.test('flag, then environment, then default', async (t) => {
   const env = { DATABASE_URL: 'postgres://env@h/db', WALCAST_SLOT: 'from_env' };
@@ -74,4 +74,53 @@ t.test('serve: a key is required unless --no-auth, and only one', async (t) => {
   t.throws(() => resolveServeConfig({ db, auth: false, jwtSecret: 'x'.repeat(40) }, {}), { code: 'auth_config', message: /--no-auth/ }, '--no-auth with a key');
   t.equal(resolveServeConfig({ db, auth: false }, {}).noAuth, true, '--no-auth without a key');
   t.equal(resolveServeConfig({ db }, { WALCAST_NO_AUTH: '1' }).noAuth, true, 'WALCAST_NO_AUTH=1');
+});
+
+t.test('log level: flag, then WALCAST_LOG_LEVEL, then the default; a pino level or a typed error', async (t) => {
+  const env = { DATABASE_URL: 'postgres://h/db' };
+  t.equal(resolveConfig({}, env).logLevel, 'info', 'default info');
+  t.equal(resolveConfig({ logLevel: 'error' }, { ...env, WALCAST_LOG_LEVEL: 'warn' }).logLevel, 'error', 'flag over environment');
+  t.equal(resolveConfig({}, { ...env, WALCAST_LOG_LEVEL: '' }).logLevel, 'info', 'an empty variable is not given');
+  t.equal(resolveLogLevel('WARN', {}), 'warn', 'any case');
+  t.equal(resolveLogLevel(undefined, {}, 'debug'), 'debug', "the command's default");
+  for (const level of ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']) t.equal(resolveLogLevel(level, {}), level);
+  t.throws(() => resolveLogLevel('loud', {}), { code: 'bad_config', message: 'bad --log-level "loud"', hint: /trace, debug, info, warn, error, fatal, silent/ });
+  t.throws(() => resolveConfig({}, { ...env, WALCAST_LOG_LEVEL: 'verbose' }), { code: 'bad_config', message: 'bad WALCAST_LOG_LEVEL "verbose"' }, 'the variable named');
+});
+
+t.test('serve: --idle-timeout 0 is never; otherwise 8s to 16m', async (t) => {
+  const base = { db: 'postgres://h/db', auth: false };
+  t.equal(resolveServeConfig(base, {}).idleTimeoutSec, 60, 'default 60 s');
+  for (const zero of ['0', '0s', '0ms', '00', '0.0', ' 0 m']) t.equal(resolveServeConfig({ ...base, idleTimeout: zero }, {}).idleTimeoutSec, 0, `${JSON.stringify(zero)}: never`);
+  t.equal(resolveServeConfig(base, { WALCAST_IDLE_TIMEOUT: '0' }).idleTimeoutSec, 0, 'WALCAST_IDLE_TIMEOUT=0');
+  t.equal(resolveServeConfig({ ...base, idleTimeout: '8s' }, {}).idleTimeoutSec, 8);
+  t.equal(resolveServeConfig({ ...base, idleTimeout: '16m' }, {}).idleTimeoutSec, 960);
+  t.equal(resolveServeConfig({ ...base, idleTimeout: '2m' }, { WALCAST_IDLE_TIMEOUT: '0' }).idleTimeoutSec, 120, 'flag over environment');
+  for (const bad of ['7s', '500ms', '17m', '0x', '-1', 'never']) {
+    t.throws(() => resolveServeConfig({ ...base, idleTimeout: bad }, {}), { code: 'bad_config' }, `${JSON.stringify(bad)} refused`);
+  }
+  t.throws(() => resolveServeConfig({ ...base, idleTimeout: '5s' }, {}), { message: /0 \(never\), or 8s to 16m/ });
+});
+
+t.test('status: --slot narrows, WALCAST_SLOT names the daemon\'s slot, --daemon checked', async (t) => {
+  const env = { DATABASE_URL: 'postgres://h/db' };
+  t.same(resolveStatusOptions({}, env), { db: 'postgres://h/db', walcastSlot: 'walcast', only: null, daemon: 'http://127.0.0.1:4000' }, 'defaults: every slot');
+  t.match(resolveStatusOptions({}, { ...env, WALCAST_SLOT: 'walcast_a' }), { walcastSlot: 'walcast_a', only: null }, 'the environment does not narrow');
+  t.match(resolveStatusOptions({ slot: 'x', daemon: 'http://h:9/' }, { ...env, WALCAST_SLOT: 'walcast_a' }), { walcastSlot: 'walcast_a', only: 'x', daemon: 'http://h:9' });
+  t.throws(() => resolveStatusOptions({ slot: 'Bad-Name' }, env), { code: 'bad_config' });
+  t.throws(() => resolveStatusOptions({}, { ...env, WALCAST_SLOT: 'no good' }), { code: 'bad_config' });
+  t.throws(() => resolveStatusOptions({ daemon: 'localhost:4000' }, env), { code: 'bad_config', message: /--daemon/ }, 'not an http(s) URL');
+  t.throws(() => resolveStatusOptions({}, {}), { code: 'bad_config', message: 'no database given' });
+});
+
+t.test('policy: --model, then WALCAST_MODEL, checked as serve checks it', async (t) => {
+  t.same(resolvePolicyOptions({}, {}), { model: undefined }, 'the shipped model');
+  t.same(resolvePolicyOptions({}, { WALCAST_MODEL: '' }), { model: undefined }, 'an empty variable is not given');
+  const dir = mkdtempSync(join(tmpdir(), 'walcast-config-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const model = join(dir, 'model.conf');
+  writeFileSync(model, '[request_definition]\n');
+  t.same(resolvePolicyOptions({}, { WALCAST_MODEL: model }), { model }, 'WALCAST_MODEL');
+  t.same(resolvePolicyOptions({ model }, { WALCAST_MODEL: join(dir, 'nope.conf') }), { model }, 'flag over environment');
+  t.throws(() => resolvePolicyOptions({}, { WALCAST_MODEL: join(dir, 'nope.conf') }), { code: 'bad_config', message: /no Casbin model file/ });
 });
