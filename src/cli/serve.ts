@@ -29,7 +29,7 @@ export function registerServe(program: Command): void {
     .option('--broadcast-rate <n>', 'client broadcasts per second per connection, twice that per user, bursts of 2.5 times (env WALCAST_BROADCAST_RATE; default 20)')
     .option('--broadcast-bytes-rate <size>', 'broadcast payload bytes per second per connection, twice that per user, bursts of 4 times (env WALCAST_BROADCAST_BYTES_RATE; default 64KiB)')
     .option('--progress-interval <duration>', 'how often idle clients get a progress position (default 3s)')
-    .option('--idle-timeout <duration>', 'a socket silent this long (pings unanswered) is closed, its presence gone (env WALCAST_IDLE_TIMEOUT; default 60s)')
+    .option('--idle-timeout <duration>', 'a socket silent this long (pings unanswered) is closed, its presence gone: 8s to 16m, or 0 for never (env WALCAST_IDLE_TIMEOUT; default 60s)')
     .option('--max-connections <n>', 'WebSocket connections at once; past it upgrades get 503 (env WALCAST_MAX_CONNECTIONS; default min(10000, open-files limit - 256))')
     .option('--max-pending-auth <n>', 'connections not yet authenticated at once; past it upgrades get 503 (env WALCAST_MAX_PENDING_AUTH; default 1000)')
     .option('--metrics-port <port>', 'serve /metrics and /status on this port instead of --port, 0 for any free one (env WALCAST_METRICS_PORT)')
