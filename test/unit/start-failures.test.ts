@@ -1,9 +1,9 @@
 // One table decides which start failures end the program and explains them
-// (START_FAILURES in src/capture/preflight.ts): isFatalAtStart and explainStreamError must agree
+// (START_FAILURES in src/capture/start-failures.ts): isFatalAtStart and explainStreamError must agree
 // with it and with each other. Also the SQLSTATE helpers (src/pg/sqlstate.ts) and the
 // translation of connection failures that reads them (src/pg/connect.ts).
 import t from 'tap';
-import { explainStreamError, isFatalAtStart, START_FAILURES, startFailure } from '../../src/capture/preflight.js';
+import { explainStreamError, isFatalAtStart, START_FAILURES, startFailure } from '../../src/capture/start-failures.js';
 import * as errors from '../../src/errors.js';
 import { explainConnectError } from '../../src/pg/connect.js';
 import { isAuthFailure, pgCode, SQLSTATE, SQLSTATE_CLASS, sqlstateClass } from '../../src/pg/sqlstate.js';
