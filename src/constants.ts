@@ -148,3 +148,57 @@ export const SERVER_DEFAULTS = {
    */
   decisionCacheEntries: 4096,
 } as const;
+
+/**
+ * Capture timings and ratios (src/capture/). Each says why it has the value it has; the ones a
+ * caller may override are also CaptureOptions (pingAfterMs, deadAfterMs).
+ */
+export const CAPTURE = {
+  /**
+   * Silence after which our status update asks the server to answer at once. A third of
+   * minDeadAfterMs: a live but quiet stream is asked twice or more before it is given up.
+   */
+  pingAfterMs: 10_000,
+  /**
+   * The shortest silence after which a stream is declared dead and reconnected, and the one
+   * used when wal_sender_timeout cannot be read. Long enough for a loaded server to answer a
+   * ping; short enough that a half-open TCP connection is noticed within a minute.
+   */
+  minDeadAfterMs: 30_000,
+  /**
+   * The silence trusted, in wal_sender_timeouts: a walsender replaying a large transaction
+   * sends a keepalive only once wal_sender_timeout / 2 passed without hearing from us
+   * (ProcessPendingWrites in walsender.c), so one whole timeout, twice, is never a false alarm.
+   */
+  deadAfterSenderTimeouts: 2,
+  /** wal_sender_timeout = 0 sends no keepalives at all: only ten quiet minutes count as death. */
+  deadAfterNoKeepalivesMs: 600_000,
+  /**
+   * At start, how long a slot still held by another walsender is waited for before slot_in_use:
+   * after a restart on the same host the old walsender exits within moments; one whose peer
+   * vanished (a crashed host) holds it until wal_sender_timeout, too long to wait for here.
+   */
+  slotFreeWaitMs: 5_000,
+  /** How often the slot is looked at meanwhile: a cheap query, and a start not delayed by much. */
+  slotFreePollMs: 250,
+  /**
+   * A paused handoff resumes the socket once at most this share of its bounds (transactions,
+   * bytes) waits: the gap keeps it from pausing and resuming at every transaction.
+   */
+  handoffResumeShare: 0.5,
+  /**
+   * Share of max_slot_wal_keep_size the resume window may hold back on the slot (DESIGN §1):
+   * the rest covers restart_lsn trailing confirmed_flush_lsn and WAL segment rounding.
+   */
+  keepSizeShare: 0.75,
+} as const;
+
+/** Milliseconds from the Unix epoch to 2000-01-01, the epoch of Postgres timestamps (replication protocol). */
+export const PG_EPOCH_MS = 946_684_800_000;
+
+/**
+ * How long a connection to Postgres may take to open. A reachable server answers within
+ * milliseconds; 5 s allows a slow network or TLS handshake without hanging a start or a
+ * reconnect attempt for long.
+ */
+export const PG_CONNECT_TIMEOUT_MS = 5_000;

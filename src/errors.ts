@@ -70,6 +70,11 @@ export class ProtocolDecodeError extends WalcastError {
   readonly code = 'pgoutput_decode';
 }
 
+/** Capture was asked to change state in a way its transition table forbids: a bug in walcast. */
+export class CaptureStateError extends WalcastError {
+  readonly code = 'capture_state';
+}
+
 export class PositionError extends WalcastError {
   readonly code = 'bad_position';
 }

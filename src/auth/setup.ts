@@ -4,6 +4,7 @@ import type pg from 'pg';
 import { DEFAULTS, PUBLICATION } from '../constants.js';
 import { ConfigError, InsufficientPrivilegeError, NotMigratedError, WalcastError } from '../errors.js';
 import { explainConnectError } from '../pg/connect.js';
+import { pgCode, SQLSTATE } from '../pg/sqlstate.js';
 import { Backoff } from '../util/backoff.js';
 import type { Logger } from '../log.js';
 import { PolicyAuthorizer } from './authorizer.js';
@@ -22,10 +23,10 @@ export async function startAuthorizer(o: AuthorizerOptions, db: pg.Pool, url: st
     return await start(o, db, log);
   } catch (err) {
     if (err instanceof WalcastError) throw err;
-    if ((err as { code?: string }).code === '42P01' && /casbin_rule/.test((err as Error).message)) {
+    if (pgCode(err) === SQLSTATE.undefinedTable && /casbin_rule/.test((err as Error).message)) {
       throw new NotMigratedError('walcast.casbin_rule does not exist', 'run walcast migrate --db URL first', { cause: err });
     }
-    if ((err as { code?: string }).code === '42501') {
+    if (pgCode(err) === SQLSTATE.insufficientPrivilege) {
       throw new InsufficientPrivilegeError(
         `reading the policies: ${(err as Error).message}`,
         'grant the daemon role USAGE on schema walcast and SELECT on walcast.casbin_rule and on each --relation table (docs/OPERATIONS.md, "Privileges")',
@@ -71,9 +72,9 @@ async function start(o: AuthorizerOptions, db: pg.Pool, log: Logger): Promise<Po
   try {
     await auth.load(db);
   } catch (err) {
-    const code = (err as { code?: string }).code;
+    const code = pgCode(err);
     // undefined_column, undefined_table: a declaration naming what is not there.
-    if (code === '42703' || code === '42P01') throw new ConfigError(`a relation declaration does not match the database: ${(err as Error).message}`, 'check the --relation tables and columns', { cause: err });
+    if (code === SQLSTATE.undefinedColumn || code === SQLSTATE.undefinedTable) throw new ConfigError(`a relation declaration does not match the database: ${(err as Error).message}`, 'check the --relation tables and columns', { cause: err });
     throw err;
   }
   return auth;

@@ -1,19 +1,15 @@
 // Capture: one permanent (or, for `walcast tail`, temporary) logical slot read through pgoutput,
 // committed transactions handed downstream in commit order, acknowledged only as far as allowed.
 //
-//   start() ─► preflight ─► connecting ─► streaming ──(stream lost)──► backoff ─┐
-//                 │fatal         ▲                                             │
-//                 ▼              └─────────────── full-jitter delay ◄───────────┘
-//               failed           stop() from any state ─► stopping ─► stopped
-//
+// States and the only changes between them: src/capture/state.ts (checked by setState).
 // Checkpoint marks: src/capture/checkpoint.ts. Ordered delivery: src/capture/handoff.ts.
 // Memory: a transaction holds at most maxTransactionBytes of changes (src/capture/assembler.ts);
 // the handoff pauses the socket past maxPendingTransactions or that many bytes waiting; while
 // types load the socket is paused too, so the backlog is what was already read.
 import { EventEmitter } from 'node:events';
 import pg from 'pg';
-import { DEFAULTS } from '../constants.js';
-import { ReplicationLostError } from '../errors.js';
+import { CAPTURE, DEFAULTS } from '../constants.js';
+import { CaptureStateError, ReplicationLostError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { clientConfig, connect } from '../pg/connect.js';
 import { Backoff } from '../util/backoff.js';
@@ -22,7 +18,9 @@ import { Checkpoint } from './checkpoint.js';
 import { Handoff } from './handoff.js';
 import { formatLsn, parseLsn } from './lsn.js';
 import { asDecodeError, isRowChange, PgoutputDecoder } from './pgoutput.js';
-import { checkServer, deadAfter, ensureSlot, ensureSlotWhenFree, explainStreamError, isFatalAtStart, readSenderTimeout } from './preflight.js';
+import { checkServer, deadAfter, ensureSlot, ensureSlotWhenFree, readSenderTimeout } from './preflight.js';
+import { explainStreamError, isFatalAtStart } from './start-failures.js';
+import { canMove } from './state.js';
 import { ReplicationStream } from './stream.js';
 import { ALL_TYPES_SQL, TYPE_INFO_SQL, TypeRegistry, type PgTypeInfo } from './types-registry.js';
 import type { CaptureOptions } from './capture-options.js';
@@ -57,6 +55,8 @@ export class Capture extends EventEmitter {
   private timer: NodeJS.Timeout | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private firstStart: { resolve: () => void; reject: (e: Error) => void } | null = null;
+  private released: Promise<void> | null = null;
+  private stopping: Promise<void> | null = null;
   private readonly limits: Required<Pick<CaptureOptions, 'statusIntervalMs' | 'maxPendingTransactions' | 'pingAfterMs' | 'deadAfterMs'>>;
 
   constructor(private readonly opts: CaptureOptions) {
@@ -70,8 +70,8 @@ export class Capture extends EventEmitter {
     this.limits = {
       statusIntervalMs: opts.statusIntervalMs ?? DEFAULTS.statusIntervalMs,
       maxPendingTransactions: opts.maxPendingTransactions ?? DEFAULTS.maxPendingTransactions,
-      pingAfterMs: opts.pingAfterMs ?? 10_000,
-      deadAfterMs: opts.deadAfterMs ?? 30_000,
+      pingAfterMs: opts.pingAfterMs ?? CAPTURE.pingAfterMs,
+      deadAfterMs: opts.deadAfterMs ?? CAPTURE.minDeadAfterMs,
     };
     this.handoff = new Handoff<Pending>(
       {
@@ -102,15 +102,19 @@ export class Capture extends EventEmitter {
     return { state: this.state, acked: formatLsn(c.ackedLsn), processed: formatLsn(c.processedLsn), pending: this.handoff.size };
   }
 
-  /** Resolves once streaming; rejects (state `failed`) when a preflight check fails. */
+  /**
+   * Resolves once streaming; rejects (state `failed`) when a preflight check fails or the first
+   * stream fails in a way retrying cannot mend (isFatalAtStart). Such a failure is reported here
+   * only, not also as 'fatal'.
+   */
   async start(): Promise<void> {
-    if (this.state !== 'idle') throw new Error(`capture already ${this.state}`);
+    if (this.state !== 'idle') throw new CaptureStateError(`capture already ${this.state}: start() is called once`, 'report it: it is a bug in walcast');
     this.setState('connecting');
     try {
       await this.preflight();
     } catch (err) {
-      if (this.current === 'connecting') this.setState('failed');
-      await this.meta?.end().catch(() => {});
+      if (this.current === 'connecting') this.setState('failed'); // unless stop() came first
+      await this.release();
       throw err;
     }
     if (this.current !== 'connecting') {
@@ -124,20 +128,54 @@ export class Capture extends EventEmitter {
     return started;
   }
 
-  /** Final acknowledgement of what was processed, then close. */
-  async stop(): Promise<void> {
-    if (this.state === 'stopped' || this.state === 'stopping') return;
-    this.setState('stopping');
-    if (this.timer) clearInterval(this.timer);
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    this.sendStatus(false);
-    const stream = this.stream;
-    this.stream = null;
-    this.generation++;
-    await stream?.close();
-    await this.meta?.end().catch(() => {});
-    this.setState('stopped');
-    this.firstStart?.reject(new Error('stopped before streaming'));
+  /**
+   * Final acknowledgement of what was processed, then close: `stopping`, then `stopped`. After a
+   * failure it releases what is left and the state stays `failed`. Every call waits for the same.
+   */
+  stop(): Promise<void> {
+    if (this.state === 'failed') return this.release();
+    return (this.stopping ??= (async () => {
+      this.setState('stopping');
+      await this.release();
+      this.setState('stopped');
+      const first = this.firstStart;
+      this.firstStart = null;
+      first?.reject(new Error('stopped before streaming'));
+    })());
+  }
+
+  /**
+   * Lets go of everything: timers, a last status update (what was processed), the stream, the
+   * pool. Done once, for whoever asks first (stop(), a fatal error); later calls wait for it.
+   */
+  private release(): Promise<void> {
+    return (this.released ??= (async () => {
+      if (this.timer) clearInterval(this.timer);
+      if (this.retryTimer) clearTimeout(this.retryTimer);
+      this.sendStatus(false);
+      const stream = this.stream;
+      this.stream = null;
+      this.generation++; // late callbacks of the stream become stale
+      await stream?.close();
+      await this.meta?.end().catch(() => {});
+    })());
+  }
+
+  /**
+   * A failure nothing will retry: straight to `failed`, which /status and the health check
+   * report while the owner shuts down, then everything is released. Reported once: through
+   * start() while it is pending, else as 'fatal'. While stopping, or once stopped, the state
+   * stays (the table lists no way from there) and the error is still reported.
+   */
+  private fail(err: Error): void {
+    const first = this.firstStart;
+    this.firstStart = null;
+    if (canMove(this.state, 'failed')) {
+      this.setState('failed');
+      void this.release();
+    }
+    if (first) first.reject(err);
+    else this.emit('fatal', err);
   }
 
   private async preflight(): Promise<void> {
@@ -166,7 +204,7 @@ export class Capture extends EventEmitter {
 
   private connectStream(): void {
     const gen = ++this.generation;
-    this.setState('connecting');
+    if (!this.setState('connecting')) return;
     this.decoder = new PgoutputDecoder(this.types); // relations are sent again per session
     this.assembler.reset();
     this.backlog = [];
@@ -185,7 +223,7 @@ export class Capture extends EventEmitter {
   }
 
   private onStarted(): void {
-    this.setState('streaming');
+    if (!this.setState('streaming')) return;
     if (this.consumerHeld) this.stream?.pause(); // a new stream after a reconnect: still held
     this.log.info({ slot: this.opts.slot, from: formatLsn(this.checkpoint.ackedLsn) }, 'replication streaming');
     const first = this.firstStart;
@@ -194,24 +232,17 @@ export class Capture extends EventEmitter {
   }
 
   private onEnded(err: Error | null): void {
-    // Already stopping, failed, or waiting to reconnect: one retry loop at a time.
-    if (this.state === 'stopping' || this.state === 'stopped' || this.state === 'failed' || this.state === 'backoff') return;
+    // Only a live stream can be lost. Stopping, failed, or waiting to reconnect: one retry loop at a time.
+    if (this.state !== 'connecting' && this.state !== 'streaming') return;
     this.stream = null;
     if (this.firstStart && isFatalAtStart(err)) {
-      // Nothing streamed yet: report it like a preflight failure.
-      const first = this.firstStart;
-      this.firstStart = null;
-      void this.stop().then(() => this.setState('failed'));
-      first.reject(explainStreamError(err as Error, this.opts.slot));
+      // Nothing streamed yet: start() rejects with it, like a failed check.
+      this.fail(explainStreamError(err as Error, this.opts.slot));
       return;
     }
     if (this.opts.temporary) {
       // A temporary slot died with its connection: what committed meanwhile is unrecoverable.
-      this.setState('failed');
-      if (this.timer) clearInterval(this.timer);
-      void this.meta?.end().catch(() => {});
-      this.emit(
-        'fatal',
+      this.fail(
         new ReplicationLostError(
           `replication connection lost (${err?.message ?? 'stream ended'}); a temporary slot cannot resume`,
           'run it again, or read a permanent slot with --slot NAME to resume where it stopped',
@@ -221,9 +252,9 @@ export class Capture extends EventEmitter {
       return;
     }
     const delay = this.backoff.next();
-    this.log.warn({ err: err?.message, retryInMs: delay, attempt: this.backoff.attempts }, 'replication stream lost; reconnecting');
-    this.setState('backoff');
-    this.retryTimer = setTimeout(() => void this.reconnect(), delay);
+    const hint = err ? explainStreamError(err, this.opts.slot).hint : undefined;
+    this.log.warn({ err: err?.message, hint, retryInMs: delay, attempt: this.backoff.attempts }, 'replication stream lost; reconnecting');
+    if (this.setState('backoff')) this.retryTimer = setTimeout(() => void this.reconnect(), delay);
   }
 
   private async reconnect(): Promise<void> {
@@ -347,11 +378,10 @@ export class Capture extends EventEmitter {
     if (replyRequested) this.sendStatus(false, true);
   }
 
-  /** Downstream could not take a transaction: stop without acknowledging it, so it is kept. */
+  /** Downstream could not take a transaction: fail without acknowledging it, so it is kept. */
   private downstreamFailed(err: Error): void {
     this.log.error({ err: err.message }, 'downstream failed; capture stops without acknowledging');
-    this.emit('fatal', err);
-    void this.stop();
+    this.fail(err);
   }
 
   /** Drops the current stream (its late callbacks become stale) and goes the way of a lost one. */
@@ -394,10 +424,27 @@ export class Capture extends EventEmitter {
     if (reply && target < write) this.stream?.sendStatus(write, 0n, false);
   }
 
-  private setState(s: CaptureState): void {
-    if (this.state === s) return;
-    this.state = s;
-    if (s === 'streaming') this.backoff.reset();
-    this.emit('state', s);
+  /**
+   * Moves to `to` when TRANSITIONS (src/capture/state.ts) lists the change; says whether it did.
+   *
+   * A change the table does not list is a bug here. It is refused, logged at error level and
+   * ends the capture like any fatal error (CaptureStateError, through start() or 'fatal'), not
+   * thrown: setState runs inside the replication socket's callbacks and timers, where a throw is
+   * an uncaught exception that kills the daemon mid-callback, without the last status update or
+   * the 1001 close its clients get from an orderly stop. Through 'fatal' the owner (serve, tail)
+   * shuts down in order; nothing unprocessed was acknowledged, so a restart resumes from the slot.
+   */
+  private setState(to: CaptureState): boolean {
+    const from = this.state;
+    if (from === to) return true; // not a change
+    if (!canMove(from, to)) {
+      this.log.error({ from, to }, 'capture state change refused: not in the transition table');
+      this.fail(new CaptureStateError(`capture cannot go from ${from} to ${to}`, 'report it: it is a bug in walcast; a restart resumes from the slot'));
+      return false;
+    }
+    this.state = to;
+    if (to === 'streaming') this.backoff.reset();
+    this.emit('state', to);
+    return true;
   }
 }

@@ -1,7 +1,8 @@
 // Hands committed transactions downstream one at a time, in order. Synchronous while the
 // consumer returns synchronously; a returned promise holds the next item until it settles.
 // Past `high` waiting items, or `highWeight` of their summed weight (bytes), it asks for the
-// source to pause, and below half of both to resume.
+// source to pause, and below half of both (CAPTURE.handoffResumeShare) to resume.
+import { CAPTURE } from '../constants.js';
 
 export interface HandoffHooks<T> {
   deliver(item: T): void | Promise<void>;
@@ -73,7 +74,7 @@ export class Handoff<T> {
     const item = this.queue.shift() as T;
     this.weight -= this.weigh(item);
     this.hooks.done(item);
-    if (this.paused && this.queue.length <= this.high >> 1 && this.weight <= this.highWeight / 2) {
+    if (this.paused && this.queue.length <= this.high * CAPTURE.handoffResumeShare && this.weight <= this.highWeight * CAPTURE.handoffResumeShare) {
       this.paused = false;
       this.hooks.pressure(false);
     }

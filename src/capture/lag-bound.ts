@@ -1,12 +1,10 @@
 import type pg from 'pg';
+import { CAPTURE } from '../constants.js';
 
 // The slot lag guard rail (DESIGN §1): how much WAL the resume window may hold back on the slot.
 // Postgres invalidates a slot whose restart_lsn falls more than max_slot_wal_keep_size behind
 // (https://www.postgresql.org/docs/15/runtime-config-replication.html#GUC-MAX-SLOT-WAL-KEEP-SIZE);
 // an invalidated slot means `resync` for every client, so the window gives way well before.
-
-/** Share of max_slot_wal_keep_size the window may use: the rest covers restart_lsn trailing confirmed_flush_lsn and segment rounding. */
-export const KEEP_SIZE_SHARE = 0.75;
 
 export interface LagBound {
   bytes: number;
@@ -17,7 +15,7 @@ export interface LagBound {
 /** `keepSizeMb`: the server's max_slot_wal_keep_size in MB, -1 or null when unlimited. */
 export function effectiveLagBound(configured: number, keepSizeMb: number | null): LagBound {
   if (keepSizeMb === null || keepSizeMb < 0) return { bytes: configured, clamped: false };
-  const cap = Math.floor(keepSizeMb * 1024 * 1024 * KEEP_SIZE_SHARE);
+  const cap = Math.floor(keepSizeMb * 1024 * 1024 * CAPTURE.keepSizeShare);
   return cap < configured ? { bytes: cap, clamped: true } : { bytes: configured, clamped: false };
 }
 

@@ -3,12 +3,13 @@
 // We decode ourselves rather than through pg-logical-replication's parser because that one
 // runs values through pg's global type parsers (int8 as strings, timestamps as Date losing
 // microseconds, no array element types) and renders LSNs zero-padded.
+import { PG_EPOCH_MS } from '../constants.js';
 import { ProtocolDecodeError } from '../errors.js';
 import type { MsgIgnored, PgoutputMessage, Relation, RelationColumn, Row } from './pgoutput.types.js';
 import type { Decoder, TypeRegistry } from './types-registry.js';
 
 /** Microseconds between 1970-01-01 and 2000-01-01, the epoch of Postgres timestamps. */
-const PG_EPOCH_US = 946_684_800_000_000n;
+const PG_EPOCH_US = BigInt(PG_EPOCH_MS) * 1000n;
 const IDENTITY: Record<number, Relation['replicaIdentity']> = { 0x64: 'default', 0x6e: 'nothing', 0x66: 'full', 0x69: 'index' };
 /** Marks a column whose value is an unchanged TOAST datum not present in the message. */
 const UNCHANGED = Symbol('unchanged-toast');

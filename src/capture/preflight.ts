@@ -2,8 +2,10 @@
 // and the creation of the permanent slot when it is missing.
 import type pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NotMigratedError, ReplicationLimitError, ReplicationPrivilegeError, SlotInUseError, SlotInvalidError, WalLevelError } from '../errors.js';
+import { CAPTURE } from '../constants.js';
+import { NotMigratedError, ReplicationPrivilegeError, SlotInUseError, SlotInvalidError, WalLevelError } from '../errors.js';
 import { parseLsn } from './lsn.js';
+import { explainStreamError } from './start-failures.js';
 
 export interface SlotState {
   /** Where the slot will resume: nothing before it is sent again. */
@@ -84,11 +86,8 @@ async function createSlot(client: pg.Client, slot: string): Promise<SlotState> {
   try {
     ({ rows } = await client.query<{ lsn: string }>(`select lsn::text from pg_create_logical_replication_slot($1, 'pgoutput')`, [slot]));
   } catch (err) {
-    // 53400 configuration_limit_exceeded: "all replication slots are in use".
-    if ((err as { code?: string }).code === '53400') {
-      throw new ReplicationLimitError(`cannot create replication slot "${slot}": ${(err as Error).message}`, 'drop unused slots (select slot_name, active from pg_replication_slots) or raise max_replication_slots and restart Postgres', { cause: err });
-    }
-    throw err;
+    // It fails the ways a temporary slot's CREATE_REPLICATION_SLOT does ("all replication slots are in use").
+    throw explainStreamError(err as Error, slot);
   }
   return { confirmedFlush: parseLsn(rows[0].lsn), created: true, invalidated: false };
 }
@@ -97,54 +96,16 @@ async function createSlot(client: pg.Client, slot: string): Promise<SlotState> {
  * ensureSlot, waiting a little for a slot that is still held: after a crash or a lost network the
  * old walsender keeps the slot until it notices its peer is gone.
  */
-export async function ensureSlotWhenFree(client: pg.Client, slot: string, waitMs = 5_000): Promise<SlotState> {
+export async function ensureSlotWhenFree(client: pg.Client, slot: string, waitMs: number = CAPTURE.slotFreeWaitMs): Promise<SlotState> {
   const deadline = Date.now() + waitMs;
   for (;;) {
     try {
       return await ensureSlot(client, slot);
     } catch (err) {
       if (!(err instanceof SlotInUseError) || Date.now() >= deadline) throw err;
-      await sleep(250);
+      await sleep(CAPTURE.slotFreePollMs);
     }
   }
-}
-
-/** Errors of START_REPLICATION itself, in the words of the checks above. */
-export function explainStreamError(err: Error, slot: string): Error {
-  const code = (err as { code?: string }).code;
-  if (code === '55006') {
-    return new SlotInUseError(
-      `replication slot "${slot}" is in use by another process`,
-      'stop the other walcast reading it, or give this one its own slot with --slot NAME',
-      { cause: err },
-    );
-  }
-  if (code === '42501') {
-    return new ReplicationPrivilegeError(err.message, 'grant the role REPLICATION: ALTER ROLE name WITH REPLICATION', { cause: err });
-  }
-  if (code === '55000') {
-    return new WalLevelError(err.message, "run ALTER SYSTEM SET wal_level = 'logical' as a superuser and restart Postgres", { cause: err });
-  }
-  if (code === '53300') {
-    // too_many_connections: "number of requested standby connections exceeds max_wal_senders",
-    // or a connection limit of the role, the database or the server.
-    const senders = /max_wal_senders/.test(err.message);
-    return new ReplicationLimitError(
-      err.message,
-      senders ? 'raise max_wal_senders (restart needed) or stop another replication client' : "raise the role's or database's CONNECTION LIMIT, or max_connections",
-      { cause: err },
-    );
-  }
-  return err;
-}
-
-/** At the very first start, these end the program instead of being retried. */
-export function isFatalAtStart(err: Error | null): boolean {
-  const code = (err as { code?: string } | null)?.code;
-  // 55006 object_in_use (slot active elsewhere), 42704 undefined_object, 42501 privileges,
-  // 55000 object_not_in_prerequisite_state (wal_level), 28xxx auth.
-  // 53300 too_many_connections (max_wal_senders reached).
-  return !!code && (code === '55006' || code === '42704' || code === '42501' || code === '55000' || code === '53300' || code.startsWith('28'));
 }
 
 /**
@@ -155,9 +116,9 @@ export function isFatalAtStart(err: Error | null): boolean {
  * reconnect, replay the same transaction, and never get past it.
  */
 export function deadAfter(senderTimeoutMs: number | null): number {
-  if (senderTimeoutMs === null) return 30_000;
-  if (senderTimeoutMs <= 0) return 600_000; // no keepalives at all: only a long silence is death
-  return Math.max(30_000, 2 * senderTimeoutMs);
+  if (senderTimeoutMs === null) return CAPTURE.minDeadAfterMs;
+  if (senderTimeoutMs <= 0) return CAPTURE.deadAfterNoKeepalivesMs;
+  return Math.max(CAPTURE.minDeadAfterMs, CAPTURE.deadAfterSenderTimeouts * senderTimeoutMs);
 }
 
 export async function readSenderTimeout(client: pg.Client): Promise<number | null> {

@@ -6,12 +6,9 @@
 import { LogicalReplicationService } from 'pg-logical-replication';
 import { AbstractPlugin } from 'pg-logical-replication/dist/output-plugins/abstract.plugin.js';
 import type pg from 'pg';
-import { PGOUTPUT_PROTO_VERSION, REPLICATION_SESSION_OPTIONS } from '../constants.js';
+import { PG_EPOCH_MS, PGOUTPUT_PROTO_VERSION, REPLICATION_SESSION_OPTIONS } from '../constants.js';
 import { clientConfig } from '../pg/connect.js';
 import { formatLsn, parseLsn } from './lsn.js';
-
-/** Microseconds between 1970-01-01 and 2000-01-01. */
-const PG_EPOCH_MS = 946_684_800_000;
 
 export interface StreamOptions {
   url: string;

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { resolveDb, resolvePolicyOptions } from '../config.js';
 import { NotMigratedError } from '../errors.js';
 import { connect } from '../pg/connect.js';
+import { pgCode, SQLSTATE } from '../pg/sqlstate.js';
 import { checkRule, loadModel } from '../auth/model.js';
 import { addRule, formatRule, listRules, removeRule, toRule } from '../sql/policy.js';
 
@@ -54,7 +55,7 @@ async function withDb(flag: string | undefined, fn: (db: import('pg').Client) =>
   try {
     await fn(db);
   } catch (err) {
-    if ((err as { code?: string }).code === '42P01') {
+    if (pgCode(err) === SQLSTATE.undefinedTable) {
       throw new NotMigratedError('walcast.casbin_rule does not exist', 'run walcast migrate --db URL first', { cause: err });
     }
     throw err;

@@ -1,9 +1,9 @@
 // Connection settings and the translation of connection failures into errors that name the
 // cause and the fix. Every command that touches Postgres goes through here.
 import pg from 'pg';
+import { PG_CONNECT_TIMEOUT_MS } from '../constants.js';
 import { BadUrlError, DbAuthError, DbUnreachableError, WalcastError } from '../errors.js';
-
-const CONNECT_TIMEOUT_MS = 5_000;
+import { isAuthFailure, pgCode, SQLSTATE } from './sqlstate.js';
 
 /** Validates a postgres:// URL early, so a typo is not reported as a network failure. */
 export function checkDatabaseUrl(url: string): URL {
@@ -27,7 +27,7 @@ export function checkDatabaseUrl(url: string): URL {
 
 export function clientConfig(url: string, extra: pg.ClientConfig = {}): pg.ClientConfig {
   checkDatabaseUrl(url);
-  return { connectionString: url, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, ...extra };
+  return { connectionString: url, connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS, ...extra };
 }
 
 /** Connects a plain client, translating failures. */
@@ -91,7 +91,7 @@ export function redact(url: string): string {
 
 export function explainConnectError(err: unknown, url: string): Error {
   if (err instanceof WalcastError) return err;
-  const e = err as { code?: string; message?: string };
+  const code = pgCode(err);
   let where = redact(url);
   try {
     // The host is what follows the last `@` (see redact): a password with an unencoded `/`
@@ -102,20 +102,20 @@ export function explainConnectError(err: unknown, url: string): Error {
   } catch {
     /* keep the redacted URL */
   }
-  const msg = e?.message ?? String(err);
-  switch (e?.code) {
+  const msg = (err as { message?: string } | null)?.message ?? String(err);
+  if (isAuthFailure(code)) {
+    return new DbAuthError(`Postgres refused the login at ${where}: ${msg}`, 'check the user and password in the URL, and pg_hba.conf', { cause: err });
+  }
+  switch (code) {
     case 'ECONNREFUSED':
     case 'ENOTFOUND':
     case 'EHOSTUNREACH':
     case 'ETIMEDOUT':
     case 'EAI_AGAIN':
-      return new DbUnreachableError(`cannot reach Postgres at ${where} (${e.code})`, 'is the server running and listening there? check --db / DATABASE_URL', { cause: err });
-    case '28P01':
-    case '28000':
-      return new DbAuthError(`Postgres refused the login at ${where}: ${msg}`, 'check the user and password in the URL, and pg_hba.conf', { cause: err });
-    case '3D000':
+      return new DbUnreachableError(`cannot reach Postgres at ${where} (${code})`, 'is the server running and listening there? check --db / DATABASE_URL', { cause: err });
+    case SQLSTATE.invalidCatalogName:
       return new DbUnreachableError(`${msg} (at ${where})`, 'create the database or fix its name in the URL', { cause: err });
-    case '57P03':
+    case SQLSTATE.cannotConnectNow:
       return new DbUnreachableError(`Postgres at ${where} is starting up or shutting down`, 'try again in a moment', { cause: err });
   }
   if (/timeout/i.test(msg)) {

@@ -8,6 +8,7 @@ import type pg from 'pg';
 import { MIGRATE_LOCK_KEY, MIGRATIONS_TABLE, SCHEMA } from '../constants.js';
 import { MigrationError } from '../errors.js';
 import { connect } from '../pg/connect.js';
+import { pgCode, SQLSTATE } from '../pg/sqlstate.js';
 import { packageRoot } from '../util/package-root.js';
 
 export interface Migration {
@@ -76,9 +77,9 @@ async function applyAll(client: pg.Client, migrations: Migration[]): Promise<Mig
     } catch (err) {
       await client.query('rollback').catch(() => {});
       if (err instanceof MigrationError) throw err;
-      const e = err as { message?: string; code?: string };
+      const e = err as { message?: string };
       throw new MigrationError(`migration ${label} failed and was rolled back: ${e.message ?? String(err)}`,
-        e.code === '42501' ? 'run migrate as the owner of the tables (or a superuser)' : undefined, { cause: err });
+        pgCode(err) === SQLSTATE.insufficientPrivilege ? 'run migrate as the owner of the tables (or a superuser)' : undefined, { cause: err });
     }
   }
   return result;
