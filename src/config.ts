@@ -4,7 +4,7 @@ import { statSync } from 'node:fs';
 import { DEFAULTS, SERVER_DEFAULTS } from './constants.js';
 import { AuthConfigError, ConfigError } from './errors.js';
 import { checkDatabaseUrl } from './pg/connect.js';
-import { parsePosition, type Position } from './capture/position.js';
+import { parsePosition, type Position } from './protocol/position.js';
 import { openFilesSoftLimit } from './util/fd-limit.js';
 
 export type Env = Record<string, string | undefined>;

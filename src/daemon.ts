@@ -3,7 +3,7 @@
 import pg from 'pg';
 import { createVerifier } from './auth/jwt.js';
 import { Capture } from './capture/capture.js';
-import { MAX_INDEX, formatPosition } from './capture/position.js';
+import { MAX_INDEX, formatPosition } from './protocol/position.js';
 import type { Relation } from './capture/pgoutput.types.js';
 import type { ServeConfig } from './config.js';
 import { BROADCASTS_TABLE, PUBLICATION, SERVER_DEFAULTS } from './constants.js';

@@ -7,7 +7,7 @@
 //
 //   loading ──(snapshot read, queued changes replayed)──► ready ──(slot recreated)──► loading
 import type pg from 'pg';
-import { comparePositions, type Position } from '../capture/position.js';
+import { comparePositions, type Position } from '../protocol/position.js';
 import type { Row } from '../capture/pgoutput.types.js';
 import type { Change } from '../capture/types.js';
 import { SERVER_DEFAULTS } from '../constants.js';

@@ -5,7 +5,7 @@
 // changes to that count inside the window. The count at position t is the count now minus the
 // changes after t. Changes already contained in the state loaded at start (their transaction is
 // in the load's snapshot) are recorded for history without being counted twice.
-import { comparePositions, type Position } from '../capture/position.js';
+import { comparePositions, type Position } from '../protocol/position.js';
 
 interface Op {
   pos: Position;

@@ -1,6 +1,6 @@
 // What the hub asks of authorization (DESIGN §3). Implemented by src/auth/authorizer.ts; absent
 // under --no-auth, where every client may read everything.
-import type { Position } from '../capture/position.js';
+import type { Position } from '../protocol/position.js';
 import type { Row } from '../capture/pgoutput.types.js';
 import type { Change } from '../capture/types.js';
 import type { Identity } from './jwt.js';

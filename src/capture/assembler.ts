@@ -9,10 +9,10 @@
 // In streaming mode (`onChange`, for `walcast tail`) nothing is kept at all: each change goes out
 // as it is decoded (Begin already carries the commit LSN and time), so there is nothing to bound.
 import { ProtocolDecodeError } from '../errors.js';
-import { formatLsn } from './lsn.js';
+import { formatLsn } from '../protocol/lsn.js';
 import { isoFromMicros } from './pgoutput.js';
 import type { MsgBegin, MsgCommit, PgoutputMessage, Relation } from './pgoutput.types.js';
-import type { Position } from './position.js';
+import type { Position } from '../protocol/position.js';
 import type { Change, RowChange, Transaction, TransactionHead } from './types.js';
 
 export interface AssemblerOptions {

@@ -1,6 +1,6 @@
 // What a Capture is given (src/capture/capture.ts).
 import type { Logger } from '../log.js';
-import type { Position } from './position.js';
+import type { Position } from '../protocol/position.js';
 import type { Change, Transaction, TransactionHead } from './types.js';
 
 export interface CaptureOptions {

@@ -20,7 +20,7 @@ import { Backoff } from '../util/backoff.js';
 import { TransactionAssembler } from './assembler.js';
 import { Checkpoint } from './checkpoint.js';
 import { Handoff } from './handoff.js';
-import { formatLsn, parseLsn } from './lsn.js';
+import { formatLsn, parseLsn } from '../protocol/lsn.js';
 import { asDecodeError, isRowChange, PgoutputDecoder } from './pgoutput.js';
 import { checkServer, deadAfter, ensureSlot, ensureSlotWhenFree, explainStreamError, isFatalAtStart, readSenderTimeout } from './preflight.js';
 import { ReplicationStream } from './stream.js';

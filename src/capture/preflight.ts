@@ -3,7 +3,7 @@
 import type pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NotMigratedError, ReplicationLimitError, ReplicationPrivilegeError, SlotInUseError, SlotInvalidError, WalLevelError } from '../errors.js';
-import { parseLsn } from './lsn.js';
+import { parseLsn } from '../protocol/lsn.js';
 
 export interface SlotState {
   /** Where the slot will resume: nothing before it is sent again. */

@@ -8,7 +8,7 @@ import { AbstractPlugin } from 'pg-logical-replication/dist/output-plugins/abstr
 import type pg from 'pg';
 import { PGOUTPUT_PROTO_VERSION, REPLICATION_SESSION_OPTIONS } from '../constants.js';
 import { clientConfig } from '../pg/connect.js';
-import { formatLsn, parseLsn } from './lsn.js';
+import { formatLsn, parseLsn } from '../protocol/lsn.js';
 
 /** Microseconds between 1970-01-01 and 2000-01-01. */
 const PG_EPOCH_MS = 946_684_800_000;

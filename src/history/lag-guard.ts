@@ -3,7 +3,7 @@
 // max_slot_wal_keep_size (src/capture/lag-bound.ts), which a configuration reload can change.
 import type pg from 'pg';
 import { effectiveLagBound, readWalKeepSize, type LagBound } from '../capture/lag-bound.js';
-import { formatPosition } from '../capture/position.js';
+import { formatPosition } from '../protocol/position.js';
 import type { Logger } from '../log.js';
 import type { HistoryRing } from './ring.js';
 

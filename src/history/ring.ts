@@ -5,7 +5,7 @@
 // Besides transactions it holds marks: "the stream had reached WAL position W at this time, with
 // nothing for us". Marks let an idle window keep moving (so `progress` positions handed to idle
 // clients stay resumable, also across a daemon restart), at the cost of a few bytes each.
-import { comparePositions, MAX_INDEX, type Position } from '../capture/position.js';
+import { comparePositions, MAX_INDEX, type Position } from '../protocol/position.js';
 import type { Transaction } from '../capture/types.js';
 
 /** Index used in positions that stand for "everything up to this LSN" (marks, floors). */

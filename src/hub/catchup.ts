@@ -6,9 +6,9 @@
 import type { Change, Transaction } from '../capture/types.js';
 import type { HistoryRing, RingEntry } from '../history/ring.js';
 import { CatchUpScheduler, type CatchUpLimits, type CatchUpStats } from './catchup-scheduler.js';
-import { crossesOversized } from './oversize.js';
+import { crossesOversized } from './oversize-crossing.js';
 import type { Subscription } from './subscriptions.js';
-import type { ResyncReason } from '../server/protocol.types.js';
+import type { ResyncReason } from '../protocol/types.js';
 
 /** What catching up needs of the hub. */
 export interface CatchUpHost {

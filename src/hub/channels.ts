@@ -7,8 +7,9 @@
 // broadcasts per connection and per user (rate.ts).
 import type { Authorizer } from '../auth/types.js';
 import { BadRequestError, ForbiddenError, LimitExceededError, TooLargeError } from '../errors.js';
-import { broadcastMsg, errorMsgFrom, joined, left, presenceDiff, presenceState } from '../server/protocol.js';
-import type { Ref } from '../server/protocol.types.js';
+import { broadcastMsg, joined, left, presenceDiff, presenceState } from '../protocol/frames.js';
+import { errorMsgFrom } from '../protocol/wire-errors.js';
+import type { Ref } from '../protocol/types.js';
 import type { SERVER_DEFAULTS } from '../constants.js';
 import { ChannelPresence, type PresenceDiff, type PresenceLimits } from './presence.js';
 import { BroadcastBudgets, TokenBucket, type BroadcastRate } from './rate.js';

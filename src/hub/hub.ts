@@ -9,7 +9,7 @@
 //       │
 //       ▼
 //   catching_up ──(cursor reached the ring's end)──► live ──► unsubscribed | resync | closed
-import { comparePositions, formatPosition, type Position } from '../capture/position.js';
+import { comparePositions, formatPosition, type Position } from '../protocol/position.js';
 import type { Change, Transaction } from '../capture/types.js';
 import type { Row } from '../capture/pgoutput.types.js';
 import type { Channels } from './channels.js';
@@ -23,13 +23,13 @@ import type { CatchUpStats } from './catchup-scheduler.js';
 import { PrefixTable } from './prefixes.js';
 import { forWindow, notForWindow, type SqlBroadcasts } from './sql-broadcast.js';
 import { Subscription, SubscriptionIndex, type SubscriptionInit } from './subscriptions.js';
-import { resync, subscribed } from '../server/protocol.js';
-import type { ResyncReason } from '../server/protocol.types.js';
+import { resync, subscribed } from '../protocol/frames.js';
+import type { ResyncReason } from '../protocol/types.js';
 import type { Peer } from './types.js';
 import type { Authorizer } from '../auth/types.js';
 import type { Identity } from '../auth/jwt.js';
 import { ForbiddenError } from '../errors.js';
-import { errorMsgFrom } from '../server/protocol.js';
+import { errorMsgFrom } from '../protocol/wire-errors.js';
 
 export interface HubOptions {
   ring: HistoryRing;

@@ -9,12 +9,12 @@
 //     policies are read anew.
 // The marker holds no WAL on the slot (HistoryRing.appendTransaction), so it is acknowledged and
 // never replayed into the same skip after a restart.
-import { comparePositions, MAX_INDEX } from '../capture/position.js';
 import type { Transaction } from '../capture/types.js';
 import { BROADCASTS_TABLE } from '../constants.js';
 import type { Logger } from '../log.js';
+import { MAX_INDEX } from '../protocol/position.js';
 import type { Hub } from './hub.js';
-import type { Subscription } from './subscriptions.js';
+import { crossesOversized } from './oversize-crossing.js';
 
 /** Estimated bytes of a marker in the window, beyond its table names. */
 const MARKER_BYTES = 512;
@@ -30,13 +30,6 @@ export interface OversizeOptions {
 /** Capture's onTransaction for a daemon: oversized transactions here, the others to the hub. */
 export function oversizeAware(hub: Hub, o: OversizeOptions): (tx: Transaction) => void {
   return (tx) => (tx.oversize ? skipOversized(hub, tx, o) : hub.onTransaction(tx));
-}
-
-/** Whether a subscription (live, or catching up from `sub.after`) missed changes of this oversized transaction. */
-export function crossesOversized(tx: Transaction, sub: Subscription): boolean {
-  const o = tx.oversize;
-  if (!o || !o.tables.includes(sub.table)) return false;
-  return comparePositions(sub.after, { lsn: tx.lsn, index: Math.max(0, o.changes - 1) }) < 0;
 }
 
 function skipOversized(hub: Hub, tx: Transaction, o: OversizeOptions): void {

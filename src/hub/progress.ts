@@ -1,9 +1,9 @@
 // `progress` for idle clients whose last position is behind the head. With many idle clients a
 // sweep is that many writes, so it is spread over turns of the event loop rather than blocking
 // it (bench/README.md, auth).
-import { comparePositions, formatPosition } from '../capture/position.js';
+import { comparePositions, formatPosition } from '../protocol/position.js';
 import type { HistoryRing } from '../history/ring.js';
-import { progress } from '../server/protocol.js';
+import { progress } from '../protocol/frames.js';
 import type { Subscription } from './subscriptions.js';
 import type { Peer } from './types.js';
 

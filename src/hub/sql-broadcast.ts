@@ -4,7 +4,7 @@
 // and its rows never reach the history window: broadcasts are ephemeral, catch-ups do not replay
 // them. Logical decoding messages carry nothing for clients: any role may emit one, so they can
 // never be trusted as broadcasts.
-import { comparePositions, type Position } from '../capture/position.js';
+import { comparePositions, type Position } from '../protocol/position.js';
 import type { Change, Transaction } from '../capture/types.js';
 import { BROADCASTS_TABLE } from '../constants.js';
 import type { Logger } from '../log.js';

@@ -2,7 +2,7 @@
 // of them: per table, those without an equality filter, and those with one hashed by
 // column → value (a subscriber is registered under one `eq` term; the whole filter is then
 // evaluated on candidates only).
-import type { Position } from '../capture/position.js';
+import type { Position } from '../protocol/position.js';
 import type { Row } from '../capture/pgoutput.types.js';
 import { eqTermKeys, rowValueKey, type FilterTerm, type RowPredicate } from './filter.js';
 import type { ChangeEvent, Peer, SubscriptionState } from './types.js';

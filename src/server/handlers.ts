@@ -18,8 +18,10 @@ import type { Channels } from '../hub/channels.js';
 import { compileFilter, eqIndexable, parseFilter } from '../hub/filter.js';
 import { key, type Hub } from '../hub/hub.js';
 import type { Logger } from '../log.js';
-import { authenticated, errorMsgFrom, parseClientMessage, pong, unsubscribed, welcome, withContext } from './protocol.js';
-import type { ClientMessage, Ref, SubscribeMessage } from './protocol.types.js';
+import { authenticated, pong, unsubscribed, welcome } from '../protocol/frames.js';
+import { parseClientMessage } from '../protocol/parse.js';
+import { errorMsgFrom, withContext } from '../protocol/wire-errors.js';
+import type { ClientMessage, Ref, SubscribeMessage } from '../protocol/types.js';
 import { ReplyBatch, type Session } from './session.js';
 import { Turns } from './turns.js';
 

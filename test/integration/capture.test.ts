@@ -2,8 +2,8 @@
 // order, positions, TOAST, DDL mid-stream, resume filter and checkpointing of the slot.
 
 import t from 'tap';
-import { parseLsn } from '../../src/capture/lsn.js';
-import { comparePositions, parsePosition, type Position } from '../../src/capture/position.js';
+import { parseLsn } from '../../src/protocol/lsn.js';
+import { comparePositions, parsePosition, type Position } from '../../src/protocol/position.js';
 import { renderChange } from '../../src/capture/render.js';
 import type { Change, Transaction } from '../../src/capture/types.js';
 import { migrate } from '../../src/sql/migrate.js';

@@ -51,7 +51,7 @@ t.test('every close code of CLOSE has a row in docs/errors.md and PROTOCOL.md', 
 });
 
 t.test('every resync reason has a row in docs/errors.md', async (t) => {
-  const types = read('src/server/protocol.types.ts');
+  const types = read('src/protocol/types.ts');
   const decl = /export type ResyncReason\s*=([^;]+);/.exec(types);
   t.ok(decl, 'ResyncReason is declared');
   const reasons = [...(decl?.[1] ?? '').matchAll(/'([a-z_]+)'/g)].map((m) => m[1]);

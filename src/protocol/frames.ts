@@ -1,6 +1,6 @@
 // Server → client messages of wire protocol v1 (DESIGN §4, docs/PROTOCOL.md), as JSON text.
 import { PROTOCOL_VERSION } from '../constants.js';
-import type { Ref, ResyncReason, SubscriptionId, WireErrorCode } from './protocol.types.js';
+import type { Ref, ResyncReason, SubscriptionId, WireErrorCode } from './types.js';
 
 // Builders return the JSON text. Ids and refs were validated on the way in (strings, safe
 // integers, finite numbers), so a number is written with String(), which for finite numbers is

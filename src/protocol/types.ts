@@ -1,8 +1,8 @@
 // Wire protocol v1 (DESIGN §4, docs/PROTOCOL.md): the messages as TypeScript types. Client
-// messages are the *parsed* form produced by parseClientMessage (src/server/protocol.ts), so a
+// messages are the *parsed* form produced by parseClientMessage (src/protocol/parse.ts), so a
 // few fields are richer than on the wire (`table` is split, `since` is a Position). Server
 // messages are the wire form, field for field.
-import type { Position } from '../capture/position.js';
+import type { Position } from './position.js';
 
 /** Echoed in the reply to the message that carried it. */
 export type Ref = string | number;
