@@ -4,7 +4,7 @@ import { statSync } from 'node:fs';
 import { DEFAULTS, SERVER_DEFAULTS } from './constants.js';
 import { AuthConfigError, ConfigError } from './errors.js';
 import { checkDatabaseUrl } from './pg/connect.js';
-import { parsePosition, type Position } from './protocol/position.js';
+import { parseWalPosition, type Position } from './protocol/position.js';
 import { openFilesSoftLimit } from './util/fd-limit.js';
 
 export type Env = Record<string, string | undefined>;
@@ -33,7 +33,7 @@ export function resolveConfig(flags: Flags, env: Env = process.env): Config {
   return {
     db: resolveDb(flags.db, env),
     slot: resolveSlot(flags.slot ?? env.WALCAST_SLOT ?? DEFAULTS.slot),
-    since: since ? parsePosition(since) : null,
+    since: since ? parseWalPosition(since) : null,
     verbose,
     logLevel: flags.logLevel ?? env.WALCAST_LOG_LEVEL ?? (verbose ? 'debug' : 'info'),
   };

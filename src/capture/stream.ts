@@ -8,6 +8,7 @@ import { AbstractPlugin } from 'pg-logical-replication/dist/output-plugins/abstr
 import type pg from 'pg';
 import { PGOUTPUT_PROTO_VERSION, REPLICATION_SESSION_OPTIONS } from '../constants.js';
 import { clientConfig } from '../pg/connect.js';
+import { quoteIdent } from '../pg/ident.js';
 import { formatLsn, parseLsn } from '../protocol/lsn.js';
 
 /** Microseconds between 1970-01-01 and 2000-01-01. */
@@ -51,10 +52,6 @@ class PgoutputRaw extends AbstractPlugin<StreamOptions> {
         `(proto_version '${PGOUTPUT_PROTO_VERSION}', publication_names '${pub}', messages 'false')`,
     );
   }
-}
-
-export function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
 }
 
 interface Internals {

@@ -12,7 +12,7 @@
 import type { Transaction } from '../capture/types.js';
 import { BROADCASTS_TABLE } from '../constants.js';
 import type { Logger } from '../log.js';
-import { MAX_INDEX } from '../protocol/position.js';
+import { MAX_POSITION_INDEX } from '../protocol/position.js';
 import type { Hub } from './hub.js';
 import { crossesOversized } from './oversize-crossing.js';
 
@@ -46,7 +46,7 @@ function skipOversized(hub: Hub, tx: Transaction, o: OversizeOptions): void {
     'transaction larger than --max-transaction-bytes skipped; subscriptions of its tables get resync',
   );
   if (policies) {
-    hub.reset({ lsn: tx.lsn, index: MAX_INDEX }, 'transaction_too_large');
+    hub.reset({ lsn: tx.lsn, index: MAX_POSITION_INDEX }, 'transaction_too_large');
     o.reloadPolicies();
     return;
   }

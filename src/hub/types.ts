@@ -22,5 +22,4 @@ export interface Peer {
   lastPos: Position | null;
 }
 
-export type SubscriptionState = 'catching_up' | 'live' | 'ended';
-export type ChangeEvent = 'insert' | 'update' | 'delete';
+export type HubSubscriptionState = 'catching_up' | 'live' | 'ended';

@@ -1,7 +1,7 @@
 // Connection settings and the translation of connection failures into errors that name the
 // cause and the fix. Every command that touches Postgres goes through here.
 import pg from 'pg';
-import { BadUrlError, DbAuthError, DbUnreachableError, WalcastError } from '../errors.js';
+import { BadUrlError, DbAuthError, DbUnreachableError, DaemonError } from '../errors.js';
 
 const CONNECT_TIMEOUT_MS = 5_000;
 
@@ -90,7 +90,7 @@ export function redact(url: string): string {
 }
 
 export function explainConnectError(err: unknown, url: string): Error {
-  if (err instanceof WalcastError) return err;
+  if (err instanceof DaemonError) return err;
   const e = err as { code?: string; message?: string };
   let where = redact(url);
   try {

@@ -29,7 +29,7 @@ export function welcome(session: string): string {
   return `{"type":"welcome","protocol":${PROTOCOL_VERSION},"session":${JSON.stringify(session)}}`;
 }
 
-/** `position`: a formatted position (formatPosition). */
+/** `position`: a formatted position (formatWalPosition). */
 export function subscribed(id: SubscriptionId, position: string, ref?: Ref): string {
   return `{"type":"subscribed","id":${json(id)},"position":${JSON.stringify(position)}${refTail(ref)}`;
 }

@@ -8,7 +8,7 @@
 // of broadcast payloads and presence states walks with an explicit stack.
 import { BadRequestError, TooLargeError } from '../errors.js';
 import { LIMITS, isId, isRef } from './limits.js';
-import { parsePosition, type Position } from './position.js';
+import { parseWalPosition, type Position } from './position.js';
 import { tableName } from './table-name.js';
 import type { ChangeEvent, ClientMessage, ClientMessageType, Ref, SubscribeMessage, SubscriptionId, WireContext } from './types.js';
 import { badRequest as fail, clip, describe } from './wire-errors.js';
@@ -182,7 +182,7 @@ function parseSubscribe(obj: Record<string, unknown>, ref: Ref | undefined, ctxI
       fail(`subscribe.since must be a position string like "16/B374D848:3", or null; not ${describe(rawSince)}`, ctx);
     }
     try {
-      since = parsePosition(rawSince);
+      since = parseWalPosition(rawSince);
     } catch (err) {
       fail(
         `subscribe.since is not a position: ${JSON.stringify(clip(rawSince))}; ` +

@@ -48,7 +48,7 @@ export interface TurnLimits {
 }
 
 /** How a token reached us: in the upgrade URL (welcome follows it) or in an `auth` message. */
-type TokenSource = { via: 'query' } | { via: 'message'; ref: Ref | undefined };
+type TokenOrigin = { via: 'query' } | { via: 'message'; ref: Ref | undefined };
 
 export class Handlers {
   private readonly verify: TokenVerifier | null;
@@ -212,7 +212,7 @@ export class Handlers {
   // ── authentication ──────────────────────────────────────────────────────────────────────
 
   /** Verifies a token (first or refresh); the client's next messages wait for the outcome. */
-  private authenticate(session: Session, token: string, source: TokenSource): void {
+  private authenticate(session: Session, token: string, source: TokenOrigin): void {
     const verify = this.verify;
     if (!verify) {
       // --no-auth: tokens are accepted unread, so clients can be written one way for both.
@@ -229,7 +229,7 @@ export class Handlers {
     });
   }
 
-  private accepted(session: Session, v: VerifiedToken, source: TokenSource): void {
+  private accepted(session: Session, v: VerifiedToken, source: TokenOrigin): void {
     if (session.closed) return;
     const previous = session.identity;
     if (previous !== null && previous.id !== v.identity.id) {
@@ -250,7 +250,7 @@ export class Handlers {
     this.release(session);
   }
 
-  private refused(session: Session, err: unknown, source: TokenSource): void {
+  private refused(session: Session, err: unknown, source: TokenOrigin): void {
     if (session.closed) return;
     if (!(err instanceof AuthError)) {
       this.d.log.error({ err: (err as Error)?.message, stack: (err as Error)?.stack }, 'unexpected error verifying a token');

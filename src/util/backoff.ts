@@ -2,7 +2,7 @@
 // client SDK's (src/client/jitter.ts: pure, no imports), not its Backoff class.
 import { fullJitterDelay } from '../client/jitter.js';
 
-export class Backoff {
+export class RetryBackoff {
   private attempt = 0;
   private readonly baseMs: number;
   private readonly capMs: number;

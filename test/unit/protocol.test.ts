@@ -1,6 +1,6 @@
 // Wire protocol v1 (docs/PROTOCOL.md): client frame parsing and server message builders.
 import t from 'tap';
-import { formatPosition } from '../../src/protocol/position.js';
+import { formatWalPosition as formatPosition } from '../../src/protocol/position.js';
 import { PROTOCOL_VERSION, SERVER_DEFAULTS } from '../../src/constants.js';
 import { BadRequestError, DuplicateIdError, TooLargeError, WireError } from '../../src/errors.js';
 import {
