@@ -2,7 +2,7 @@
 // of the frame and, for subscribe/unsubscribe, its valid `id`, as own properties (WireContext),
 // so the reply can echo them; and the wording that quotes client values in their messages.
 import { BadRequestError, type WireError } from '../errors.js';
-import { errorMsg } from './frames.js';
+import { errorMsg, type Frame } from './frames.js';
 import { isId, isRef } from './limits.js';
 import type { WireContext, WireErrorCode } from './types.js';
 
@@ -25,7 +25,7 @@ export function contextOf(err: unknown): WireContext {
 }
 
 /** The `error` message for a wire error: its code and message, `ref`/`id` from ctx or the error. */
-export function errorMsgFrom(err: WireError, ctx?: WireContext): string {
+export function errorMsgFrom(err: WireError, ctx?: WireContext): Frame<'error'> {
   const own = contextOf(err);
   return errorMsg(err.code as WireErrorCode, err.message, ctx?.ref ?? own.ref, ctx?.id ?? own.id);
 }
