@@ -23,7 +23,7 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { LogicalReplicationService, PgoutputPlugin, type Pgoutput } from 'pg-logical-replication';
 import { Capture } from '../src/capture/capture.js';
-import type { Change } from '../src/capture/types.js';
+import type { CapturedChange as Change } from '../src/capture/types.js';
 import { PUBLICATION } from '../src/constants.js';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../src/pg/throwaway.js';
 import { migrate } from '../src/sql/migrate.js';

@@ -8,7 +8,7 @@
 
 import { randomBytes } from 'node:crypto';
 import type { Relation, Row } from '../src/capture/pgoutput.types.js';
-import type { Change, Transaction } from '../src/capture/types.js';
+import type { CapturedChange as Change, Transaction } from '../src/capture/types.js';
 import { HistoryRing } from '../src/history/ring.js';
 import { changeBody, encodeBody, estimateBytes } from '../src/hub/render.js';
 

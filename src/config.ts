@@ -5,7 +5,7 @@ import { DEFAULTS, SERVER_DEFAULTS } from './constants.js';
 import { AuthConfigError, ConfigError } from './errors.js';
 import { LOG_LEVELS } from './log.js';
 import { checkDatabaseUrl } from './pg/connect.js';
-import { parsePosition, type Position } from './capture/position.js';
+import { parseWalPosition, type Position } from './protocol/position.js';
 import { openFilesSoftLimit } from './util/fd-limit.js';
 
 export type Env = Record<string, string | undefined>;
@@ -34,7 +34,7 @@ export function resolveConfig(flags: Flags, env: Env = process.env): Config {
   return {
     db: resolveDb(flags.db, env),
     slot: resolveSlot(flags.slot ?? env.WALCAST_SLOT ?? DEFAULTS.slot),
-    since: since ? parsePosition(since) : null,
+    since: since ? parseWalPosition(since) : null,
     verbose,
     logLevel: resolveLogLevel(flags.logLevel, env, verbose ? 'debug' : 'info'),
   };

@@ -3,7 +3,7 @@
 import pg from 'pg';
 import { createVerifier } from './auth/jwt.js';
 import { Capture } from './capture/capture.js';
-import { MAX_INDEX, formatPosition } from './capture/position.js';
+import { MAX_POSITION_INDEX, formatWalPosition } from './protocol/position.js';
 import type { Relation } from './capture/pgoutput.types.js';
 import type { ServeConfig } from './config.js';
 import { BROADCASTS_TABLE, PUBLICATION, SERVER_DEFAULTS } from './constants.js';
@@ -94,7 +94,7 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
   });
   const catalog = new Catalog(pool);
   // Nothing before the slot's position will be streamed again: the window starts there.
-  const floorAt = (lsn: bigint) => ({ lsn: lsn > 0n ? lsn - 1n : 0n, index: MAX_INDEX });
+  const floorAt = (lsn: bigint) => ({ lsn: lsn > 0n ? lsn - 1n : 0n, index: MAX_POSITION_INDEX });
   capture.on('ready', ({ confirmedFlush, walAtStart }: { confirmedFlush: bigint; walAtStart: bigint }) => {
     hub.reset(floorAt(confirmedFlush), null);
     hub.liveFrom(floorAt(walAtStart));
@@ -154,8 +154,8 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
         subscriptions: hub.subscriptionCount,
         channels: channels.count,
         window: {
-          floor: formatPosition(w.floor.lsn, w.floor.index),
-          head: formatPosition(w.head.lsn, w.head.index),
+          floor: formatWalPosition(w.floor.lsn, w.floor.index),
+          head: formatWalPosition(w.head.lsn, w.head.index),
           transactions: w.transactions,
           bytes: w.bytes,
           ageSeconds: w.oldestTime === null ? 0 : Math.max(0, (Date.now() - w.oldestTime) / 1000),

@@ -2,7 +2,8 @@
 // operator can act on it, a `hint` saying how to fix it. The CLI prints `message` and `hint`
 // on one line each and a stack trace only with --verbose.
 
-export abstract class WalcastError extends Error {
+/** The base of walcast's own errors (not the client SDK's DaemonError, src/client/types.ts). */
+export abstract class DaemonError extends Error {
   abstract readonly code: string;
   readonly hint: string | undefined;
   constructor(message: string, hint?: string, options?: { cause?: unknown }) {
@@ -12,102 +13,102 @@ export abstract class WalcastError extends Error {
   }
 }
 
-export class ConfigError extends WalcastError {
+export class ConfigError extends DaemonError {
   readonly code = 'bad_config';
 }
 
-export class BadUrlError extends WalcastError {
+export class BadUrlError extends DaemonError {
   readonly code = 'bad_url';
 }
 
-export class DbUnreachableError extends WalcastError {
+export class DbUnreachableError extends DaemonError {
   readonly code = 'db_unreachable';
 }
 
-export class DbAuthError extends WalcastError {
+export class DbAuthError extends DaemonError {
   readonly code = 'db_auth_failed';
 }
 
-export class WalLevelError extends WalcastError {
+export class WalLevelError extends DaemonError {
   readonly code = 'wal_level_not_logical';
 }
 
-export class ReplicationPrivilegeError extends WalcastError {
+export class ReplicationPrivilegeError extends DaemonError {
   readonly code = 'no_replication_privilege';
 }
 
 /** The role lacks a grant the daemon needs (docs/OPERATIONS.md, "Privileges"). */
-export class InsufficientPrivilegeError extends WalcastError {
+export class InsufficientPrivilegeError extends DaemonError {
   readonly code = 'insufficient_privilege';
 }
 
 /** max_replication_slots or max_wal_senders reached. */
-export class ReplicationLimitError extends WalcastError {
+export class ReplicationLimitError extends DaemonError {
   readonly code = 'replication_limit';
 }
 
-export class SlotInUseError extends WalcastError {
+export class SlotInUseError extends DaemonError {
   readonly code = 'slot_in_use';
 }
 
-export class SlotInvalidError extends WalcastError {
+export class SlotInvalidError extends DaemonError {
   readonly code = 'slot_invalid';
 }
 
-export class ReplicationLostError extends WalcastError {
+export class ReplicationLostError extends DaemonError {
   readonly code = 'replication_lost';
 }
 
-export class NotMigratedError extends WalcastError {
+export class NotMigratedError extends DaemonError {
   readonly code = 'not_migrated';
 }
 
-export class MigrationError extends WalcastError {
+export class MigrationError extends DaemonError {
   readonly code = 'migration_failed';
 }
 
-export class ProtocolDecodeError extends WalcastError {
+export class ProtocolDecodeError extends DaemonError {
   readonly code = 'pgoutput_decode';
 }
 
 /** Capture was asked to change state in a way its transition table forbids: a bug in walcast. */
-export class CaptureStateError extends WalcastError {
+export class CaptureStateError extends DaemonError {
   readonly code = 'capture_state';
 }
 
-export class PositionError extends WalcastError {
+export class PositionError extends DaemonError {
   readonly code = 'bad_position';
 }
 
-export class ListenError extends WalcastError {
+export class ListenError extends DaemonError {
   readonly code = 'listen_failed';
 }
 
 /** Another process (or another walcast) has the port: walcast does not share it unless told. */
-export class PortInUseError extends WalcastError {
+export class PortInUseError extends DaemonError {
   readonly code = 'port_in_use';
 }
 
-export class AuthConfigError extends WalcastError {
+export class AuthConfigError extends DaemonError {
   readonly code = 'auth_config';
 }
 
-export class PolicyError extends WalcastError {
+export class PolicyError extends DaemonError {
   readonly code = 'bad_policy';
 }
 
-export class PostgresStartError extends WalcastError {
+export class PostgresStartError extends DaemonError {
   readonly code = 'postgres_start_failed';
 }
 
-export class PostgresNotFoundError extends WalcastError {
+export class PostgresNotFoundError extends DaemonError {
   readonly code = 'postgres_not_found';
 }
 
 // Wire protocol errors (DESIGN §4): answered as {type:"error", code, message, ref?, id?}; the
 // connection stays open.
 
-export abstract class WireError extends WalcastError {
+export abstract class WireError extends DaemonError {
   constructor(message: string, hint?: string, options?: { cause?: unknown }) {
     // Answered to a client, never printed with a stack: capturing one was 17% of the cost of a
     // refused join in a flood of them (a 255-character name: 22 µs with, 1.6 µs without).

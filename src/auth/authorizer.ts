@@ -7,11 +7,12 @@
 //
 //   loading ──(snapshot read, queued changes replayed)──► ready ──(slot recreated)──► loading
 import type pg from 'pg';
-import { comparePositions, type Position } from '../capture/position.js';
+import { compareWalPositions, type Position } from '../protocol/position.js';
 import type { Row } from '../capture/pgoutput.types.js';
-import type { Change } from '../capture/types.js';
+import type { CapturedChange } from '../capture/types.js';
 import { SERVER_DEFAULTS } from '../constants.js';
 import type { Logger } from '../log.js';
+import { quoteIdent } from '../pg/ident.js';
 import { Lru } from '../util/lru.js';
 import type { Identity } from './jwt.js';
 import { compile, reachOf, specialise, usesSubject, type Env, type ReachFn, type Test } from './compile.js';
@@ -42,7 +43,7 @@ interface TableRules {
 }
 
 interface Queued {
-  c: Change;
+  c: CapturedChange;
   lsn: bigint;
   xid: number;
 }
@@ -142,8 +143,8 @@ export class PolicyAuthorizer implements Authorizer {
       const relRows: [RelationDecl, Row[]][] = [];
       for (const decls of this.relations.values()) {
         for (const d of decls) {
-          const cols = d.columns.map((c, i) => `to_jsonb(${ident(c)}) #>> '{}' as c${i}`).join(', ');
-          const { rows } = await client.query<Record<string, string | null>>(`select ${cols} from ${d.table.split('.').map(ident).join('.')}`);
+          const cols = d.columns.map((c, i) => `to_jsonb(${quoteIdent(c)}) #>> '{}' as c${i}`).join(', ');
+          const { rows } = await client.query<Record<string, string | null>>(`select ${cols} from ${d.table.split('.').map(quoteIdent).join('.')}`);
           relRows.push([d, rows.map((r) => Object.fromEntries(d.columns.map((c, i) => [c, r[`c${i}`]])))]);
         }
       }
@@ -180,7 +181,7 @@ export class PolicyAuthorizer implements Authorizer {
 
   // ── the change stream ───────────────────────────────────────────────────────────────────
 
-  apply(c: Change, lsn: bigint, xid: number): boolean {
+  apply(c: CapturedChange, lsn: bigint, xid: number): boolean {
     const table = c.relation.qualified;
     const decls = this.relations.get(table);
     if (table !== POLICY_TABLE && !decls) return false;
@@ -218,7 +219,7 @@ export class PolicyAuthorizer implements Authorizer {
   forget(before: Position): void {
     for (const s of this.links.values()) s.forget(before);
     for (const [k, r] of this.rules) if (r.c.forget(before)) this.rules.delete(k);
-    const keep = this.pOps.findIndex((p) => comparePositions(p, before) > 0);
+    const keep = this.pOps.findIndex((p) => compareWalPositions(p, before) > 0);
     if (keep !== 0) {
       this.pOps = keep < 0 ? [] : this.pOps.slice(keep);
       this.past.clear();
@@ -231,7 +232,7 @@ export class PolicyAuthorizer implements Authorizer {
     if (!this.ready) return false;
     const known = { kind: 'table', name: table, act: 'read', sub: identity };
     const allows = (x: Expr | null) => x !== null && !(x.k === 'lit' && !x.v);
-    if (since === null || this.pOps.length === 0 || comparePositions(this.pOps[this.pOps.length - 1], since) <= 0) {
+    if (since === null || this.pOps.length === 0 || compareWalPositions(this.pOps[this.pOps.length - 1], since) <= 0) {
       // The rules now are the rules since then: their residuals for the table, with the subject.
       return this.tableRules(table, null).exprs.some((x) => allows(specialise(x, {}, known, this.model.gNameSet)));
     }
@@ -358,10 +359,10 @@ export class PolicyAuthorizer implements Authorizer {
     let cache = this.current;
     let when: Position | null = null;
     let key = kind === 'table' && act === 'read' ? name : `${kind}\0${name}\0${act}`;
-    if (at !== null && this.pOps.length > 0 && comparePositions(this.pOps[this.pOps.length - 1], at) > 0) {
+    if (at !== null && this.pOps.length > 0 && compareWalPositions(this.pOps[this.pOps.length - 1], at) > 0) {
       // Some rule changed after `at`: the rule set of that time.
       let v = 0;
-      while (comparePositions(this.pOps[v], at) <= 0) v++;
+      while (compareWalPositions(this.pOps[v], at) <= 0) v++;
       cache = this.past;
       key = `${v}\0${key}`;
       when = at;
@@ -402,8 +403,4 @@ function anyAllows(tests: Test[], env: Env): boolean {
     }
   }
   return false;
-}
-
-function ident(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
 }

@@ -4,7 +4,7 @@
 // the row can reach (relations, owners, roles), found by reading links backwards, so a change
 // is checked for the users it can reach rather than for every subscriber.
 import { Util } from 'casbin';
-import type { Position } from '../capture/position.js';
+import type { Position } from '../protocol/position.js';
 import type { Row } from '../capture/pgoutput.types.js';
 import { parseExpr, type Expr } from './expr.js';
 import type { Identity } from './jwt.js';

@@ -2,10 +2,10 @@
 // in the publication, or their changes would never arrive), and the first load.
 import type pg from 'pg';
 import { DEFAULTS, PUBLICATION } from '../constants.js';
-import { ConfigError, InsufficientPrivilegeError, NotMigratedError, WalcastError } from '../errors.js';
+import { ConfigError, InsufficientPrivilegeError, NotMigratedError, DaemonError } from '../errors.js';
 import { explainConnectError } from '../pg/connect.js';
 import { pgCode, SQLSTATE } from '../pg/sqlstate.js';
-import { Backoff } from '../util/backoff.js';
+import { RetryBackoff } from '../util/backoff.js';
 import type { Logger } from '../log.js';
 import { PolicyAuthorizer } from './authorizer.js';
 import { loadModel } from './model.js';
@@ -22,7 +22,7 @@ export async function startAuthorizer(o: AuthorizerOptions, db: pg.Pool, url: st
   try {
     return await start(o, db, log);
   } catch (err) {
-    if (err instanceof WalcastError) throw err;
+    if (err instanceof DaemonError) throw err;
     if (pgCode(err) === SQLSTATE.undefinedTable && /casbin_rule/.test((err as Error).message)) {
       throw new NotMigratedError('walcast.casbin_rule does not exist', 'run walcast migrate --db URL first', { cause: err });
     }
@@ -43,7 +43,7 @@ export async function startAuthorizer(o: AuthorizerOptions, db: pg.Pool, url: st
  */
 export function reloadPolicies(auth: PolicyAuthorizer, db: pg.Pool, log: Logger): void {
   auth.unload();
-  const backoff = new Backoff(DEFAULTS.backoffBaseMs, DEFAULTS.backoffCapMs);
+  const backoff = new RetryBackoff(DEFAULTS.backoffBaseMs, DEFAULTS.backoffCapMs);
   const attempt = (): void => {
     auth.load(db).then(
       () => log.info('policies reloaded'),

@@ -2,7 +2,7 @@
 // (https://www.postgresql.org/docs/15/functions-info.html#FUNCTIONS-PG-SNAPSHOT-PARTS).
 // pgoutput gives 32-bit xids; the snapshot's are 64-bit with an epoch, so both are compared
 // modulo 2^32, as Postgres compares xids.
-import { parseLsn } from '../capture/lsn.js';
+import { parseLsn } from '../protocol/lsn.js';
 
 export interface Snapshot {
   /** The WAL position read in the same snapshot: a commit at or after it was not seen. */

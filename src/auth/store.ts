@@ -5,7 +5,7 @@
 // changes to that count inside the window. The count at position t is the count now minus the
 // changes after t. Changes already contained in the state loaded at start (their transaction is
 // in the load's snapshot) are recorded for history without being counted twice.
-import { comparePositions, type Position } from '../capture/position.js';
+import { compareWalPositions, type Position } from '../protocol/position.js';
 
 interface Op {
   pos: Position;
@@ -21,7 +21,7 @@ export class Counted {
     const ops = this.ops;
     if (at === null || ops === null) return this.now;
     let n = this.now;
-    for (let i = ops.length - 1; i >= 0 && comparePositions(ops[i].pos, at) > 0; i--) n -= ops[i].d;
+    for (let i = ops.length - 1; i >= 0 && compareWalPositions(ops[i].pos, at) > 0; i--) n -= ops[i].d;
     return n;
   }
 
@@ -30,7 +30,7 @@ export class Counted {
     if (this.now > 0) return true;
     if (since === null || this.ops === null) return false;
     // A change after `since` means it counted just before or just after that change.
-    return this.at(since) > 0 || comparePositions(this.ops[this.ops.length - 1].pos, since) > 0;
+    return this.at(since) > 0 || compareWalPositions(this.ops[this.ops.length - 1].pos, since) > 0;
   }
 
   /** Records a change; `counted` false when the loaded state already includes it. */
@@ -44,7 +44,7 @@ export class Counted {
     const ops = this.ops;
     if (ops) {
       let k = 0;
-      while (k < ops.length && comparePositions(ops[k].pos, before) <= 0) k++;
+      while (k < ops.length && compareWalPositions(ops[k].pos, before) <= 0) k++;
       if (k === ops.length) this.ops = null;
       else if (k > 0) ops.splice(0, k);
     }

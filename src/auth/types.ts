@@ -1,8 +1,8 @@
 // What the hub asks of authorization (DESIGN §3). Implemented by src/auth/authorizer.ts; absent
 // under --no-auth, where every client may read everything.
-import type { Position } from '../capture/position.js';
+import type { Position } from '../protocol/position.js';
 import type { Row } from '../capture/pgoutput.types.js';
-import type { Change } from '../capture/types.js';
+import type { CapturedChange } from '../capture/types.js';
 import type { Identity } from './jwt.js';
 
 /** Whether a user could see a row, asked "at" a position: the policies in force at that commit. */
@@ -36,7 +36,7 @@ export interface Authorizer {
    * Applies a change of the policy table or of a declared relation table, in commit order;
    * false for every other change. `xid` tells changes already in the loaded state apart.
    */
-  apply(c: Change, lsn: bigint, xid: number): boolean;
+  apply(c: CapturedChange, lsn: bigint, xid: number): boolean;
   /** History older than this position is no longer asked about (the ring's floor moved). */
   forget(before: Position): void;
 }

@@ -9,11 +9,11 @@
 // In streaming mode (`onChange`, for `walcast tail`) nothing is kept at all: each change goes out
 // as it is decoded (Begin already carries the commit LSN and time), so there is nothing to bound.
 import { ProtocolDecodeError } from '../errors.js';
-import { formatLsn } from './lsn.js';
+import { formatLsn } from '../protocol/lsn.js';
 import { isoFromMicros } from './pgoutput.js';
 import type { MsgBegin, MsgCommit, PgoutputMessage, Relation } from './pgoutput.types.js';
-import type { Position } from './position.js';
-import type { Change, RowChange, Transaction, TransactionHead } from './types.js';
+import type { Position } from '../protocol/position.js';
+import type { CapturedChange, RowChange, Transaction, TransactionHead } from './types.js';
 
 export interface AssemblerOptions {
   /** Everything at or before this position has already been handed on: replays skip it. */
@@ -21,13 +21,13 @@ export interface AssemblerOptions {
   /** Bytes of change messages past which a transaction's changes are no longer kept. */
   maxBytes?: number;
   /** Streaming: each change is handed here as it is decoded, and commits hand on nothing. */
-  onChange?: (head: TransactionHead, c: Change) => void;
+  onChange?: (head: TransactionHead, c: CapturedChange) => void;
 }
 
 export class TransactionAssembler {
   private open: MsgBegin | null = null;
   private head: TransactionHead | null = null;
-  private changes: Change[] = [];
+  private changes: CapturedChange[] = [];
   /** Changes of the open transaction so far (the next index). */
   private count = 0;
   /** Bytes of the open transaction's change messages so far. */

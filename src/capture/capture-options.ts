@@ -1,7 +1,7 @@
 // What a Capture is given (src/capture/capture.ts).
 import type { Logger } from '../log.js';
-import type { Position } from './position.js';
-import type { Change, Transaction, TransactionHead } from './types.js';
+import type { Position } from '../protocol/position.js';
+import type { CapturedChange, Transaction, TransactionHead } from './types.js';
 
 export interface CaptureOptions {
   url: string;
@@ -18,7 +18,7 @@ export interface CaptureOptions {
    * committed transactions are sent, so this never sees a change that is rolled back; a
    * transaction counts as processed (may be acknowledged) once its commit arrived.
    */
-  onChange?: (head: TransactionHead, c: Change) => void;
+  onChange?: (head: TransactionHead, c: CapturedChange) => void;
   /** With onChange: a transaction's commit arrived (after its last change, before it may be acknowledged). */
   onCommit?: () => void;
   /** Bytes of change messages past which a transaction is handed on as `oversize`, its changes dropped. */

@@ -12,11 +12,11 @@ import { CAPTURE, DEFAULTS } from '../constants.js';
 import { CaptureStateError, ReplicationLostError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { clientConfig, connect } from '../pg/connect.js';
-import { Backoff } from '../util/backoff.js';
+import { RetryBackoff } from '../util/backoff.js';
 import { TransactionAssembler } from './assembler.js';
 import { Checkpoint } from './checkpoint.js';
 import { Handoff } from './handoff.js';
-import { formatLsn, parseLsn } from './lsn.js';
+import { formatLsn, parseLsn } from '../protocol/lsn.js';
 import { asDecodeError, isRowChange, PgoutputDecoder } from './pgoutput.js';
 import { checkServer, deadAfter, ensureSlot, ensureSlotWhenFree, readSenderTimeout } from './preflight.js';
 import { explainStreamError, isFatalAtStart } from './start-failures.js';
@@ -40,7 +40,7 @@ export class Capture extends EventEmitter {
   private readonly log: Logger;
   private readonly types = new TypeRegistry();
   private readonly assembler: TransactionAssembler;
-  private readonly backoff: Backoff;
+  private readonly backoff: RetryBackoff;
   private meta: pg.Pool | null = null;
   private stream: ReplicationStream | null = null;
   private decoder: PgoutputDecoder;
@@ -64,7 +64,7 @@ export class Capture extends EventEmitter {
     this.log = opts.logger ?? silentLogger;
     const maxTransactionBytes = opts.maxTransactionBytes ?? DEFAULTS.maxTransactionBytes;
     this.assembler = new TransactionAssembler({ after: opts.after ?? null, maxBytes: maxTransactionBytes, onChange: opts.onChange });
-    this.backoff = new Backoff(opts.backoffBaseMs ?? DEFAULTS.backoffBaseMs, opts.backoffCapMs ?? DEFAULTS.backoffCapMs);
+    this.backoff = new RetryBackoff(opts.backoffBaseMs ?? DEFAULTS.backoffBaseMs, opts.backoffCapMs ?? DEFAULTS.backoffCapMs);
     this.decoder = new PgoutputDecoder(this.types);
     this.checkpoint = new Checkpoint(opts.hold);
     this.limits = {

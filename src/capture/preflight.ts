@@ -4,7 +4,7 @@ import type pg from 'pg';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CAPTURE } from '../constants.js';
 import { NotMigratedError, ReplicationPrivilegeError, SlotInUseError, SlotInvalidError, WalLevelError } from '../errors.js';
-import { parseLsn } from './lsn.js';
+import { parseLsn } from '../protocol/lsn.js';
 import { explainStreamError } from './start-failures.js';
 
 export interface SlotState {

@@ -1,5 +1,5 @@
 // A change as one JSON object, the shape `walcast tail` prints (and the wire protocol reuses).
-import type { Change, Transaction, TransactionHead } from './types.js';
+import type { CapturedChange, Transaction, TransactionHead } from './types.js';
 
 export interface RenderedChange {
   pos: string;
@@ -13,7 +13,7 @@ export interface RenderedChange {
   content?: string;
 }
 
-export function renderChange(tx: Pick<TransactionHead, 'lsnText' | 'commitTime'>, c: Change): RenderedChange {
+export function renderChange(tx: Pick<TransactionHead, 'lsnText' | 'commitTime'>, c: CapturedChange): RenderedChange {
   const base = { pos: `${tx.lsnText}:${c.index}`, commit_time: tx.commitTime };
   switch (c.tag) {
     case 'insert':

@@ -8,7 +8,8 @@ import { AbstractPlugin } from 'pg-logical-replication/dist/output-plugins/abstr
 import type pg from 'pg';
 import { PG_EPOCH_MS, PGOUTPUT_PROTO_VERSION, REPLICATION_SESSION_OPTIONS } from '../constants.js';
 import { clientConfig } from '../pg/connect.js';
-import { formatLsn, parseLsn } from './lsn.js';
+import { quoteIdent } from '../pg/ident.js';
+import { formatLsn, parseLsn } from '../protocol/lsn.js';
 
 export interface StreamOptions {
   url: string;
@@ -48,10 +49,6 @@ class PgoutputRaw extends AbstractPlugin<StreamOptions> {
         `(proto_version '${PGOUTPUT_PROTO_VERSION}', publication_names '${pub}', messages 'false')`,
     );
   }
-}
-
-export function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
 }
 
 interface Internals {

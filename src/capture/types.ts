@@ -13,7 +13,7 @@ export interface TruncateChange {
  * A change within its transaction; `index` is the second half of its position. Logical decoding
  * messages are neither requested nor kept (src/capture/pgoutput.ts): every change is of a table.
  */
-export type Change = MsgInsert | MsgUpdate | MsgDelete | TruncateChange;
+export type CapturedChange = MsgInsert | MsgUpdate | MsgDelete | TruncateChange;
 
 /** A change of a table (every change capture produces). */
 export type RowChange = MsgInsert | MsgUpdate | MsgDelete | TruncateChange;
@@ -51,7 +51,7 @@ export interface Transaction {
   /** ISO 8601 with microseconds. */
   commitTime: string;
   /** In transaction order. After a resume, only those past the resume position (indexes kept). Empty when oversized. */
-  changes: Change[];
+  changes: CapturedChange[];
   /** Set when the transaction was past the memory bound: `changes` is empty, this says what it touched. */
   oversize?: Oversize;
 }

@@ -1,7 +1,7 @@
 // `walcast <command>`: argument parsing and the one place errors become a line on stderr.
 import { Command, CommanderError } from 'commander';
 import { EXIT } from '../constants.js';
-import { WalcastError } from '../errors.js';
+import { DaemonError } from '../errors.js';
 import { registerDev } from './dev.js';
 import { registerMigrate } from './migrate.js';
 import { registerPolicy } from './policy.js';
@@ -39,7 +39,7 @@ export function report(err: unknown, verbose: boolean): number {
   if (err instanceof CommanderError) {
     return err.exitCode === 0 ? EXIT.ok : EXIT.usage; // commander already printed the message
   }
-  if (err instanceof WalcastError) {
+  if (err instanceof DaemonError) {
     process.stderr.write(`walcast: ${err.message}${err.hint ? `\n  fix: ${err.hint}` : ''}\n  code: ${err.code} (docs/errors.md)\n`);
   } else {
     process.stderr.write(`walcast: unexpected error: ${(err as Error)?.message ?? String(err)}\n`);

@@ -3,7 +3,7 @@
 // transaction. Flushed at each commit, before the transaction may be acknowledged. A full
 // output (a pipe to a slow reader) holds the replication socket until it drained.
 import { renderChange } from '../capture/render.js';
-import type { Change, TransactionHead } from '../capture/types.js';
+import type { CapturedChange, TransactionHead } from '../capture/types.js';
 
 const FLUSH_AT = 64 * 1024;
 
@@ -17,7 +17,7 @@ export class LineWriter {
     private readonly hold: (held: boolean) => void,
   ) {}
 
-  change = (head: TransactionHead, c: Change): void => {
+  change = (head: TransactionHead, c: CapturedChange): void => {
     this.pending += JSON.stringify(renderChange(head, c)) + '\n';
     if (this.pending.length >= FLUSH_AT) this.flush();
   };

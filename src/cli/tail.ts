@@ -34,7 +34,7 @@ export async function runTail(o: {
   url: string;
   slot: string;
   temporary: boolean;
-  since: import('../capture/position.js').Position | null;
+  since: import('../protocol/position.js').Position | null;
   logLevel: string;
   out?: NodeJS.WritableStream;
   signal?: AbortSignal;

@@ -1,5 +1,5 @@
-// Exponential backoff with full jitter: a uniformly random delay in [0, min(cap, base * 2^n)),
-// so that the many clients a restarting server drops do not all come back at once.
+// The client's reconnect backoff: full jitter (./jitter.ts) with the client's defaults.
+import { fullJitterDelay } from './jitter.js';
 
 export interface BackoffOptions {
   /** The ceiling of the first delay (default 500 ms). */
@@ -22,9 +22,7 @@ export class Backoff {
 
   /** The next delay; each call doubles the ceiling, up to the cap. */
   next(): number {
-    const ceiling = Math.min(this.capMs, this.baseMs * 2 ** Math.min(this.attempt, 30));
-    this.attempt++;
-    return Math.floor(this.random() * ceiling);
+    return fullJitterDelay(this.attempt++, this.baseMs, this.capMs, this.random);
   }
 
   get attempts(): number {

@@ -4,12 +4,11 @@
 // check membership in SQL; everything realtime goes through the daemon itself, authorized by
 // the policies of src/dev/schema.ts.
 import { readFile } from 'node:fs/promises';
-import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import type { HttpRequest, TemplatedApp } from 'uWebSockets.js';
 import type { Logger } from '../log.js';
+import { packageRoot } from '../util/package-root.js';
 import { json, problem, Responder, type Reply } from './http.js';
 import { DEMO_USERS } from './schema.js';
 import type { DemoKeys } from './tokens.js';
@@ -35,17 +34,6 @@ const TYPES: Record<string, string> = {
   '.js': 'text/javascript; charset=utf-8',
   '.css': 'text/css; charset=utf-8',
 };
-
-/** The directory above this file that holds package.json and demo/ (works from src/ and dist/src/). */
-export function packageRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'demo', 'index.html'))) return dir;
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error('walcast dev: the demo/ folder was not found above src/dev');
-    dir = up;
-  }
-}
 
 export function devRoutes(o: DevRoutesOptions): (app: TemplatedApp) => void {
   const root = o.root ?? packageRoot();

@@ -3,7 +3,7 @@
 // max_slot_wal_keep_size (src/capture/lag-bound.ts), which a configuration reload can change.
 import type pg from 'pg';
 import { effectiveLagBound, readWalKeepSize, type LagBound } from '../capture/lag-bound.js';
-import { formatPosition } from '../capture/position.js';
+import { formatWalPosition } from '../protocol/position.js';
 import type { Logger } from '../log.js';
 import type { HistoryRing } from './ring.js';
 
@@ -54,7 +54,7 @@ export class LagGuard {
     if (!this.o.evict(received > bound ? received - bound : 0n) || Date.now() - this.lastShrinkLog <= 60_000) return;
     this.lastShrinkLog = Date.now();
     const floor = this.o.ring.floor;
-    this.o.log.warn({ bound: this.bound.bytes, floor: formatPosition(floor.lsn, floor.index) }, 'slot lag past its bound: history window shrunk');
+    this.o.log.warn({ bound: this.bound.bytes, floor: formatWalPosition(floor.lsn, floor.index) }, 'slot lag past its bound: history window shrunk');
   }
 
   /** Follows max_slot_wal_keep_size (every minute); while the database is away the bound stays. */

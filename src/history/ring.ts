@@ -5,11 +5,11 @@
 // Besides transactions it holds marks: "the stream had reached WAL position W at this time, with
 // nothing for us". Marks let an idle window keep moving (so `progress` positions handed to idle
 // clients stay resumable, also across a daemon restart), at the cost of a few bytes each.
-import { comparePositions, MAX_INDEX, type Position } from '../capture/position.js';
+import { compareWalPositions, MAX_POSITION_INDEX, type Position } from '../protocol/position.js';
 import type { Transaction } from '../capture/types.js';
 
 /** Index used in positions that stand for "everything up to this LSN" (marks, floors). */
-export const LAST_INDEX = MAX_INDEX;
+export const LAST_INDEX = MAX_POSITION_INDEX;
 
 /** A Buffer's own object and its slot in `bodies`, beyond its bytes. */
 const BODY_OVERHEAD = 96;
@@ -84,7 +84,7 @@ export class HistoryRing {
     this.bytes = 0;
     this.txCount = 0;
     this.floorPos = floor;
-    if (comparePositions(floor, this.headPos) > 0) this.headPos = floor;
+    if (compareWalPositions(floor, this.headPos) > 0) this.headPos = floor;
   }
 
   appendTransaction(tx: Transaction, bytes: number): RingEntry {
@@ -103,7 +103,7 @@ export class HistoryRing {
   /** The stream is past WAL position `walEnd` with nothing more for us. */
   appendMark(walEnd: bigint): RingEntry | null {
     const last = { lsn: walEnd - 1n, index: LAST_INDEX };
-    if (comparePositions(last, this.headPos) <= 0) return null;
+    if (compareWalPositions(last, this.headPos) <= 0) return null;
     const entry: RingEntry = { seq: this.nextSeq++, lsn: walEnd, last, tx: null, bytes: 64, time: this.now(), bodies: null };
     this.push(entry);
     return entry;
@@ -132,7 +132,7 @@ export class HistoryRing {
     let hi = this.entries.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (comparePositions(this.entries[mid].last, pos) <= 0) lo = mid + 1;
+      if (compareWalPositions(this.entries[mid].last, pos) <= 0) lo = mid + 1;
       else hi = mid;
     }
     return this.startSeq + (lo - this.start);
@@ -140,7 +140,7 @@ export class HistoryRing {
 
   /** Whether resuming after `pos` is possible: nothing after it has been evicted. */
   covers(pos: Position): boolean {
-    return comparePositions(pos, this.floorPos) >= 0;
+    return compareWalPositions(pos, this.floorPos) >= 0;
   }
 
   /** Oldest LSN still needed: what the slot may be acknowledged up to, null when empty. */
@@ -183,7 +183,7 @@ export class HistoryRing {
   private push(entry: RingEntry): void {
     this.entries.push(entry);
     this.bytes += entry.bytes;
-    if (comparePositions(entry.last, this.headPos) > 0) this.headPos = entry.last;
+    if (compareWalPositions(entry.last, this.headPos) > 0) this.headPos = entry.last;
     this.evict();
   }
 
@@ -192,6 +192,6 @@ export class HistoryRing {
     this.start++;
     this.bytes -= e.bytes;
     if (e.tx) this.txCount--;
-    if (comparePositions(e.last, this.floorPos) > 0) this.floorPos = e.last;
+    if (compareWalPositions(e.last, this.floorPos) > 0) this.floorPos = e.last;
   }
 }

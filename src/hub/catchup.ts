@@ -3,22 +3,22 @@
 // share: change by change (a cursor inside a transaction, so a large one is spread over turns
 // too), pausing while its socket has too much unsent, and turning it live in the same step that
 // delivers the ring's last change, so the seam has no gap and no duplicate.
-import type { Change, Transaction } from '../capture/types.js';
+import type { CapturedChange, Transaction } from '../capture/types.js';
 import type { HistoryRing, RingEntry } from '../history/ring.js';
 import { CatchUpScheduler, type CatchUpLimits, type CatchUpStats } from './catchup-scheduler.js';
-import { crossesOversized } from './oversize.js';
-import type { Subscription } from './subscriptions.js';
-import type { ResyncReason } from '../server/protocol.types.js';
+import { crossesOversized } from './oversize-crossing.js';
+import type { HubSubscription } from './subscriptions.js';
+import type { ResyncReason } from '../protocol/types.js';
 
 /** What catching up needs of the hub. */
 export interface CatchUpHost {
   readonly ring: HistoryRing;
   /** Sends one change of the window to a catching-up subscription if it may and wants it: the frame's bytes, 0 if none. */
-  deliverPast(entry: RingEntry, tx: Transaction, c: Change, sub: Subscription): number;
+  deliverPast(entry: RingEntry, tx: Transaction, c: CapturedChange, sub: HubSubscription): number;
   /** The subscription has everything in the ring: `subscribed`, then live dispatch. */
-  goLive(sub: Subscription): void;
+  goLive(sub: HubSubscription): void;
   /** The position cannot be honoured (window moved past it, or a skipped transaction): `resync`. */
-  resync(sub: Subscription, reason: ResyncReason): void;
+  resync(sub: HubSubscription, reason: ResyncReason): void;
 }
 
 export interface CatchUpOptions extends CatchUpLimits {
@@ -34,7 +34,7 @@ export interface CatchUpOptions extends CatchUpLimits {
 const WRITE_BYTES = 64 * 1024;
 
 export class CatchUp {
-  private readonly scheduler: CatchUpScheduler<Subscription>;
+  private readonly scheduler: CatchUpScheduler<HubSubscription>;
   private scheduled = false;
   private maxTurnMs = 0;
   private readonly highWater: number;
@@ -43,7 +43,7 @@ export class CatchUp {
     private readonly host: CatchUpHost,
     opts: CatchUpOptions,
   ) {
-    this.scheduler = new CatchUpScheduler<Subscription>(opts);
+    this.scheduler = new CatchUpScheduler<HubSubscription>(opts);
     this.highWater = opts.highWater;
   }
 
@@ -58,12 +58,12 @@ export class CatchUp {
   }
 
   /** Starts (or queues) a subscription whose cursor is set; the work happens in later turns. */
-  add(sub: Subscription): void {
+  add(sub: HubSubscription): void {
     this.scheduler.add(sub);
     this.schedule();
   }
 
-  remove(sub: Subscription): void {
+  remove(sub: HubSubscription): void {
     if (this.scheduler.size === 0) return;
     this.scheduler.remove(sub);
     // A waiting subscription may have taken the freed slot.
@@ -91,7 +91,7 @@ export class CatchUp {
    * without changes, is one unit; each KiB sent one more, so the last change may go past
    * `units`); returns the units spent.
    */
-  private readonly step = (sub: Subscription, units: number): number => {
+  private readonly step = (sub: HubSubscription, units: number): number => {
     const peer = sub.peer;
     if (sub.state !== 'catching_up' || peer.closed) return 0;
     const ring = this.host.ring;

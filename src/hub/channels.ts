@@ -7,8 +7,9 @@
 // broadcasts per connection and per user (rate.ts).
 import type { Authorizer } from '../auth/types.js';
 import { BadRequestError, ForbiddenError, LimitExceededError, TooLargeError } from '../errors.js';
-import { broadcastMsg, errorMsgFrom, joined, left, presenceDiff, presenceState } from '../server/protocol.js';
-import type { Ref } from '../server/protocol.types.js';
+import { broadcastMsg, joined, left, presenceDiff, presenceState } from '../protocol/frames.js';
+import { errorMsgFrom } from '../protocol/wire-errors.js';
+import type { Ref } from '../protocol/types.js';
 import type { SERVER_DEFAULTS } from '../constants.js';
 import { ChannelPresence, type PresenceDiff, type PresenceLimits } from './presence.js';
 import { BroadcastBudgets, TokenBucket, type BroadcastRate } from './rate.js';
@@ -74,7 +75,7 @@ interface Member {
   epoch: number;
 }
 
-class Channel {
+class ChannelRoom {
   readonly members = new Map<Peer, Member>();
   readonly presence: ChannelPresence;
   constructor(
@@ -86,15 +87,15 @@ class Channel {
 }
 
 export class Channels {
-  private readonly channels = new Map<string, Channel>();
-  private readonly byPeer = new Map<Peer, Set<Channel>>();
+  private readonly channels = new Map<string, ChannelRoom>();
+  private readonly byPeer = new Map<Peer, Set<ChannelRoom>>();
   private readonly buckets = new WeakMap<Peer, TokenBucket>();
   private readonly budgets: BroadcastBudgets;
   private readonly now: () => number;
   private readonly touched = new Set<Peer>();
   private flushScheduled = false;
   /** Frames sent while the policies are read anew, in order, to go out once they are known. */
-  private deferred: [Channel, string, Peer | null][] | null = null;
+  private deferred: [ChannelRoom, string, Peer | null][] | null = null;
   droppedWhileLoading = 0;
   broadcasts = 0;
 
@@ -135,7 +136,7 @@ export class Channels {
     if ((mine?.size ?? 0) >= this.o.maxPerPeer) throw new LimitExceededError(`at most ${this.o.maxPerPeer} channels per connection`);
     if (!this.may(peer, name, 'join')) throw new ForbiddenError(`no policy allows ${who(peer)} to join ${name}`);
     let ch = existing;
-    if (!ch) this.channels.set(name, (ch = new Channel(name, this.o.presence)));
+    if (!ch) this.channels.set(name, (ch = new ChannelRoom(name, this.o.presence)));
     ch.members.set(peer, { epoch: this.o.auth?.epoch ?? 0 });
     if (mine) mine.add(ch);
     else this.byPeer.set(peer, new Set([ch]));
@@ -189,7 +190,7 @@ export class Channels {
    * the reload changed the epoch). Past the cap the oldest go: broadcasts are ephemeral, and a
    * reload that keeps failing must not hold memory without bound.
    */
-  private defer(auth: Authorizer, ch: Channel, frame: string, except: Peer | null): void {
+  private defer(auth: Authorizer, ch: ChannelRoom, frame: string, except: Peer | null): void {
     if (!this.deferred) {
       this.deferred = [];
       void auth.whenReady().then(() => {
@@ -221,7 +222,7 @@ export class Channels {
     for (const ch of [...mine]) this.remove(peer, ch);
   }
 
-  private joinedOrThrow(peer: Peer, name: string): Channel {
+  private joinedOrThrow(peer: Peer, name: string): ChannelRoom {
     const ch = this.channels.get(name);
     if (!ch?.members.has(peer)) throw new BadRequestError(`join ${name} first`);
     return ch;
@@ -233,7 +234,7 @@ export class Channels {
     return peer.identity !== null && auth.mayAct(peer.identity, 'channel', name, act);
   }
 
-  private remove(peer: Peer, ch: Channel): void {
+  private remove(peer: Peer, ch: ChannelRoom): void {
     ch.members.delete(peer);
     this.byPeer.get(peer)?.delete(ch);
     if (this.byPeer.get(peer)?.size === 0) this.byPeer.delete(peer);
@@ -243,7 +244,7 @@ export class Channels {
   }
 
   /** To every member still allowed to be there (re-checked after policy changes), but `except`. */
-  private send(ch: Channel, frame: string, except: Peer | null): void {
+  private send(ch: ChannelRoom, frame: string, except: Peer | null): void {
     const auth = this.o.auth;
     if (auth && !auth.ready) {
       this.defer(auth, ch, frame, except);
@@ -273,7 +274,7 @@ export class Channels {
     for (const peer of evicted ?? []) this.evict(peer, ch);
   }
 
-  private evict(peer: Peer, ch: Channel): void {
+  private evict(peer: Peer, ch: ChannelRoom): void {
     this.remove(peer, ch);
     if (peer.closed) return;
     peer.push(errorMsgFrom(new ForbiddenError(`${who(peer)} may no longer join ${ch.name}`)));

@@ -8,16 +8,16 @@
 // new row (it enters the subscriber's view); an old row that is readable but outside the filter
 // still comes as `update` with `old` (the filter narrows, it does not hide).
 import type { Row } from '../capture/pgoutput.types.js';
-import type { Change, Transaction } from '../capture/types.js';
+import type { CapturedChange, Transaction } from '../capture/types.js';
 import type { HistoryRing, RingEntry } from '../history/ring.js';
 import type { Authorizer } from '../auth/types.js';
 import type { Identity } from '../auth/jwt.js';
 import { changeBody, encodeBody, enterBody, leaveBody } from './render.js';
-import type { Subscription } from './subscriptions.js';
+import type { HubSubscription } from './subscriptions.js';
 import type { Peer } from './types.js';
 
-type RowChange = Change & { relation: { qualified: string } };
-type Update = Change & { tag: 'update' };
+type RowChange = CapturedChange & { relation: { qualified: string } };
+type Update = CapturedChange & { tag: 'update' };
 
 export class Delivery {
   /** Frames of the change being dispatched, by interned prefix (cleared by the hub per change). */
@@ -40,7 +40,7 @@ export class Delivery {
    * Sends one change to one subscription if it wants it and may see it: the bytes queued, 0 when
    * nothing was. `stamp` names the change being dispatched live (frames are shared under it).
    */
-  deliver(entry: RingEntry, tx: Transaction, c: Change, sub: Subscription, live: boolean, stamp: number): number {
+  deliver(entry: RingEntry, tx: Transaction, c: CapturedChange, sub: HubSubscription, live: boolean, stamp: number): number {
     if (tx.lsn <= sub.after.lsn && (tx.lsn < sub.after.lsn || c.index <= sub.after.index)) return 0;
     // Live, the index finds the table's subscriptions; a catch-up walks every table's changes.
     if (c.relation.qualified !== sub.table) return 0;
@@ -79,7 +79,7 @@ export class Delivery {
   }
 
   /** Whether the subscriber may see this row: its filter, then the policies. */
-  private visible(sub: Subscription, c: RowChange, row: Row, which: 0 | 1, lsn: bigint | null): boolean {
+  private visible(sub: HubSubscription, c: RowChange, row: Row, which: 0 | 1, lsn: bigint | null): boolean {
     return sub.predicate(row) && this.allowed(sub, c, row, which, lsn);
   }
 
@@ -88,7 +88,7 @@ export class Delivery {
    * (lsn null) or at the change's commit. Live decisions are shared by the subscriptions of one
    * identity for the change being dispatched.
    */
-  private allowed(sub: Subscription, c: RowChange, row: Row, which: 0 | 1, lsn: bigint | null): boolean {
+  private allowed(sub: HubSubscription, c: RowChange, row: Row, which: 0 | 1, lsn: bigint | null): boolean {
     const auth = this.auth;
     if (!auth) return true;
     const identity = sub.peer.identity;
@@ -105,7 +105,7 @@ export class Delivery {
    * ring for catch-ups); during a live dispatch, frames are shared by every subscription with the
    * same prefix, so a change costs one copy per distinct subscription id, not per subscriber.
    */
-  private frame(entry: RingEntry, tx: Transaction, c: Change, prefix: Buffer, live: boolean): Buffer {
+  private frame(entry: RingEntry, tx: Transaction, c: CapturedChange, prefix: Buffer, live: boolean): Buffer {
     const body = entry.bodies?.[c.index] ?? this.ring.addBody(entry, c.index, encodeBody(changeBody(tx, c)));
     if (!live) return Buffer.concat([prefix, body]);
     let f = this.frames.get(prefix);

@@ -9,8 +9,8 @@
 //       │
 //       ▼
 //   catching_up ──(cursor reached the ring's end)──► live ──► unsubscribed | resync | closed
-import { comparePositions, formatPosition, type Position } from '../capture/position.js';
-import type { Change, Transaction } from '../capture/types.js';
+import { compareWalPositions, formatWalPosition, type Position } from '../protocol/position.js';
+import type { CapturedChange, Transaction } from '../capture/types.js';
 import type { Row } from '../capture/pgoutput.types.js';
 import type { Channels } from './channels.js';
 import { SERVER_DEFAULTS } from '../constants.js';
@@ -22,14 +22,14 @@ import { CatchUp } from './catchup.js';
 import type { CatchUpStats } from './catchup-scheduler.js';
 import { PrefixTable } from './prefixes.js';
 import { forWindow, notForWindow, type SqlBroadcasts } from './sql-broadcast.js';
-import { Subscription, SubscriptionIndex, type SubscriptionInit } from './subscriptions.js';
-import { resync, subscribed } from '../server/protocol.js';
-import type { ResyncReason } from '../server/protocol.types.js';
+import { HubSubscription, SubscriptionIndex, type SubscriptionInit } from './subscriptions.js';
+import { resync, subscribed } from '../protocol/frames.js';
+import type { ResyncReason } from '../protocol/types.js';
 import type { Peer } from './types.js';
 import type { Authorizer } from '../auth/types.js';
 import type { Identity } from '../auth/jwt.js';
 import { ForbiddenError } from '../errors.js';
-import { errorMsgFrom } from '../server/protocol.js';
+import { errorMsgFrom } from '../protocol/wire-errors.js';
 
 export interface HubOptions {
   ring: HistoryRing;
@@ -68,7 +68,7 @@ export class Hub {
   readonly ring: HistoryRing;
   readonly index = new SubscriptionIndex();
   readonly counters: HubCounters = { changesIn: 0, transactionsIn: 0, deliveries: 0, resyncs: 0, windowShrinks: 0, oversized: 0 };
-  private readonly peers = new Map<Peer, Map<string, Subscription>>();
+  private readonly peers = new Map<Peer, Map<string, HubSubscription>>();
   private readonly catchingUp: CatchUp;
   private readonly touched = new Set<Peer>();
   private stampSeq = 0;
@@ -101,9 +101,9 @@ export class Hub {
     this.decisions = this.delivery.decisions;
     const host = {
       ring: this.ring,
-      deliverPast: (entry: RingEntry, tx: Transaction, c: Change, sub: Subscription) => this.deliver(entry, tx, c, sub, false),
-      goLive: (sub: Subscription) => this.goLive(sub),
-      resync: (sub: Subscription, reason: ResyncReason) => this.resyncOne(sub, reason),
+      deliverPast: (entry: RingEntry, tx: Transaction, c: CapturedChange, sub: HubSubscription) => this.deliver(entry, tx, c, sub, false),
+      goLive: (sub: HubSubscription) => this.goLive(sub),
+      resync: (sub: HubSubscription, reason: ResyncReason) => this.resyncOne(sub, reason),
     };
     this.catchingUp = new CatchUp(host, {
       budgetPerTurn: opts.catchUpBudgetPerTurn ?? SERVER_DEFAULTS.catchUpBudgetPerTurn,
@@ -228,7 +228,7 @@ export class Hub {
 
   // ── subscriptions ───────────────────────────────────────────────────────────────────────
 
-  subscriptionsOf(peer: Peer): Map<string, Subscription> {
+  subscriptionsOf(peer: Peer): Map<string, HubSubscription> {
     let subs = this.peers.get(peer);
     if (!subs) this.peers.set(peer, (subs = new Map()));
     return subs;
@@ -238,18 +238,18 @@ export class Hub {
    * Adds a subscription whose request was validated. Returns null (and sends resync) when its
    * position is outside the window.
    */
-  subscribe(init: Omit<SubscriptionInit, 'after' | 'prefix'> & { since: Position | null }): Subscription | null {
+  subscribe(init: Omit<SubscriptionInit, 'after' | 'prefix'> & { since: Position | null }): HubSubscription | null {
     const peer = init.peer;
     if (init.since && !this.ring.covers(init.since)) {
       this.counters.resyncs++;
-      const recreated = this.recreatedAt !== null && comparePositions(init.since, this.recreatedAt) <= 0;
+      const recreated = this.recreatedAt !== null && compareWalPositions(init.since, this.recreatedAt) <= 0;
       peer.push(resync(init.id, recreated ? 'slot_recreated' : 'position_outside_window', init.ref));
       peer.flush();
       return null;
     }
     const head = this.ring.head;
-    const now = comparePositions(this.nowFloor, head) > 0 ? this.nowFloor : head;
-    const sub = new Subscription({ ...init, after: init.since ?? now, prefix: this.prefixes.acquire(init.id) });
+    const now = compareWalPositions(this.nowFloor, head) > 0 ? this.nowFloor : head;
+    const sub = new HubSubscription({ ...init, after: init.since ?? now, prefix: this.prefixes.acquire(init.id) });
     this.subscriptionsOf(peer).set(key(init.id), sub);
     if (!init.since) {
       this.goLive(sub);
@@ -279,7 +279,7 @@ export class Hub {
   }
 
   /** Every subscription (or each one `which` picks) is told to refetch and subscribe anew. */
-  resyncAll(reason: ResyncReason, which?: (sub: Subscription) => boolean): void {
+  resyncAll(reason: ResyncReason, which?: (sub: HubSubscription) => boolean): void {
     for (const [peer, subs] of this.peers) {
       let told = false;
       for (const [k, sub] of subs) {
@@ -307,7 +307,7 @@ export class Hub {
 
   // ── delivery ────────────────────────────────────────────────────────────────────────────
 
-  private dispatch(entry: RingEntry, tx: Transaction, c: Change): void {
+  private dispatch(entry: RingEntry, tx: Transaction, c: CapturedChange): void {
     if (notForWindow(c)) {
       this.sqlBroadcasts?.onChange(tx, c, this.nowFloor); // a row of walcast.broadcasts: to its channel
       return;
@@ -316,7 +316,7 @@ export class Hub {
     this.frames.clear();
     this.decisions[0].clear();
     this.decisions[1].clear();
-    const visit = (sub: Subscription) => {
+    const visit = (sub: HubSubscription) => {
       if (sub.state === 'live') this.deliver(entry, tx, c, sub, true);
     };
     const table = c.relation.qualified;
@@ -345,7 +345,7 @@ export class Hub {
   }
 
   /** Sends one change to one subscription if it wants it and may see it (delivery.ts). */
-  private deliver(entry: RingEntry, tx: Transaction, c: Change, sub: Subscription, live: boolean): number {
+  private deliver(entry: RingEntry, tx: Transaction, c: CapturedChange, sub: HubSubscription, live: boolean): number {
     return this.delivery.deliver(entry, tx, c, sub, live, this.stampSeq);
   }
 
@@ -363,7 +363,7 @@ export class Hub {
     this.catchingUp.schedule();
   }
 
-  private resyncOne(sub: Subscription, reason: ResyncReason): void {
+  private resyncOne(sub: HubSubscription, reason: ResyncReason): void {
     this.subscriptionsOf(sub.peer).delete(key(sub.id));
     this.end(sub);
     this.counters.resyncs++;
@@ -371,19 +371,19 @@ export class Hub {
     sub.peer.flush();
   }
 
-  private goLive(sub: Subscription): void {
+  private goLive(sub: HubSubscription): void {
     this.catchingUp.remove(sub);
     sub.state = 'live';
     this.index.add(sub);
     const head = this.ring.head;
-    const pos = comparePositions(sub.after, head) > 0 ? sub.after : head;
-    sub.peer.push(subscribed(sub.id, formatPosition(pos.lsn, pos.index), sub.ref));
+    const pos = compareWalPositions(sub.after, head) > 0 ? sub.after : head;
+    sub.peer.push(subscribed(sub.id, formatWalPosition(pos.lsn, pos.index), sub.ref));
     // The client now holds `pos`: progress only once the head moves past it.
     const last = sub.peer.lastPos;
-    if (!last || comparePositions(pos, last) > 0) sub.peer.lastPos = pos;
+    if (!last || compareWalPositions(pos, last) > 0) sub.peer.lastPos = pos;
   }
 
-  private end(sub: Subscription): void {
+  private end(sub: HubSubscription): void {
     if (sub.state === 'ended') return;
     if (sub.state === 'live') this.index.remove(sub);
     else this.catchingUp.remove(sub);

@@ -9,12 +9,12 @@
 //     policies are read anew.
 // The marker holds no WAL on the slot (HistoryRing.appendTransaction), so it is acknowledged and
 // never replayed into the same skip after a restart.
-import { comparePositions, MAX_INDEX } from '../capture/position.js';
 import type { Transaction } from '../capture/types.js';
 import { BROADCASTS_TABLE } from '../constants.js';
 import type { Logger } from '../log.js';
+import { MAX_POSITION_INDEX } from '../protocol/position.js';
 import type { Hub } from './hub.js';
-import type { Subscription } from './subscriptions.js';
+import { crossesOversized } from './oversize-crossing.js';
 
 /** Estimated bytes of a marker in the window, beyond its table names. */
 const MARKER_BYTES = 512;
@@ -32,13 +32,6 @@ export function oversizeAware(hub: Hub, o: OversizeOptions): (tx: Transaction) =
   return (tx) => (tx.oversize ? skipOversized(hub, tx, o) : hub.onTransaction(tx));
 }
 
-/** Whether a subscription (live, or catching up from `sub.after`) missed changes of this oversized transaction. */
-export function crossesOversized(tx: Transaction, sub: Subscription): boolean {
-  const o = tx.oversize;
-  if (!o || !o.tables.includes(sub.table)) return false;
-  return comparePositions(sub.after, { lsn: tx.lsn, index: Math.max(0, o.changes - 1) }) < 0;
-}
-
 function skipOversized(hub: Hub, tx: Transaction, o: OversizeOptions): void {
   const over = tx.oversize;
   if (!over) return;
@@ -53,7 +46,7 @@ function skipOversized(hub: Hub, tx: Transaction, o: OversizeOptions): void {
     'transaction larger than --max-transaction-bytes skipped; subscriptions of its tables get resync',
   );
   if (policies) {
-    hub.reset({ lsn: tx.lsn, index: MAX_INDEX }, 'transaction_too_large');
+    hub.reset({ lsn: tx.lsn, index: MAX_POSITION_INDEX }, 'transaction_too_large');
     o.reloadPolicies();
     return;
   }

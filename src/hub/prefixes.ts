@@ -1,7 +1,7 @@
 // Change-frame prefixes (`{"type":"change","sub":<id>`), interned: subscriptions with the same
 // id (clients commonly number theirs 1, 2, 3...) share one Buffer, so a change's whole frame can
 // be built once per distinct prefix and sent to all of them.
-import { changePrefix } from '../server/protocol.js';
+import { changePrefix } from '../protocol/frames.js';
 
 interface Interned {
   buf: Buffer;

@@ -1,10 +1,10 @@
 // `progress` for idle clients whose last position is behind the head. With many idle clients a
 // sweep is that many writes, so it is spread over turns of the event loop rather than blocking
 // it (bench/README.md, auth).
-import { comparePositions, formatPosition } from '../capture/position.js';
+import { compareWalPositions, formatWalPosition } from '../protocol/position.js';
 import type { HistoryRing } from '../history/ring.js';
-import { progress } from '../server/protocol.js';
-import type { Subscription } from './subscriptions.js';
+import { progress } from '../protocol/frames.js';
+import type { HubSubscription } from './subscriptions.js';
 import type { Peer } from './types.js';
 
 /** Peers one turn of the progress sweep writes to. */
@@ -17,7 +17,7 @@ export class ProgressSweep {
 
   constructor(
     private readonly ring: HistoryRing,
-    private readonly peers: ReadonlyMap<Peer, ReadonlyMap<string, Subscription>>,
+    private readonly peers: ReadonlyMap<Peer, ReadonlyMap<string, HubSubscription>>,
     /** Peers with frames waiting for this turn's flush: they get their position from those. */
     private readonly touched: ReadonlySet<Peer>,
   ) {}
@@ -33,13 +33,13 @@ export class ProgressSweep {
     const peers = this.sweep;
     if (!peers) return;
     const head = this.ring.head;
-    const frame = progress(formatPosition(head.lsn, head.index));
+    const frame = progress(formatWalPosition(head.lsn, head.index));
     const end = Math.min(peers.length, this.sweepAt + PROGRESS_SLICE);
     for (; this.sweepAt < end; this.sweepAt++) {
       const peer = peers[this.sweepAt];
       const subs = this.peers.get(peer);
       if (!subs || peer.closed || subs.size === 0 || this.touched.has(peer)) continue;
-      if (peer.lastPos && comparePositions(peer.lastPos, head) >= 0) continue;
+      if (peer.lastPos && compareWalPositions(peer.lastPos, head) >= 0) continue;
       let catching = false;
       for (const sub of subs.values()) if (sub.state === 'catching_up') catching = true;
       if (catching) continue;

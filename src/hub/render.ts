@@ -1,9 +1,9 @@
 // Wire bodies of changes, rendered once per change and shared by every subscriber: a delivery
 // is `changePrefix(sub)` + body, the body starting with `,"pos":` and closing the object.
 import type { Row } from '../capture/pgoutput.types.js';
-import type { Change, Transaction } from '../capture/types.js';
+import type { CapturedChange, Transaction } from '../capture/types.js';
 
-export function changeBody(tx: Transaction, c: Change): string {
+export function changeBody(tx: Transaction, c: CapturedChange): string {
   const head = `,"pos":"${tx.lsnText}:${c.index}","commit_time":"${tx.commitTime}"`;
   switch (c.tag) {
     case 'insert':
@@ -21,7 +21,7 @@ export function changeBody(tx: Transaction, c: Change): string {
 }
 
 /** An update that took the row out of the subscription: the row as the subscriber last saw it. */
-export function leaveBody(tx: Transaction, c: Change & { tag: 'update' }): string {
+export function leaveBody(tx: Transaction, c: CapturedChange & { tag: 'update' }): string {
   return `,"pos":"${tx.lsnText}:${c.index}","commit_time":"${tx.commitTime}","op":"leave","table":${JSON.stringify(c.relation.qualified)},"old":${JSON.stringify(c.old)}}`;
 }
 
@@ -29,7 +29,7 @@ export function leaveBody(tx: Transaction, c: Change & { tag: 'update' }): strin
  * An update whose old row the subscriber may not read: the new row entering its view, as an
  * insert (no `old`, no `changed`: both would tell what the row was).
  */
-export function enterBody(tx: Transaction, c: Change & { tag: 'update' }): string {
+export function enterBody(tx: Transaction, c: CapturedChange & { tag: 'update' }): string {
   return `,"pos":"${tx.lsnText}:${c.index}","commit_time":"${tx.commitTime}","op":"insert","table":${JSON.stringify(c.relation.qualified)},"new":${JSON.stringify(c.new)}}`;
 }
 

@@ -4,8 +4,8 @@
 // and its rows never reach the history window: broadcasts are ephemeral, catch-ups do not replay
 // them. Logical decoding messages carry nothing for clients: any role may emit one, so they can
 // never be trusted as broadcasts.
-import { comparePositions, type Position } from '../capture/position.js';
-import type { Change, Transaction } from '../capture/types.js';
+import { compareWalPositions, type Position } from '../protocol/position.js';
+import type { CapturedChange, Transaction } from '../capture/types.js';
 import { BROADCASTS_TABLE } from '../constants.js';
 import type { Logger } from '../log.js';
 import type { Channels } from './channels.js';
@@ -18,7 +18,7 @@ export interface SqlBroadcastOptions {
 }
 
 /** A change the window does not keep and subscribers never get: a row of walcast.broadcasts. */
-export function notForWindow(c: Change): boolean {
+export function notForWindow(c: CapturedChange): boolean {
   return c.relation.qualified === BROADCASTS_TABLE;
 }
 
@@ -43,10 +43,10 @@ export class SqlBroadcasts {
    * A change of walcast.broadcasts committed. Only inserts after `nowFloor` are news: what the
    * slot replays after a restart was broadcast before this daemon started.
    */
-  onChange(tx: Transaction, c: Change, nowFloor: Position): void {
+  onChange(tx: Transaction, c: CapturedChange, nowFloor: Position): void {
     const channels = this.o.channels;
     if (c.tag !== 'insert' || !channels) return; // the delete that follows every insert, or no channels
-    if (comparePositions({ lsn: tx.lsn, index: c.index }, nowFloor) <= 0) return;
+    if (compareWalPositions({ lsn: tx.lsn, index: c.index }, nowFloor) <= 0) return;
     const { channel, event, payload } = c.new;
     if (typeof channel !== 'string' || typeof event !== 'string' || channel === '' || event === '') {
       this.drop(tx, c, 'a row without channel or event');
@@ -63,7 +63,7 @@ export class SqlBroadcasts {
   }
 
   /** Counted every time (walcast_sql_broadcasts_dropped_total), logged the first time only. */
-  private drop(tx: Transaction, c: Change, why: string, channel?: string): void {
+  private drop(tx: Transaction, c: CapturedChange, why: string, channel?: string): void {
     this.dropped++;
     if (this.warned) return;
     this.warned = true;

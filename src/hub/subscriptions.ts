@@ -2,10 +2,11 @@
 // of them: per table, those without an equality filter, and those with one hashed by
 // column → value (a subscriber is registered under one `eq` term; the whole filter is then
 // evaluated on candidates only).
-import type { Position } from '../capture/position.js';
+import type { Position } from '../protocol/position.js';
 import type { Row } from '../capture/pgoutput.types.js';
 import { eqTermKeys, rowValueKey, type FilterTerm, type RowPredicate } from './filter.js';
-import type { ChangeEvent, Peer, SubscriptionState } from './types.js';
+import type { ChangeEvent } from '../protocol/types.js';
+import type { HubSubscriptionState, Peer } from './types.js';
 
 export interface SubscriptionInit {
   peer: Peer;
@@ -23,7 +24,7 @@ export interface SubscriptionInit {
   after: Position;
 }
 
-export class Subscription {
+export class HubSubscription {
   readonly peer: Peer;
   readonly id: string | number;
   readonly ref: string | number | undefined;
@@ -37,7 +38,7 @@ export class Subscription {
   readonly indexTerm: FilterTerm | null;
   /** Deliver only changes after this position (a resume position, possibly ahead of the head). */
   after: Position;
-  state: SubscriptionState = 'catching_up';
+  state: HubSubscriptionState = 'catching_up';
   /** Next ring sequence number to deliver from, while catching up. */
   cursor = 0;
   /** Next change index within the entry at `cursor` (a large transaction spans catch-up turns). */
@@ -71,10 +72,10 @@ export class Subscription {
 }
 
 class TableIndex {
-  readonly unindexed = new Set<Subscription>();
-  readonly byEq = new Map<string, Map<string, Set<Subscription>>>();
+  readonly unindexed = new Set<HubSubscription>();
+  readonly byEq = new Map<string, Map<string, Set<HubSubscription>>>();
   /** By the subscriber's user id (sub claim), for policies that bound a row's reach. */
-  readonly byUser = new Map<string, Set<Subscription>>();
+  readonly byUser = new Map<string, Set<HubSubscription>>();
   size = 0;
 }
 
@@ -86,7 +87,7 @@ export class SubscriptionIndex {
     return this.total;
   }
 
-  add(sub: Subscription): void {
+  add(sub: HubSubscription): void {
     let t = this.tables.get(sub.table);
     if (!t) this.tables.set(sub.table, (t = new TableIndex()));
     const eq = sub.indexTerm;
@@ -114,7 +115,7 @@ export class SubscriptionIndex {
     this.total++;
   }
 
-  remove(sub: Subscription): void {
+  remove(sub: HubSubscription): void {
     const t = this.tables.get(sub.table);
     if (!t) return;
     let removed = false;
@@ -144,7 +145,7 @@ export class SubscriptionIndex {
    * Calls `visit` once for every subscription of `table` that a row (or, for updates, either of
    * two rows) could match; `stamp` must be new for every change.
    */
-  candidates(table: string, row: Row | null, other: Row | null, stamp: number, visit: (sub: Subscription) => void): void {
+  candidates(table: string, row: Row | null, other: Row | null, stamp: number, visit: (sub: HubSubscription) => void): void {
     const t = this.tables.get(table);
     if (!t) return;
     for (const sub of t.unindexed) visit(sub);
@@ -160,7 +161,7 @@ export class SubscriptionIndex {
   }
 
   /** Calls `visit` once for every subscription of `table` held by one of `users`. */
-  ofUsers(table: string, users: Iterable<string>, stamp: number, visit: (sub: Subscription) => void): void {
+  ofUsers(table: string, users: Iterable<string>, stamp: number, visit: (sub: HubSubscription) => void): void {
     const t = this.tables.get(table);
     if (!t) return;
     for (const u of users) {
@@ -175,7 +176,7 @@ export class SubscriptionIndex {
   }
 
   /** Every subscription of a table, once each (truncate). */
-  all(table: string, stamp: number, visit: (sub: Subscription) => void): void {
+  all(table: string, stamp: number, visit: (sub: HubSubscription) => void): void {
     const t = this.tables.get(table);
     if (!t) return;
     for (const sub of t.unindexed) visit(sub);
@@ -190,7 +191,7 @@ export class SubscriptionIndex {
     }
   }
 
-  private visitKey(byValue: Map<string, Set<Subscription>>, row: Row | null, column: string, stamp: number, visit: (sub: Subscription) => void): void {
+  private visitKey(byValue: Map<string, Set<HubSubscription>>, row: Row | null, column: string, stamp: number, visit: (sub: HubSubscription) => void): void {
     if (!row) return;
     const key = rowValueKey(row[column]);
     if (key === null) return;

@@ -1,5 +1,5 @@
 // What the hub needs of a connected client, implemented by the server's sessions.
-import type { Position } from '../capture/position.js';
+import type { Position } from '../protocol/position.js';
 import type { Identity } from '../auth/jwt.js';
 
 export interface Peer {
@@ -22,5 +22,4 @@ export interface Peer {
   lastPos: Position | null;
 }
 
-export type SubscriptionState = 'catching_up' | 'live' | 'ended';
-export type ChangeEvent = 'insert' | 'update' | 'delete';
+export type HubSubscriptionState = 'catching_up' | 'live' | 'ended';

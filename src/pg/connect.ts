@@ -2,7 +2,7 @@
 // cause and the fix. Every command that touches Postgres goes through here.
 import pg from 'pg';
 import { PG_CONNECT_TIMEOUT_MS } from '../constants.js';
-import { BadUrlError, DbAuthError, DbUnreachableError, WalcastError } from '../errors.js';
+import { BadUrlError, DbAuthError, DbUnreachableError, DaemonError } from '../errors.js';
 import { isAuthFailure, pgCode, SQLSTATE } from './sqlstate.js';
 
 /** Validates a postgres:// URL early, so a typo is not reported as a network failure. */
@@ -90,7 +90,7 @@ export function redact(url: string): string {
 }
 
 export function explainConnectError(err: unknown, url: string): Error {
-  if (err instanceof WalcastError) return err;
+  if (err instanceof DaemonError) return err;
   const code = pgCode(err);
   let where = redact(url);
   try {

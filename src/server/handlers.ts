@@ -18,8 +18,10 @@ import type { Channels } from '../hub/channels.js';
 import { compileFilter, eqIndexable, parseFilter } from '../hub/filter.js';
 import { key, type Hub } from '../hub/hub.js';
 import type { Logger } from '../log.js';
-import { authenticated, errorMsgFrom, parseClientMessage, pong, unsubscribed, welcome, withContext } from './protocol.js';
-import type { ClientMessage, Ref, SubscribeMessage } from './protocol.types.js';
+import { authenticated, pong, unsubscribed, welcome } from '../protocol/frames.js';
+import { parseClientMessage } from '../protocol/parse.js';
+import { errorMsgFrom, withContext } from '../protocol/wire-errors.js';
+import type { ClientMessage, Ref, SubscribeMessage } from '../protocol/types.js';
 import { ReplyBatch, type Session } from './session.js';
 import { Turns } from './turns.js';
 
@@ -46,7 +48,7 @@ export interface TurnLimits {
 }
 
 /** How a token reached us: in the upgrade URL (welcome follows it) or in an `auth` message. */
-type TokenSource = { via: 'query' } | { via: 'message'; ref: Ref | undefined };
+type TokenOrigin = { via: 'query' } | { via: 'message'; ref: Ref | undefined };
 
 export class Handlers {
   private readonly verify: TokenVerifier | null;
@@ -210,7 +212,7 @@ export class Handlers {
   // ── authentication ──────────────────────────────────────────────────────────────────────
 
   /** Verifies a token (first or refresh); the client's next messages wait for the outcome. */
-  private authenticate(session: Session, token: string, source: TokenSource): void {
+  private authenticate(session: Session, token: string, source: TokenOrigin): void {
     const verify = this.verify;
     if (!verify) {
       // --no-auth: tokens are accepted unread, so clients can be written one way for both.
@@ -227,7 +229,7 @@ export class Handlers {
     });
   }
 
-  private accepted(session: Session, v: VerifiedToken, source: TokenSource): void {
+  private accepted(session: Session, v: VerifiedToken, source: TokenOrigin): void {
     if (session.closed) return;
     const previous = session.identity;
     if (previous !== null && previous.id !== v.identity.id) {
@@ -248,7 +250,7 @@ export class Handlers {
     this.release(session);
   }
 
-  private refused(session: Session, err: unknown, source: TokenSource): void {
+  private refused(session: Session, err: unknown, source: TokenOrigin): void {
     if (session.closed) return;
     if (!(err instanceof AuthError)) {
       this.d.log.error({ err: (err as Error)?.message, stack: (err as Error)?.stack }, 'unexpected error verifying a token');

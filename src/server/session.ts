@@ -3,7 +3,7 @@
 // never silently skipped. A closed socket is never touched again (uWS would throw).
 import { randomUUID } from 'node:crypto';
 import type { WebSocket } from 'uWebSockets.js';
-import type { Position } from '../capture/position.js';
+import type { Position } from '../protocol/position.js';
 import { CLOSE } from '../constants.js';
 import type { Peer } from '../hub/types.js';
 import type { Identity } from '../auth/jwt.js';

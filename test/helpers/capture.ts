@@ -4,8 +4,8 @@
 import pg from 'pg';
 import type { Test } from 'tap';
 import { Capture, type CaptureOptions } from '../../src/capture/capture.js';
-import { parseLsn } from '../../src/capture/lsn.js';
-import type { Change, Transaction } from '../../src/capture/types.js';
+import { parseLsn } from '../../src/protocol/lsn.js';
+import type { CapturedChange as Change, Transaction } from '../../src/capture/types.js';
 
 export type CollectOptions = Omit<CaptureOptions, 'onTransaction' | 'publication'> & {
   publication?: string;

@@ -3,7 +3,7 @@
 
 import type { Identity } from '../../src/auth/jwt.js';
 import type { Relation } from '../../src/capture/pgoutput.types.js';
-import type { Position } from '../../src/capture/position.js';
+import type { Position } from '../../src/protocol/position.js';
 import type { Peer } from '../../src/hub/types.js';
 
 let seq = 0;

@@ -5,7 +5,7 @@
 import net from 'node:net';
 import type { Test } from 'tap';
 import WebSocket from 'ws';
-import { comparePositions, parsePosition } from '../../src/capture/position.js';
+import { compareWalPositions as comparePositions, parseWalPosition as parsePosition } from '../../src/protocol/position.js';
 import { Waiters } from './waiters.js';
 
 /** A server message as received (parsed JSON object). */

@@ -2,10 +2,10 @@
 // order, positions, TOAST, DDL mid-stream, resume filter and checkpointing of the slot.
 
 import t from 'tap';
-import { parseLsn } from '../../src/capture/lsn.js';
-import { comparePositions, parsePosition, type Position } from '../../src/capture/position.js';
+import { parseLsn } from '../../src/protocol/lsn.js';
+import { compareWalPositions as comparePositions, parseWalPosition as parsePosition, type Position } from '../../src/protocol/position.js';
 import { renderChange } from '../../src/capture/render.js';
-import type { Change, Transaction } from '../../src/capture/types.js';
+import type { CapturedChange as Change, Transaction } from '../../src/capture/types.js';
 import { migrate } from '../../src/sql/migrate.js';
 import { createSlot, query, releasedSlot, slotInfo, sqlClient, startCollector, waitUntil } from '../helpers/capture.js';
 import { withPostgres } from '../helpers/pg.js';

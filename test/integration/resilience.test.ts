@@ -5,7 +5,7 @@
 import pg from 'pg';
 import t, { type Test } from 'tap';
 import { Capture } from '../../src/capture/capture.js';
-import { comparePositions, parsePosition } from '../../src/capture/position.js';
+import { compareWalPositions as comparePositions, parseWalPosition as parsePosition } from '../../src/protocol/position.js';
 import type { CaptureState, Transaction } from '../../src/capture/types.js';
 import { PUBLICATION } from '../../src/constants.js';
 import { migrate } from '../../src/sql/migrate.js';

@@ -5,7 +5,7 @@
 
 import pg from 'pg';
 import t, { type Test } from 'tap';
-import { formatPosition } from '../../src/capture/position.js';
+import { formatWalPosition as formatPosition } from '../../src/protocol/position.js';
 import { resolveServeConfig, type ServeFlags } from '../../src/config.js';
 import { startDaemon, type Daemon } from '../../src/daemon.js';
 import { silentLogger } from '../../src/log.js';

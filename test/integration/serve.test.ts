@@ -4,7 +4,7 @@
 // without a key, `auth` under --no-auth, and a SIGTERM of a separate serve process.
 
 import t from 'tap';
-import { parseLsn } from '../../src/capture/lsn.js';
+import { parseLsn } from '../../src/protocol/lsn.js';
 import { resolveServeConfig, type ServeFlags } from '../../src/config.js';
 import { startDaemon, type Daemon } from '../../src/daemon.js';
 import { silentLogger } from '../../src/log.js';

@@ -5,7 +5,7 @@
 
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { parseLsn } from '../../src/capture/lsn.js';
+import { parseLsn } from '../../src/protocol/lsn.js';
 import { migrate } from '../../src/sql/migrate.js';
 import { query, slotInfo, sqlClient, waitUntil } from '../helpers/capture.js';
 import { spawnCli, type CliProcess } from '../helpers/cli.js';

@@ -7,8 +7,8 @@ import t from 'tap';
 import { PolicyAuthorizer } from '../../src/auth/authorizer.js';
 import { parseModel } from '../../src/auth/model.js';
 import { parseRelation } from '../../src/auth/relations.js';
-import type { Position } from '../../src/capture/position.js';
-import type { Change } from '../../src/capture/types.js';
+import type { Position } from '../../src/protocol/position.js';
+import type { CapturedChange as Change } from '../../src/capture/types.js';
 import type { Relation, Row } from '../../src/capture/pgoutput.types.js';
 
 const MODEL = readFileSync(new URL('../../models/default.conf', import.meta.url), 'utf8');

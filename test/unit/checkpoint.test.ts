@@ -1,7 +1,7 @@
 import t from 'tap';
 import { Checkpoint } from '../../src/capture/checkpoint.js';
 import { Handoff } from '../../src/capture/handoff.js';
-import { Backoff } from '../../src/util/backoff.js';
+import { RetryBackoff as Backoff } from '../../src/util/backoff.js';
 
 t.test('checkpoint target: min(processed, hold), never backwards', async (t) => {
   let held: bigint | null = null;

@@ -1,7 +1,7 @@
 // Positions in the client (src/client/position.ts): parsing, ordering as 64-bit LSN then index,
 // and agreement with the server's own bigint implementation.
 import t from 'tap';
-import { comparePositions as serverCompare, parsePosition as serverParse } from '../../src/capture/position.js';
+import { compareWalPositions as serverCompare, parseWalPosition as serverParse } from '../../src/protocol/position.js';
 import { comparePositions, formatPosition, isPosition, maxPosition, MAX_INDEX, parsePosition, tryParsePosition } from '../../src/client/position.js';
 
 t.test('parse and format', async (t) => {

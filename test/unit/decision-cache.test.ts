@@ -5,8 +5,8 @@ import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { PolicyAuthorizer } from '../../src/auth/authorizer.js';
 import { parseModel } from '../../src/auth/model.js';
-import type { Position } from '../../src/capture/position.js';
-import type { Change } from '../../src/capture/types.js';
+import type { Position } from '../../src/protocol/position.js';
+import type { CapturedChange as Change } from '../../src/capture/types.js';
 import type { Relation, Row } from '../../src/capture/pgoutput.types.js';
 
 const MODEL = parseModel(readFileSync(new URL('../../models/default.conf', import.meta.url), 'utf8'));

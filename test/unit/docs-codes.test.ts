@@ -20,14 +20,14 @@ function tableRows(doc: string, cell: string): string[] {
   return doc.split('\n').filter((line) => line.startsWith(`| ${cell} |`));
 }
 
-/** Every concrete WalcastError subclass exported by src/errors.ts, with its code. */
+/** Every concrete DaemonError subclass exported by src/errors.ts, with its code. */
 function errorCodes(): Array<{ name: string; code: string }> {
   const out: Array<{ name: string; code: string }> = [];
   for (const [name, value] of Object.entries(errors)) {
-    if (typeof value !== 'function' || !(value.prototype instanceof errors.WalcastError)) continue;
+    if (typeof value !== 'function' || !(value.prototype instanceof errors.DaemonError)) continue;
     // Abstract classes (WireError) have no code of their own; TypeScript's `abstract` does not
     // exist at run time, so instantiate and look.
-    const code = (new (value as unknown as new (m: string) => errors.WalcastError)('probe')).code as string | undefined;
+    const code = (new (value as unknown as new (m: string) => errors.DaemonError)('probe')).code as string | undefined;
     if (code !== undefined) out.push({ name, code });
   }
   return out;
@@ -51,7 +51,7 @@ t.test('every close code of CLOSE has a row in docs/errors.md and PROTOCOL.md', 
 });
 
 t.test('every resync reason has a row in docs/errors.md', async (t) => {
-  const types = read('src/server/protocol.types.ts');
+  const types = read('src/protocol/types.ts');
   const decl = /export type ResyncReason\s*=([^;]+);/.exec(types);
   t.ok(decl, 'ResyncReason is declared');
   const reasons = [...(decl?.[1] ?? '').matchAll(/'([a-z_]+)'/g)].map((m) => m[1]);

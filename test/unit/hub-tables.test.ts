@@ -3,7 +3,7 @@
 // to walcast.broadcasts, issue #11: a resume under --no-auth received other tables' rows).
 import t from 'tap';
 import type { Relation } from '../../src/capture/pgoutput.types.js';
-import type { Change, Transaction } from '../../src/capture/types.js';
+import type { CapturedChange as Change, Transaction } from '../../src/capture/types.js';
 import { HistoryRing, LAST_INDEX } from '../../src/history/ring.js';
 import { compileFilter, parseFilter } from '../../src/hub/filter.js';
 import { Hub } from '../../src/hub/hub.js';

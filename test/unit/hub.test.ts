@@ -2,8 +2,8 @@
 // covered by test/integration/serve.test.ts).
 import t from 'tap';
 import type { Row } from '../../src/capture/pgoutput.types.js';
-import type { Position } from '../../src/capture/position.js';
-import type { Change, Transaction } from '../../src/capture/types.js';
+import type { Position } from '../../src/protocol/position.js';
+import type { CapturedChange as Change, Transaction } from '../../src/capture/types.js';
 import { HistoryRing, LAST_INDEX } from '../../src/history/ring.js';
 import { compileFilter, eqIndexable, parseFilter } from '../../src/hub/filter.js';
 import { Hub } from '../../src/hub/hub.js';

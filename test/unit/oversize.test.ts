@@ -3,7 +3,7 @@
 // the policy tables are among those it changed. Hand-made transactions, a recording peer.
 import t from 'tap';
 import type { Relation } from '../../src/capture/pgoutput.types.js';
-import type { Position } from '../../src/capture/position.js';
+import type { Position } from '../../src/protocol/position.js';
 import type { Transaction } from '../../src/capture/types.js';
 import { HistoryRing, LAST_INDEX } from '../../src/history/ring.js';
 import { compileFilter, parseFilter } from '../../src/hub/filter.js';

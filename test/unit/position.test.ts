@@ -1,6 +1,6 @@
 import t from 'tap';
-import { formatLsn, parseLsn } from '../../src/capture/lsn.js';
-import { comparePositions, formatPosition, parsePosition } from '../../src/capture/position.js';
+import { formatLsn, parseLsn } from '../../src/protocol/lsn.js';
+import { compareWalPositions as comparePositions, formatWalPosition as formatPosition, parseWalPosition as parsePosition } from '../../src/protocol/position.js';
 
 t.test('LSN round trip in Postgres text form', async (t) => {
   t.equal(parseLsn('16/B374D848'), (0x16n << 32n) | 0xb374d848n);

@@ -1,21 +1,14 @@
 // Wire protocol v1 (docs/PROTOCOL.md): client frame parsing and server message builders.
 import t from 'tap';
-import { formatPosition } from '../../src/capture/position.js';
+import { formatWalPosition as formatPosition } from '../../src/protocol/position.js';
 import { PROTOCOL_VERSION, SERVER_DEFAULTS } from '../../src/constants.js';
 import { BadRequestError, DuplicateIdError, TooLargeError, WireError } from '../../src/errors.js';
 import {
-  CLIENT_MESSAGE_TYPES,
-  LIMITS,
   broadcastMsg,
   changePrefix,
-  contextOf,
   errorMsg,
-  errorMsgFrom,
   joined,
   left,
-  parseClientMessage,
-  parseTableName,
-  peekRef,
   pong,
   presenceDiff,
   presenceState,
@@ -23,11 +16,13 @@ import {
   resync,
   subscribed,
   unsubscribed,
-  validateClientMessage,
   welcome,
-  withContext,
-} from '../../src/server/protocol.js';
-import type { ClientMessage, SubscribeMessage } from '../../src/server/protocol.types.js';
+} from '../../src/protocol/frames.js';
+import { LIMITS } from '../../src/protocol/limits.js';
+import { CLIENT_MESSAGE_TYPES, parseClientMessage, peekRef, validateClientMessage } from '../../src/protocol/parse.js';
+import { parseTableName } from '../../src/protocol/table-name.js';
+import type { ClientMessage, SubscribeMessage } from '../../src/protocol/types.js';
+import { contextOf, errorMsgFrom, withContext } from '../../src/protocol/wire-errors.js';
 
 const MAX = SERVER_DEFAULTS.maxMessageBytes;
 

@@ -54,8 +54,8 @@ t.test('the table: keys are named codes or classes, each entry explained for eve
         t.equal(isFatalAtStart(err), entry.fatal, `${code}: ${entry.fatal ? 'fatal' : 'retried'} at start, as the table says`);
         const why = explainStreamError(err, 'walcast');
         t.not(why, err, `${code} "${message}" is explained`);
-        t.type(why, errors.WalcastError, 'as one of src/errors.ts');
-        t.ok((why as errors.WalcastError).hint, 'with a hint');
+        t.type(why, errors.DaemonError, 'as one of src/errors.ts');
+        t.ok((why as errors.DaemonError).hint, 'with a hint');
         t.equal(why.cause, err, "with Postgres' own error as the cause");
       }
     }

@@ -1,5 +1,4 @@
-// Wire protocol v1 (DESIGN §4, docs/PROTOCOL.md): parsing and validation of client frames, and
-// builders of server messages as JSON strings.
+// Wire protocol v1 (DESIGN §4, docs/PROTOCOL.md): parsing and validation of client frames.
 //
 // Parsing throws WireError subclasses (answered with an `error` message; the connection stays
 // open). Errors carry the `ref` of the frame and, for subscribe/unsubscribe, its valid `id`, as
@@ -7,20 +6,12 @@
 //
 // Nothing here recurses over client data: JSON.parse is iterative in V8, and the nesting check
 // of broadcast payloads and presence states walks with an explicit stack.
-import { parsePosition, type Position } from '../capture/position.js';
-import { BadRequestError, TooLargeError, WireError } from '../errors.js';
-import type {
-  ChangeEvent,
-  ClientMessage,
-  ClientMessageType,
-  Ref,
-  SubscribeMessage,
-  SubscriptionId,
-  TableName,
-  WireContext,
-  WireErrorCode,
-} from './protocol.types.js';
-import { errorMsg } from './frames.js';
+import { BadRequestError, TooLargeError } from '../errors.js';
+import { LIMITS, isId, isRef } from './limits.js';
+import { parseWalPosition, type Position } from './position.js';
+import { tableName } from './table-name.js';
+import type { ChangeEvent, ClientMessage, ClientMessageType, Ref, SubscribeMessage, SubscriptionId, WireContext } from './types.js';
+import { badRequest as fail, clip, describe } from './wire-errors.js';
 
 export const CLIENT_MESSAGE_TYPES: readonly ClientMessageType[] = [
   'auth',
@@ -33,57 +24,10 @@ export const CLIENT_MESSAGE_TYPES: readonly ClientMessageType[] = [
   'ping',
 ];
 
-export const LIMITS = {
-  /** Longest string subscription id, in UTF-16 code units. */
-  idLength: 128,
-  /** Longest `filter`, in UTF-16 code units. */
-  filterLength: 2048,
-  /** Longest `channel` and broadcast `event`, in UTF-16 code units. */
-  channelLength: 255,
-  eventLength: 255,
-  /** Longest `table` text, and longest identifier once unquoted (Postgres NAMEDATALEN - 1, bytes). */
-  tableLength: 512,
-  identifierBytes: 63,
-  /** Deepest nesting of arrays/objects in a broadcast payload or presence state. */
-  jsonDepth: 100,
-} as const;
-
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 const CHANGE_EVENTS: readonly ChangeEvent[] = ['insert', 'update', 'delete'];
 const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-// ---- errors with context ----
-
-/** Attaches `ref`/`id` (when defined) to a wire error as own properties and returns it. */
-export function withContext<E extends WireError>(err: E, ctx: WireContext): E & WireContext {
-  const e = err as E & WireContext;
-  if (ctx.ref !== undefined) e.ref = ctx.ref;
-  if (ctx.id !== undefined) e.id = ctx.id;
-  return e;
-}
-
-/** The `ref`/`id` a thrown error carries (see withContext). */
-export function contextOf(err: unknown): WireContext {
-  if (typeof err !== 'object' || err === null) return {};
-  const e = err as WireContext;
-  const ctx: WireContext = {};
-  if (isRef(e.ref)) ctx.ref = e.ref;
-  if (isId(e.id)) ctx.id = e.id;
-  return ctx;
-}
-
-/** The `error` message for a wire error: its code and message, `ref`/`id` from ctx or the error. */
-export function errorMsgFrom(err: WireError, ctx?: WireContext): string {
-  const own = contextOf(err);
-  return errorMsg(err.code as WireErrorCode, err.message, ctx?.ref ?? own.ref, ctx?.id ?? own.id);
-}
-
-function fail(message: string, ctx: WireContext, cause?: unknown): never {
-  throw withContext(new BadRequestError(message, undefined, cause === undefined ? undefined : { cause }), ctx);
-}
-
-// ---- parsing ----
 
 /**
  * One client frame, decoded and validated. `data` is what the WebSocket layer handed over (an
@@ -238,7 +182,7 @@ function parseSubscribe(obj: Record<string, unknown>, ref: Ref | undefined, ctxI
       fail(`subscribe.since must be a position string like "16/B374D848:3", or null; not ${describe(rawSince)}`, ctx);
     }
     try {
-      since = parsePosition(rawSince);
+      since = parseWalPosition(rawSince);
     } catch (err) {
       fail(
         `subscribe.since is not a position: ${JSON.stringify(clip(rawSince))}; ` +
@@ -275,63 +219,6 @@ function boundedString(obj: Record<string, unknown>, type: string, field: string
   return v;
 }
 
-/**
- * "schema.table" or "table" (schema public), each identifier unquoted (letters, digits, _ and $,
- * not starting with a digit or $; ASCII letters folded to lower case, as Postgres does) or
- * double-quoted with "" standing for a quote. No whitespace outside quotes.
- * Throws BadRequestError.
- */
-export function parseTableName(text: string): TableName {
-  return tableName(text, {});
-}
-
-const UNQUOTED = /[A-Za-z_\u0080-\uffff][A-Za-z0-9_$\u0080-\uffff]*/y;
-
-function tableName(text: string, ctx: WireContext): TableName {
-  function bad(why: string): never {
-    fail(`subscribe.table ${JSON.stringify(clip(text))} is not "schema.table" or "table": ${why}`, ctx);
-  }
-  if (text.length > LIMITS.tableLength) fail(`subscribe.table is longer than ${LIMITS.tableLength} characters`, ctx);
-  const parts: string[] = [];
-  let i = 0;
-  for (;;) {
-    let ident: string;
-    if (text.charCodeAt(i) === 0x22 /* " */) {
-      ident = '';
-      let j = i + 1;
-      for (;;) {
-        const q = text.indexOf('"', j);
-        if (q < 0) bad('unterminated quoted identifier');
-        ident += text.slice(j, q);
-        if (text.charCodeAt(q + 1) === 0x22) {
-          ident += '"';
-          j = q + 2;
-        } else {
-          i = q + 1;
-          break;
-        }
-      }
-      if (ident.length === 0) bad('zero-length quoted identifier');
-    } else {
-      UNQUOTED.lastIndex = i;
-      const m = UNQUOTED.exec(text);
-      if (!m) bad(i >= text.length ? 'missing identifier' : `unexpected ${JSON.stringify(text[i])} at ${i}`);
-      ident = m[0].replace(/[A-Z]+/g, (s) => s.toLowerCase());
-      i += m[0].length;
-    }
-    if (Buffer.byteLength(ident, 'utf8') > LIMITS.identifierBytes) {
-      bad(`identifier longer than ${LIMITS.identifierBytes} bytes`);
-    }
-    parts.push(ident);
-    if (i === text.length) break;
-    if (text.charCodeAt(i) !== 0x2e /* . */) bad(`unexpected ${JSON.stringify(text[i])} at ${i}`);
-    if (parts.length === 2) bad('too many dots');
-    i++;
-  }
-  const [schema, name] = parts.length === 2 ? (parts as [string, string]) : ['public', parts[0]!];
-  return { schema, name, qualified: `${schema}.${name}` };
-}
-
 /** Rejects arrays/objects nested deeper than LIMITS.jsonDepth, without recursion. */
 function checkDepth(value: unknown, what: string, ctx: WireContext): void {
   if (typeof value !== 'object' || value === null) return;
@@ -355,39 +242,7 @@ function own(obj: object, key: string): unknown {
   return Object.hasOwn(obj, key) ? (obj as Record<string, unknown>)[key] : undefined;
 }
 
-function isRef(v: unknown): v is Ref {
-  return typeof v === 'string' || (typeof v === 'number' && Number.isFinite(v));
-}
-
-function isId(v: unknown): v is SubscriptionId {
-  return typeof v === 'string' ? v.length > 0 && v.length <= LIMITS.idLength : Number.isSafeInteger(v);
-}
-
 function withRef<T extends object>(msg: T, ref: Ref | undefined): T & { ref?: Ref } {
   if (ref !== undefined) (msg as T & { ref?: Ref }).ref = ref;
   return msg;
 }
-
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  switch (typeof v) {
-    case 'string':
-      return v.length === 0 ? 'an empty string' : `the string ${JSON.stringify(clip(v))}`;
-    case 'number':
-      return Number.isFinite(v) ? `the number ${v}` : 'a number out of range';
-    case 'boolean':
-      return String(v);
-    case 'object':
-      return 'an object';
-    default:
-      return typeof v;
-  }
-}
-
-function clip(s: string): string {
-  return s.length > 64 ? s.slice(0, 64) + '…' : s;
-}
-
-// Server message builders live in frames.ts; re-exported so callers have one module to import.
-export * from './frames.js';

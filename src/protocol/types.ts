@@ -1,8 +1,9 @@
 // Wire protocol v1 (DESIGN §4, docs/PROTOCOL.md): the messages as TypeScript types. Client
-// messages are the *parsed* form produced by parseClientMessage (src/server/protocol.ts), so a
+// messages are the *parsed* form produced by parseClientMessage (src/protocol/parse.ts), so a
 // few fields are richer than on the wire (`table` is split, `since` is a Position). Server
-// messages are the wire form, field for field.
-import type { Position } from '../capture/position.js';
+// messages are the wire form, field for field: test/unit/frames.test.ts checks what the builders
+// of frames.ts (and the change bodies of src/hub/render.ts) write against them.
+import type { Position } from './position.js';
 
 /** Echoed in the reply to the message that carried it. */
 export type Ref = string | number;
@@ -135,6 +136,14 @@ export interface WelcomeMessage {
   session: string;
 }
 
+/** The reply to an accepted `auth` (an addition to DESIGN §4). */
+export interface AuthenticatedMessage {
+  type: 'authenticated';
+  /** The token's `exp`, ISO 8601 UTC; absent when it has none. */
+  expires_at?: string;
+  ref?: Ref;
+}
+
 export interface SubscribedMessage {
   type: 'subscribed';
   id: SubscriptionId;
@@ -195,6 +204,8 @@ export interface BroadcastServerMessage {
   channel: string;
   event: string;
   payload: unknown;
+  /** The sender's user id, set by the server; absent on broadcasts from SQL. */
+  from?: string;
 }
 
 export interface PresenceStateMessage {
@@ -225,6 +236,7 @@ export interface PongMessage {
 
 export type ServerMessage =
   | WelcomeMessage
+  | AuthenticatedMessage
   | SubscribedMessage
   | UnsubscribedMessage
   | ChangeMessage
