@@ -1,4 +1,4 @@
--- walcast 002: the Casbin policy table (DESIGN §2-3).
+-- walcast 002: the Casbin policy table (README "SQL surface", docs/AUTHORIZATION.md).
 -- Policy changes travel two ways: in the change stream (the table is in the publication, so a
 -- daemon applies them exactly between the transactions around them), and as a NOTIFY on the
 -- channel walcast_policy, for tools that only need to know that something changed.

@@ -1,4 +1,4 @@
--- walcast 003: broadcast from SQL (DESIGN §2). `walcast.broadcast(channel, event, payload)` emits
+-- walcast 003: broadcast from SQL (README "SQL surface"). `walcast.broadcast(channel, event, payload)` emits
 -- a transactional logical decoding message with the prefix 'walcast': it reaches the daemon
 -- through the slot in commit order with the rest of its transaction, and only if that
 -- transaction commits. Members of the channel receive {type:"broadcast", channel, event, payload}.

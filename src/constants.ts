@@ -45,7 +45,7 @@ export const PGOUTPUT_PROTO_VERSION = 1;
 /** Exit codes of the CLI. */
 export const EXIT = { ok: 0, failure: 1, usage: 2 } as const;
 
-/** Wire protocol v1 (DESIGN §4). */
+/** Wire protocol v1 (docs/PROTOCOL.md). */
 export const PROTOCOL_VERSION = 1;
 export const WS_PATH = '/ws';
 
@@ -187,7 +187,7 @@ export const CAPTURE = {
    */
   handoffResumeShare: 0.5,
   /**
-   * Share of max_slot_wal_keep_size the resume window may hold back on the slot (DESIGN §1):
+   * Share of max_slot_wal_keep_size the resume window may hold back on the slot (docs/OPERATIONS.md §4):
    * the rest covers restart_lsn trailing confirmed_flush_lsn and WAL segment rounding.
    */
   keepSizeShare: 0.75,

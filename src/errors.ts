@@ -105,7 +105,7 @@ export class PostgresNotFoundError extends DaemonError {
   readonly code = 'postgres_not_found';
 }
 
-// Wire protocol errors (DESIGN §4): answered as {type:"error", code, message, ref?, id?}; the
+// Wire protocol errors (docs/PROTOCOL.md §6 `error`, docs/errors.md): answered as {type:"error", code, message, ref?, id?}; the
 // connection stays open.
 
 export abstract class WireError extends DaemonError {

@@ -1,4 +1,4 @@
-// Row-level authorization with no query per change (DESIGN §3). Policies (walcast.casbin_rule)
+// Row-level authorization with no query per change (docs/AUTHORIZATION.md). Policies (walcast.casbin_rule)
 // and declared relation tables are loaded once, then kept in step with the change stream in
 // commit order; each decision runs the model's matcher specialised per table (see compile.ts).
 //

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { AuthConfigError, AuthError } from '../errors.js';
 
-/** The Casbin subject (DESIGN §3): the claims, with `id` set to `sub`. */
+/** The Casbin subject (docs/AUTHORIZATION.md §1): the claims, with `id` set to `sub`. */
 export type Identity = JWTPayload & { id: string };
 
 export interface VerifiedToken {

@@ -1,5 +1,5 @@
 // Declared relation tables: each row of such a table is a Casbin role link, mirrored in memory
-// from the change stream (DESIGN §3). A declaration names the table, the link's two ends as
+// from the change stream (docs/AUTHORIZATION.md §4). A declaration names the table, the link's two ends as
 // templates over the row's columns, and the role definition it feeds (g2 unless said):
 //
 //   "public.room_members {user_id} room:{room_id}"          g2(user, "room:42")

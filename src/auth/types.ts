@@ -1,4 +1,4 @@
-// What the hub asks of authorization (DESIGN §3). Implemented by src/auth/authorizer.ts; absent
+// What the hub asks of authorization (docs/AUTHORIZATION.md). Implemented by src/auth/authorizer.ts; absent
 // under --no-auth, where every client may read everything.
 import type { Position } from '../protocol/position.js';
 import type { Row } from '../capture/pgoutput.types.js';
@@ -15,7 +15,7 @@ export interface Authorizer {
   mayEverRead(identity: Identity, table: string, since?: Position | null): boolean;
   /**
    * Whether the identity may act on a non-row object now: {kind: "channel", name} with "join",
-   * "broadcast" or "presence" (DESIGN §3).
+   * "broadcast" or "presence" (docs/AUTHORIZATION.md §2).
    */
   mayAct(identity: Identity, kind: string, name: string, act: string): boolean;
   /** False while the policies are being read (at start, after the slot was recreated): every decision is deny. */

@@ -1,4 +1,4 @@
-// The checkpoint marks of one slot (DESIGN §1). The slot's confirmed_flush_lsn is set to
+// The checkpoint marks of one slot (docs/OPERATIONS.md §4). The slot's confirmed_flush_lsn is set to
 //   min(end of the last transaction fully processed downstream, hold())
 // where hold() is the commit LSN of the oldest transaction downstream still needs (the start of
 // its history window). Postgres sends again every transaction whose commit record starts at or

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { CAPTURE } from '../constants.js';
 
-// The slot lag guard rail (DESIGN §1): how much WAL the resume window may hold back on the slot.
+// The slot lag guard rail (docs/OPERATIONS.md §4): how much WAL the resume window may hold back on the slot.
 // Postgres invalidates a slot whose restart_lsn falls more than max_slot_wal_keep_size behind
 // (https://www.postgresql.org/docs/15/runtime-config-replication.html#GUC-MAX-SLOT-WAL-KEEP-SIZE);
 // an invalidated slot means `resync` for every client, so the window gives way well before.

@@ -1,4 +1,4 @@
-// The slot lag guard rail at run time (DESIGN §1): once a second the window gives up the WAL
+// The slot lag guard rail at run time (docs/OPERATIONS.md §4): once a second the window gives up the WAL
 // older than `received - bound`, so that the slot can be acknowledged further; the bound follows
 // max_slot_wal_keep_size (src/capture/lag-bound.ts), which a configuration reload can change.
 import type pg from 'pg';

@@ -1,5 +1,5 @@
 // Channels: broadcast (typing indicators) and presence (online indicators) on the same sockets
-// and policies as row changes (DESIGN §3, §4). Joining needs the `join` action on
+// and policies as row changes (docs/AUTHORIZATION.md §8, docs/PROTOCOL.md §5-6). Joining needs the `join` action on
 // {kind: "channel", name}, sending `broadcast`, tracking `presence`. Membership is checked
 // again whenever policies or relations changed since it was last checked, before anything is
 // delivered, so a member removed from a room stops receiving its channel at once.

@@ -1,4 +1,4 @@
-// Row filter syntax (DESIGN §3-4): PostgREST-style `col=op.value` terms joined by `&` (AND).
+// Row filter syntax (docs/PROTOCOL.md §5 `subscribe`): PostgREST-style `col=op.value` terms joined by `&` (AND).
 // Parsed here into terms and a canonical text; bound to a table's column types and evaluated in
 // filter-eval.ts. Filters are never spliced into SQL.
 //

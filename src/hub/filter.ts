@@ -1,4 +1,4 @@
-// Subscription row filters (DESIGN §3-4): parsed (filter-parse.ts) and evaluated
+// Subscription row filters (docs/PROTOCOL.md §5 `subscribe`): parsed (filter-parse.ts) and evaluated
 // (filter-eval.ts) in the daemon, never spliced into SQL. This module is the public face, plus
 // the keys of the hub's hash index of equality filters (table → column → key).
 import { decimalKey, decimalText, canonicalUuid, floatSpecial, parseDecimal, parseInstant, INSTANT } from './filter-values.js';

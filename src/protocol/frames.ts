@@ -1,4 +1,4 @@
-// Server → client messages of wire protocol v1 (DESIGN §4, docs/PROTOCOL.md), as JSON text.
+// Server → client messages of wire protocol v1 (docs/PROTOCOL.md), as JSON text.
 import { PROTOCOL_VERSION } from '../constants.js';
 import type { Ref, ResyncReason, ServerMessageType, SubscriptionId, WireErrorCode } from './types.js';
 
@@ -25,7 +25,7 @@ function refTail(ref: Ref | undefined): string {
 
 /**
  * `{type:"authenticated", expires_at?, ref?}`: the reply to a successful `auth` (an addition to
- * DESIGN §4; docs/PROTOCOL.md). `expires_at` is the token's `exp`, ISO 8601 UTC.
+ * the design's base v1 messages; docs/PROTOCOL.md §6). `expires_at` is the token's `exp`, ISO 8601 UTC.
  */
 export function authenticated(expiresAt: number | null, ref?: Ref): Frame<'authenticated'> {
   let s = '{"type":"authenticated"';

@@ -1,4 +1,4 @@
-// Wire protocol v1 (DESIGN §4, docs/PROTOCOL.md): parsing and validation of client frames.
+// Wire protocol v1 (docs/PROTOCOL.md): parsing and validation of client frames.
 //
 // Parsing throws WireError subclasses (answered with an `error` message; the connection stays
 // open). Errors carry the `ref` of the frame and, for subscribe/unsubscribe, its valid `id`, as

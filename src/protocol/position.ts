@@ -1,4 +1,4 @@
-// Positions (DESIGN §4, fixed): "<commit LSN>:<index>", the index of the change within its
+// Positions (docs/PROTOCOL.md §4, fixed): "<commit LSN>:<index>", the index of the change within its
 // transaction from 0. They order all changes: by commit LSN, then by index.
 import { PositionError } from '../errors.js';
 import { formatLsn, isLsn, parseLsn } from './lsn.js';

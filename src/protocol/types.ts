@@ -1,4 +1,4 @@
-// Wire protocol v1 (DESIGN §4, docs/PROTOCOL.md): the messages as TypeScript types. Client
+// Wire protocol v1 (docs/PROTOCOL.md): the messages as TypeScript types. Client
 // messages are the *parsed* form produced by parseClientMessage (src/protocol/parse.ts), so a
 // few fields are richer than on the wire (`table` is split, `since` is a Position). Server
 // messages are the wire form, field for field: test/unit/frames.test.ts checks what the builders
@@ -17,7 +17,7 @@ export type SubscriptionId = string | number;
 /** What `events` may list. */
 export type ChangeEvent = 'insert' | 'update' | 'delete';
 
-/** `op` of a `change` message. `truncate` is an addition to DESIGN §4 (all rows were removed). */
+/** `op` of a `change` message. `truncate` is an addition to the base v1 messages (all rows were removed). */
 export type ChangeOp = ChangeEvent | 'leave' | 'truncate';
 
 /** Why a subscription's position cannot be honoured. */
@@ -136,7 +136,7 @@ export interface WelcomeMessage {
   session: string;
 }
 
-/** The reply to an accepted `auth` (an addition to DESIGN §4). */
+/** The reply to an accepted `auth` (an addition to the base v1 messages; docs/PROTOCOL.md §6). */
 export interface AuthenticatedMessage {
   type: 'authenticated';
   /** The token's `exp`, ISO 8601 UTC; absent when it has none. */

@@ -72,7 +72,7 @@ export interface Row {
 }
 
 /**
- * One subscriber that behaves as DESIGN §4 asks of a client:
+ * One subscriber that behaves as docs/PROTOCOL.md §7 asks of a client:
  *
  *   connecting ─► subscribed(since) ─► live ──(close)──► backoff ─► connecting
  *                       │ resync

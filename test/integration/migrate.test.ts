@@ -1,4 +1,4 @@
-// walcast migrate against a real Postgres: idempotence, the SQL surface of DESIGN §2
+// walcast migrate against a real Postgres: idempotence, the SQL surface (README "SQL surface")
 // (publication, walcast.enable / walcast.disable), atomic failures, checksums, concurrency.
 
 import { createHash } from 'node:crypto';
