@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CAPTURE } from '../constants.js';
 import { NotMigratedError, ReplicationPrivilegeError, SlotInUseError, SlotInvalidError, WalLevelError } from '../errors.js';
 import { parseLsn } from '../protocol/lsn.js';
+import { quoteIdent } from '../pg/ident.js';
 import { explainStreamError } from './start-failures.js';
 
 export interface SlotState {
@@ -34,7 +35,7 @@ export async function checkServer(client: pg.Client, publication: string): Promi
   if (!r.can_replicate) {
     throw new ReplicationPrivilegeError(
       `role "${r.user}" has no REPLICATION privilege`,
-      `run ALTER ROLE "${r.user}" WITH REPLICATION as a superuser, or connect as a role that has it`,
+      `run ALTER ROLE ${quoteIdent(r.user)} WITH REPLICATION as a superuser, or connect as a role that has it`,
     );
   }
   if (!r.has_pub) {
