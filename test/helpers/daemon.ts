@@ -9,7 +9,7 @@ import { startDaemon, type Daemon, type DaemonExtras } from '../../src/daemon.js
 import { silentLogger } from '../../src/log.js';
 import type { ThrowawayPostgres } from '../../src/pg/throwaway.js';
 import { migrate } from '../../src/sql/migrate.js';
-import { query } from './capture.js';
+import { query, waitUntil } from './capture.js';
 import { withPostgres } from './pg.js';
 import { hsToken, SECRET } from './tokens.js';
 import { WsClient } from './ws.js';
@@ -21,6 +21,11 @@ export interface TestDaemon {
   daemon: Daemon;
   /** A client of the daemon with a token of `user` (sub), closed when the test ends. */
   as(user: string, ws?: WebSocket.ClientOptions): Promise<WsClient>;
+  /**
+   * Runs `sql`, a change of policies or declared relations, and waits until the daemon has
+   * applied it (its authorizer's epoch moved): what follows is judged by the new state.
+   */
+  applied(sql: string, params?: unknown[]): Promise<void>;
 }
 
 /**
@@ -40,5 +45,12 @@ export async function startTestDaemon(t: Test, sql: string, flags: ServeFlags = 
     t.teardown(() => c.close());
     return c;
   };
-  return { db, url, daemon, as };
+  const applied = async (sql: string, params: unknown[] = []): Promise<void> => {
+    const auth = daemon.hub.auth;
+    if (!auth) throw new Error('applied(): the daemon runs without authorization');
+    const before = auth.epoch;
+    await query(url, sql, params);
+    await waitUntil(() => auth.epoch !== before, 10_000, () => `the daemon to apply: ${sql}`);
+  };
+  return { db, url, daemon, as, applied };
 }

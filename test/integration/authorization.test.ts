@@ -12,10 +12,10 @@ import { resolveServeConfig, type ServeFlags } from '../../src/config.js';
 import { startDaemon, type Daemon } from '../../src/daemon.js';
 import { silentLogger } from '../../src/log.js';
 import { migrate } from '../../src/sql/migrate.js';
-import { query, sleep } from '../helpers/capture.js';
+import { query } from '../helpers/capture.js';
 import { withPostgres } from '../helpers/pg.js';
 import { hsToken, SECRET } from '../helpers/tokens.js';
-import { WsClient, type ChangeMsg } from '../helpers/ws.js';
+import { comparePos, WsClient, type ChangeMsg } from '../helpers/ws.js';
 
 const db = await withPostgres(t);
 await migrate(db.url);
@@ -47,11 +47,17 @@ async function as(user: string, claims: Record<string, unknown> = {}, d: Daemon 
   return c;
 }
 const bodies = (c: WsClient, sub: string) => c.changes(sub).map((m) => `${m.op}:${(m.new ?? m.old)?.body}`);
-/** Writes a marker row, then waits until `c` has it: everything committed before it has arrived. */
-async function settle(c: WsClient, sub: string, insertMarker: string): Promise<void> {
+/**
+ * Writes a marker row and waits until `c` has it, and each of `others` (who may not see it) a
+ * change or progress at or past its position: on every connection, everything committed before
+ * the marker has arrived.
+ */
+async function settle(c: WsClient, sub: string, insertMarker: string, others: WsClient[] = []): Promise<void> {
   await query(url, insertMarker);
   await c.waitFor(() => c.changes(sub).some((m) => m.new?.body === 'marker'), 10_000, 'marker');
-  await sleep(100);
+  const at = c.changes(sub).find((m) => m.new?.body === 'marker')!.pos;
+  const past = (o: WsClient) => o.messages.some((m) => (m.type === 'change' || m.type === 'progress') && comparePos(m.pos as string, at) >= 0);
+  for (const o of others) await o.waitFor(() => past(o), 10_000, `a position at or past the marker ${at}`);
 }
 
 t.test('a subscribe no policy could allow is forbidden', async (t) => {
@@ -85,7 +91,7 @@ t.test('grants and revocations apply exactly between the transactions around the
   await query(url, revoke);
   await query(url, "insert into docs (body) values ('revoked')");
   await query(url, `begin; insert into docs (body) values ('tx: before'); ${grant}; insert into docs (body) values ('tx: granted'); ${revoke}; insert into docs (body) values ('tx: revoked'); commit;`);
-  await settle(watcher, 'd', "insert into docs (body) values ('marker')");
+  await settle(watcher, 'd', "insert into docs (body) values ('marker')", [alice]);
   t.same(bodies(alice, 'd'), ['insert:granted', 'insert:tx: granted'], 'alice got exactly the rows committed while granted');
   t.equal(bodies(watcher, 'd').length, 7, 'a reader throughout got all six and the marker');
 });
@@ -101,7 +107,7 @@ t.test('relations mirrored from the stream: membership, deletes on the old row, 
   await query(url, "delete from messages where body = 'room 1 hello'");
   await query(url, "delete from room_members where user_id = 'carol' and room_id = 1");
   await query(url, "insert into messages (room_id, body) values (1, 'carol left')");
-  await settle(carol, 'm', "insert into messages (room_id, body) values (2, 'marker')");
+  await settle(carol, 'm', "insert into messages (room_id, body) values (2, 'marker')", [bob]);
   t.same(bodies(bob, 'm'), ['insert:room 1 hello', 'insert:carol joined', 'insert:to move', 'leave:to move', 'delete:room 1 hello', 'insert:carol left'], 'bob: his room; the moved row leaves; the delete judged on the old row');
   t.same(bodies(carol, 'm'), ['insert:carol joined', 'insert:to move', 'update:to move', 'delete:room 1 hello', 'insert:marker'], 'carol: from her join in the same transaction, until she left');
   const leave = bob.changes('m').find((m) => m.op === 'leave') as ChangeMsg;
@@ -117,8 +123,12 @@ t.test('a refreshed token that loses access ends the subscription with forbidden
   c.send({ type: 'auth', token: await hsToken({ sub: 'dave', role: 'user' }) });
   const err = await c.next((m) => m.type === 'error');
   t.match(err, { code: 'forbidden', id: 'n' }, 'forbidden, naming the subscription');
+  // A barrier dave may see: a message of a room he joins, committed after the note.
+  await c.subscribe({ id: 'm', table: 'public.messages' });
   await query(url, "insert into admin_notes (body) values ('after refresh')");
-  await sleep(300);
+  await query(url, "insert into room_members values ('dave', 99)");
+  await query(url, "insert into messages (room_id, body) values (99, 'for dave')");
+  await c.waitFor(() => bodies(c, 'm').includes('insert:for dave'), 10_000, 'the later message');
   t.same(bodies(c, 'n'), ['insert:while admin'], 'nothing after the refresh');
   t.ok(c.isOpen, 'the connection stays open');
 });
@@ -150,9 +160,10 @@ t.test('history is authorized as of each commit: a resume, then a daemon restart
   const d2 = await daemonWith({ slot: 'history' });
   const again = await as('eve', {}, d2);
   await again.subscribe({ id: 'm', table: 'public.messages', since: first.pos });
-  await again.waitChanges('m', 2);
-  await sleep(200);
-  t.same(bodies(again, 'm'), want, 'after a restart: the same rows, not the one from outside the room');
+  // A last message in the room: once it is in, everything before it has arrived.
+  await query(url, "insert into messages (room_id, body) values (7, 'last')");
+  await again.waitFor(() => bodies(again, 'm').includes('insert:last'), 10_000, 'the last message');
+  t.same(bodies(again, 'm'), [...want, 'insert:last'], 'after a restart: the same rows, not the one from outside the room');
 });
 
 t.test('a custom model file (--model)', async (t) => {
@@ -165,9 +176,9 @@ t.test('a custom model file (--model)', async (t) => {
   const d = await daemonWith({ slot: 'custom', model });
   const frank = await as('frank', {}, d);
   await frank.subscribe({ id: 'd', table: 'public.docs' });
+  // One transaction, 'secret' first: had it been sent, it would have come before 'open'.
   await query(url, "insert into docs (body) values ('secret'), ('open')");
-  await frank.waitChanges('d', 1);
-  await sleep(200);
+  await frank.waitFor(() => bodies(frank, 'd').includes('insert:open'), 10_000, 'the open doc');
   t.same(bodies(frank, 'd'), ['insert:open'], 'the custom matcher decides');
   const other = await as('gina', {}, d);
   t.match(await other.subscribe({ id: 'm', table: 'public.messages' }, { allowFailure: true }), { code: 'forbidden' }, 'and what may be subscribed to: no rule of this model names messages');

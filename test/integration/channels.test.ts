@@ -3,12 +3,12 @@
 // in commit order; bad input answered with its code while others carry on.
 
 import t from 'tap';
-import { query, sleep } from '../helpers/capture.js';
+import { query } from '../helpers/capture.js';
 import { startTestDaemon } from '../helpers/daemon.js';
 import { hsToken } from '../helpers/tokens.js';
 import { WsClient, type Msg } from '../helpers/ws.js';
 
-const { url, daemon, as } = await startTestDaemon(
+const { url, daemon, as, applied } = await startTestDaemon(
   t,
   `create table room_members (user_id text, room_id int, primary key (user_id, room_id));
    create table friendships (a text, b text, primary key (a, b));
@@ -113,8 +113,11 @@ t.test('presence floods are rate bounded per socket; others unaffected', async (
   await join(ann, 'room:1');
   await join(ben, 'room:1');
   for (let i = 0; i < 40; i++) ann.send({ type: 'presence', channel: 'room:1', state: { n: i }, ref: `p${i}` });
-  await ann.waitFor(() => of(ann, 'error').length > 0);
-  await sleep(300);
+  // Barriers: ann's ping is answered after all 40 were handled (and refused or passed on); her
+  // broadcast reaches ben after every diff they caused.
+  await ann.request({ type: 'ping' });
+  ann.send({ type: 'broadcast', channel: 'room:1', event: 'done' });
+  await ben.next((m) => m.type === 'broadcast' && m.event === 'done');
   const refused = of(ann, 'error');
   t.ok(refused.length >= 15 && refused.every((e) => e.code === 'limit_exceeded'), `${refused.length} of 40 refused with limit_exceeded`);
   t.ok(of(ben, 'presence_diff').length >= 20 && of(ben, 'presence_diff').length <= 25, `the burst went through (${of(ben, 'presence_diff').length} diffs)`);
@@ -126,25 +129,22 @@ t.test('presence floods are rate bounded per socket; others unaffected', async (
 t.test('a member removed from the room stops receiving its channel at once', async (t) => {
   const ann = await as('ann');
   const cat = await as('cat');
-  await query(url, "insert into room_members values ('cat', 1)");
-  await sleep(200);
+  await applied("insert into room_members values ('cat', 1)");
   await join(cat, 'room:1');
   await join(ann, 'room:1');
   ann.send({ type: 'broadcast', channel: 'room:1', event: 'one' });
   await cat.next((m) => m.type === 'broadcast' && m.event === 'one');
-  await query(url, "delete from room_members where user_id = 'cat' and room_id = 1");
-  await sleep(300);
+  await applied("delete from room_members where user_id = 'cat' and room_id = 1");
   ann.send({ type: 'broadcast', channel: 'room:1', event: 'two' });
   const out = await cat.next((m) => m.type === 'left' && m.channel === 'room:1');
   t.ok(out, 'cat is told it left');
   t.ok(of(cat, 'error').some((e) => e.code === 'forbidden'), 'with forbidden');
-  await sleep(200);
+  await cat.request({ type: 'ping' }); // answered after anything sent to cat before
   t.notOk(of(cat, 'broadcast').some((m) => m.event === 'two'), 'and never gets the broadcast after its removal');
 });
 
 t.test('a refreshed token whose claims no longer allow a channel leaves it', async (t) => {
-  await query(url, "insert into walcast.casbin_rule (ptype, v0, v1, v2, v3, v4) values ('p', '*', 'channel', 'staff', 'join', 'r.sub.role == \"staff\"')");
-  await sleep(300);
+  await applied("insert into walcast.casbin_rule (ptype, v0, v1, v2, v3, v4) values ('p', '*', 'channel', 'staff', 'join', 'r.sub.role == \"staff\"')");
   const c = await WsClient.connect(`ws://127.0.0.1:${daemon.port}/ws?token=${await hsToken({ sub: 'eve', role: 'staff' })}`);
   t.teardown(() => c.close());
   t.match(await join(c, 'staff'), { type: 'joined' });
@@ -164,8 +164,7 @@ t.test('online status only reaches the user\'s friends (per-user channels, frien
   ann.send({ type: 'presence', channel: 'user:ann', state: { online: true } });
   t.match(await ben.next((m) => m.type === 'presence_diff'), { channel: 'user:ann', joins: { ann: [{ state: { online: true } }] } });
   t.match(await ben.request({ type: 'presence', channel: 'user:ann', state: { online: true } }), { code: 'forbidden' }, 'a friend cannot pose as the owner');
-  await query(url, "insert into friendships values ('cat', 'ann')");
-  await sleep(300);
+  await applied("insert into friendships values ('cat', 'ann')");
   t.match(await join(cat, 'user:ann'), { type: 'joined' }, 'a new friendship lets cat in');
   t.match(await cat.next((m) => m.type === 'presence_state'), { state: { ann: [{ state: { online: true } }] } });
 });

@@ -3,7 +3,7 @@
 import pg from 'pg';
 import t from 'tap';
 import { migrate } from '../../src/sql/migrate.js';
-import { startCollector } from '../helpers/capture.js';
+import { query, startCollector, waitUntil } from '../helpers/capture.js';
 import { runCli } from '../helpers/cli.js';
 import { withPostgres } from '../helpers/pg.js';
 
@@ -61,6 +61,8 @@ t.test('policy add, list, remove through the CLI; changes in the stream and on N
   t.equal(ops.length, 3, 'two inserts and a delete in the change stream');
   t.match(ops[0], /^insert:.*"ptype":"p".*"v0":"member"/);
   t.match(ops[2], /^delete:.*"v0":"alice"/, 'the delete carries the whole old row');
-  await new Promise((r) => setTimeout(r, 200));
-  t.same(notes, ['walcast_policy:INSERT', 'walcast_policy:INSERT', 'walcast_policy:DELETE'], 'NOTIFY for each change, none for the no-ops');
+  // A notification of our own, committed last: notifications arrive in commit order.
+  await query(db.url, "select pg_notify('walcast_policy', 'barrier')");
+  await waitUntil(() => notes.includes('walcast_policy:barrier'), 10_000, () => `our notification (have ${JSON.stringify(notes)})`);
+  t.same(notes, ['walcast_policy:INSERT', 'walcast_policy:INSERT', 'walcast_policy:DELETE', 'walcast_policy:barrier'], 'NOTIFY for each change, none for the no-ops');
 });

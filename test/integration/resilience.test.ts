@@ -137,6 +137,15 @@ function checkExactlyOnce(t: Test, seen: Seen[], ids: string[], what: string) {
   t.equal(idOrder, -1, `${what}: ids arrive in commit order`);
 }
 
+/**
+ * Writes one last row and waits until the capture has it: everything committed before it has
+ * arrived by then (a duplicate included: it would come first, in commit order).
+ */
+async function lastRow(url: string, table: string, c: { seen: Seen[] }, timeoutMs = 20_000): Promise<void> {
+  const [{ id }] = await sql<{ id: string }>(url, `insert into ${table} (v) values ('last') returning id::text as id`);
+  await until(`the last row ${id} of ${table}`, async () => c.seen.some((s) => s.id === id), timeoutMs);
+}
+
 /** Counts the state path streaming → backoff → ... → streaming. */
 function recoveries(states: CaptureState[]): number {
   let n = 0;
@@ -295,10 +304,9 @@ t.test('Capture survives Postgres restarts (fast, then immediate)', async (t) =>
   await db.restart('immediate');
   await writer(db.url, 't2', 200);
 
-  await until('600 rows captured', async () => c.seen.length >= 600 && c.capture.status.state === 'streaming', 20_000);
-  await sleep(300); // anything extra (a duplicate) would show up now
+  await lastRow(db.url, 't2', c);
   checkExactlyOnce(t, c.seen, await tableIds(db.url, 't2'), 'after two restarts');
-  t.equal(c.seen.length, 600, 'exactly 600 changes');
+  t.equal(c.seen.length, 601, 'exactly 600 changes, and the last row');
   t.ok(recoveries(c.states) >= 2, `backoff then streaming again, once per restart (${c.states.join(' → ')})`);
   t.same(c.fatal, [], 'no fatal error');
   t.same(c.slotCreated, [{ invalidated: false }], 'the slot was created once, at the first start, and kept');
@@ -330,9 +338,7 @@ t.test('Capture survives its walsender being terminated while writes continue', 
   }
   t.notOk(writerDone, 'the walsender was terminated three times while writes went on');
   t.equal((await writing).retries, 0, 'writer never failed');
-  const [{ n }] = await sql<{ n: string }>(db.url, 'select count(*)::text as n from t3');
-  await until(`${n} rows captured`, async () => c.seen.length >= Number(n), 20_000);
-  await sleep(300);
+  await lastRow(db.url, 't3', c);
   checkExactlyOnce(t, c.seen, await tableIds(db.url, 't3'), 'after three terminations');
   t.ok(recoveries(c.states) >= 3, `reconnected after each termination (${recoveries(c.states)} recoveries)`);
   t.same(c.fatal, [], 'no fatal error');
@@ -378,8 +384,7 @@ t.test('Capture recreates a slot dropped from outside while it was in backoff, a
 
   const [{ max }] = await sql<{ max: string }>(db.url, 'select max(id)::text as max from t4');
   await writer(db.url, 't4', 100);
-  await until('the 100 rows written after the drop', async () => c.seen.filter((s) => BigInt(s.id) > BigInt(max)).length >= 100, 10_000);
-  await sleep(300);
+  await lastRow(db.url, 't4', c, 10_000);
   const after = c.seen.filter((s) => BigInt(s.id) > BigInt(max));
   const expected = (await tableIds(db.url, 't4')).filter((id) => BigInt(id) > BigInt(max));
   checkExactlyOnce(t, after, expected, 'rows written after the slot was recreated');

@@ -148,13 +148,12 @@ t.test('resume after a disconnect: the missed rows, then subscribed, then live; 
     if (got.length > 0) pos = got[got.length - 1].pos;
   }
   await w.stop();
-  // Collect the tail.
+  // Collect the tail, up to a last row: once it is in, everything before it has arrived.
   const c = await connectWs(t, wsUrl);
   await c.subscribe({ id: 's', table: 'r1', since: pos });
+  await query(url, "insert into r1 (v) values ('last')");
   const want = await tableIds('r1');
-  const missing = want.length - all.length;
-  if (missing > 0) await c.waitChanges('s', missing, 10_000).catch(() => {});
-  await sleep(200);
+  await c.waitFor(() => c.changes('s').some((x) => idOf(x) === want[want.length - 1]), 10_000, 'the last row').catch(() => {});
   all.push(...c.changes('s'));
   t.ok(withCatchUp >= 3, `most rounds resumed with a catch-up (${withCatchUp} of 6)`);
   t.ok(w.count > 100, `${w.count} rows written during the resumes`);
@@ -189,11 +188,11 @@ t.test('resync: a position older than the window', async (t) => {
   const [first] = await c.waitChanges('x', 1);
   t.equal((await onMain.waitChanges('x', 1))[0].pos, first.pos, 'two daemons on two slots give the change the same position');
   await onMain.close();
+  // Writes go on until the 1 s window has moved past `first` (eviction runs every second).
   const w = writer('r2', { gapMs: 100 });
-  await sleep(2_300); // the 1 s window moves past `first` (eviction runs every second)
-  await w.stop();
-  const floor = shortWindow.hub.ring.floor;
-  t.ok(comparePos(formatPosition(floor.lsn, floor.index), first.pos) > 0, 'precondition: the window starts after the position');
+  const floorPos = () => formatPosition(shortWindow.hub.ring.floor.lsn, shortWindow.hub.ring.floor.index);
+  await waitUntil(() => comparePos(floorPos(), first.pos) > 0, 15_000, () => `the window to move past ${first.pos} (floor ${floorPos()})`).finally(() => w.stop());
+  t.ok(comparePos(floorPos(), first.pos) > 0, 'precondition: the window starts after the position');
 
   const c2 = await connectWs(t, shortUrl);
   const reply = await c2.subscribe({ id: 'x', table: 'r2', since: first.pos }, { allowFailure: true });
@@ -215,8 +214,10 @@ t.test('resync: a position older than the window', async (t) => {
   const c4 = await connectWs(t, wsUrl);
   const ahead = await c4.subscribe({ id: 'a', table: 'r2', since: 'FF/0:5' }, { allowFailure: true });
   t.match(ahead, { type: 'subscribed', id: 'a', position: 'FF/0:5' }, 'a since ahead of the server: subscribed at that position');
+  // A second subscription from now gets the row: by then `a` would have had it too.
+  await c4.subscribe({ id: 'b', table: 'r2' });
   await query(url, "insert into r2 (v) values ('not for a')");
-  await sleep(300);
+  await c4.waitChanges('b', 1);
   t.equal(c4.changes('a').length, 0, 'nothing at or before since is sent');
 });
 
@@ -293,11 +294,14 @@ t.test('resume across SIGKILLs of walcast serve under a steady write load', asyn
     t.equal(r.signal, 'SIGKILL', `kill ${k + 1}: died of SIGKILL after ${before} rows delivered`);
     proc = await startServe();
   }
-  await sleep(500);
+  await sleep(500); // the writer goes on a while against the last serve
   await w.stop();
+  // A last row: once the client has it, everything committed before it has arrived (a
+  // duplicate included: it would come before, in position order).
+  await query(url, "insert into r3 (v) values ('last')");
   const want = await tableIds('r3');
-  await waitUntil(() => seen.length >= want.length, 20_000, () => `${want.length} rows; have ${seen.length}`).catch(() => {});
-  await sleep(300); // a duplicate would show now
+  const lastId = want[want.length - 1];
+  await waitUntil(() => seen.some((c) => idOf(c) === lastId), 20_000, () => `the last row ${lastId}; have ${seen.length} of ${want.length}`).catch(() => {});
   stopClient = true;
   (current as WsClient | null)?.terminate();
   await client;
@@ -343,11 +347,14 @@ t.test('a slow client is closed with 4008 and resumes with nothing lost', async 
   const again = await connectWs(t, wsUrl);
   const since = before[before.length - 1].pos;
   await again.subscribe({ id: 's', table: 'r4', since });
-  await good.waitChanges('g', rows, 20_000);
+  // A last row: once both have it, everything before it has arrived.
+  await sqlc.query("insert into r4 (v) values ('last')");
+  rows++;
   const want = await tableIds('r4');
   t.equal(want.length, rows, 'rows in the table');
-  await again.waitChanges('s', rows - before.length, 20_000);
-  await sleep(200);
+  const hasLast = (c: WsClient, sub: string) => c.changes(sub).some((x) => idOf(x) === want[want.length - 1]);
+  await good.waitFor(() => hasLast(good, 'g'), 20_000, 'the last row');
+  await again.waitFor(() => hasLast(again, 's'), 20_000, 'the last row after the resume');
   checkExactlyOnce(t, [...before, ...again.changes('s')], want, 'slow client, before and after 4008');
   checkExactlyOnce(t, good.changes('g'), want, 'well-behaved client');
   t.ok(good.isOpen, 'the well-behaved client is still connected');
