@@ -17,7 +17,7 @@ import ts from 'typescript';
 import t, { type Test } from 'tap';
 import WebSocket from 'ws';
 import { comparePositions, createClient, type Change, type Channel, type ClientOptions, type DisconnectInfo, type PresenceState, type Subscription, type WalcastClient, type WalcastError } from '../../src/client/index.js';
-import { formatPosition } from '../../src/capture/position.js';
+import { formatWalPosition as formatPosition } from '../../src/protocol/position.js';
 import { resolveServeConfig, type ServeFlags } from '../../src/config.js';
 import { startDaemon, type Daemon } from '../../src/daemon.js';
 import { silentLogger } from '../../src/log.js';
