@@ -1,5 +1,5 @@
 // The client's reconnect backoff: full jitter (./jitter.ts) with the client's defaults.
-import { fullJitterDelay } from './jitter.js';
+import { JitterBackoff } from './jitter.js';
 
 export interface BackoffOptions {
   /** The ceiling of the first delay (default 500 ms). */
@@ -10,26 +10,8 @@ export interface BackoffOptions {
 
 export const DEFAULT_BACKOFF = { baseMs: 500, capMs: 30_000 } as const;
 
-export class Backoff {
-  private attempt = 0;
-  private readonly baseMs: number;
-  private readonly capMs: number;
-
-  constructor(o: BackoffOptions = {}, private readonly random: () => number = Math.random) {
-    this.baseMs = Math.max(0, o.baseMs ?? DEFAULT_BACKOFF.baseMs);
-    this.capMs = Math.max(this.baseMs, o.capMs ?? DEFAULT_BACKOFF.capMs);
-  }
-
-  /** The next delay; each call doubles the ceiling, up to the cap. */
-  next(): number {
-    return fullJitterDelay(this.attempt++, this.baseMs, this.capMs, this.random);
-  }
-
-  get attempts(): number {
-    return this.attempt;
-  }
-
-  reset(): void {
-    this.attempt = 0;
+export class Backoff extends JitterBackoff {
+  constructor(o: BackoffOptions = {}, random: () => number = Math.random) {
+    super(o.baseMs ?? DEFAULT_BACKOFF.baseMs, o.capMs ?? DEFAULT_BACKOFF.capMs, random);
   }
 }

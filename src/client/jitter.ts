@@ -9,3 +9,29 @@ export function fullJitterDelay(attempt: number, baseMs: number, capMs: number, 
   const ceiling = Math.min(capMs, baseMs * 2 ** Math.min(attempt, 30));
   return Math.floor(random() * ceiling);
 }
+
+/** Successive full-jitter delays, from `reset()` on. */
+export class JitterBackoff {
+  private attempt = 0;
+  private readonly baseMs: number;
+  private readonly capMs: number;
+
+  constructor(baseMs: number, capMs: number, private readonly random: () => number = Math.random) {
+    this.baseMs = Math.max(0, baseMs);
+    this.capMs = Math.max(this.baseMs, capMs);
+  }
+
+  /** The next delay; each call doubles the ceiling, up to the cap. */
+  next(): number {
+    return fullJitterDelay(this.attempt++, this.baseMs, this.capMs, this.random);
+  }
+
+  /** Delays handed out since the last reset. */
+  get attempts(): number {
+    return this.attempt;
+  }
+
+  reset(): void {
+    this.attempt = 0;
+  }
+}
