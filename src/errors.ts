@@ -2,7 +2,7 @@
 // operator can act on it, a `hint` saying how to fix it. The CLI prints `message` and `hint`
 // on one line each and a stack trace only with --verbose.
 
-/** The base of walcast's own errors (not the client SDK's DaemonError, src/client/types.ts). */
+/** The base of walcast's own errors (not the client SDK's WalcastError, src/client/types.ts). */
 export abstract class DaemonError extends Error {
   abstract readonly code: string;
   readonly hint: string | undefined;
@@ -99,6 +99,10 @@ export class PolicyError extends DaemonError {
 
 export class PostgresStartError extends DaemonError {
   readonly code = 'postgres_start_failed';
+}
+
+export class NatsStartError extends DaemonError {
+  readonly code = 'nats_start_failed';
 }
 
 export class PostgresNotFoundError extends DaemonError {

@@ -4,12 +4,12 @@
 
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { findPostgresBinaries, killFromPidFile, postgresRunAs, runTool, runToolSync, type Runner } from './binaries.js';
 import { PostgresStartError } from '../errors.js';
+import { freePort } from '../util/free-port.js';
 
 export { findPostgresBinaries } from './binaries.js';
 
@@ -217,18 +217,6 @@ class Cluster implements ThrowawayPostgres {
       offset = buf.length;
     }, 200).unref();
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, HOST, () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 // Live clusters, destroyed synchronously if the process exits or is interrupted without
