@@ -136,7 +136,7 @@ t.test('a filter literal and a row value give the same route token whenever filt
     t.ok(isRoutableType(oid), `type ${oid} is routable`);
     const columns = [{ name: 'r', typeOid: oid }];
     for (const lit of literals) {
-      let pred: ((row: Record<string, unknown>) => boolean) | null = null;
+      let pred: ((row: Record<string, unknown>) => boolean) | null;
       try {
         pred = compileFilter(parseFilter(`r=eq.${quoteValue(lit)}`), columns);
       } catch {
