@@ -202,3 +202,48 @@ export const PG_EPOCH_MS = 946_684_800_000;
  * reconnect attempt for long.
  */
 export const PG_CONNECT_TIMEOUT_MS = 5_000;
+
+/**
+ * Fixed parts of the cluster's NATS names (docs/dev/cluster-plan.md §2; built and parsed in
+ * src/cluster/subjects.ts). Every subject starts `walcast.<ns>.`; capture writes under `s`, the
+ * stream republishes to `r`.
+ */
+export const CLUSTER_SUBJECTS = {
+  root: 'walcast',
+  stream: 's',
+  republished: 'r',
+  data: 'd',
+  auth: 'a',
+  sqlBroadcast: 'x',
+  ctl: 'ctl',
+  heartbeat: 'hb',
+  alive: 'alive',
+  broadcast: 'c',
+  presence: 'p',
+  presenceSync: 'psync',
+} as const;
+
+/**
+ * Reserved subject / KV-key tokens. Two characters starting with `=`: an encoded name is either
+ * `[A-Za-z0-9_-]{1,48}` or `=` + 22 base64url characters, so it can never be one of these.
+ */
+export const CLUSTER_TOKENS = {
+  /** The table has no route_by column. */
+  noRoute: '=n',
+  /** The row's route value is NULL. */
+  nullRoute: '=0',
+  /** A truncate of the table (every route). */
+  truncate: '=t',
+  /** A transaction too large to publish: one marker per table it touched. */
+  oversize: '=x',
+  /** In interest keys: the whole table. */
+  wholeTable: '=a',
+} as const;
+
+/** KV keys of the cluster bucket (`walcast_<ns>_cluster`). */
+export const CLUSTER_KV = {
+  capture: 'capture',
+  node: 'node',
+  short: 'short',
+  relation: 'rel',
+} as const;

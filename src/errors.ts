@@ -109,6 +109,16 @@ export class PostgresNotFoundError extends DaemonError {
   readonly code = 'postgres_not_found';
 }
 
+/** A cluster message (src/cluster/codec.ts) that is not what its version says: a bug, or not written by walcast. */
+export class ClusterMessageError extends DaemonError {
+  readonly code = 'cluster_message_invalid';
+}
+
+/** A cluster message of a format version this walcast does not know: written by a newer walcast. */
+export class ClusterMessageVersionError extends DaemonError {
+  readonly code = 'cluster_message_version';
+}
+
 // Wire protocol errors (docs/PROTOCOL.md §6 `error`, docs/errors.md): answered as {type:"error", code, message, ref?, id?}; the
 // connection stays open.
 

@@ -43,6 +43,25 @@ t.test('migrate applies every file once; a second run applies nothing', async (t
     `select p.proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'walcast' order by 1`,
   );
   t.ok(fns.some((f) => f.proname === 'enable') && fns.some((f) => f.proname === 'disable'), 'walcast.enable and walcast.disable exist');
+  const sigs = await query<{ f: string }>(
+    db.url,
+    `select p.oid::regprocedure::text as f from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'walcast' order by 1`,
+  );
+  t.same(
+    sigs.map((r) => r.f),
+    [
+      'walcast.broadcast(text,text,jsonb)',
+      'walcast.disable(regclass)',
+      'walcast.enable(regclass)',
+      'walcast.enable(regclass,name)',
+      'walcast.enabled(regclass)',
+      'walcast.notify_policy()',
+      'walcast.routable_type(regtype)',
+    ],
+    'the functions of the SQL surface',
+  );
+  const own = await query<{ t: string }>(db.url, `select tablename as t from pg_publication_tables where pubname = 'walcast' and schemaname = 'walcast' order by 1`);
+  t.same(own.map((r) => r.t), ['broadcasts', 'casbin_rule', 'routes'], 'walcast\'s own published tables');
 });
 
 t.test('walcast.enable / walcast.disable', async (t) => {
@@ -80,6 +99,50 @@ t.test('walcast.enable / walcast.disable', async (t) => {
   await t.rejects(c.query(`select walcast.enable('plain_v')`), { code: '42809' }, 'enable on a view raises wrong_object_type');
   t.same(await published(), ['public.Mixed Case'], 'the view was not added');
   await t.rejects(c.query(`select walcast.enable('no_such_table')`), { code: '42P01' }, 'enable on a missing table raises');
+  await t.rejects(c.query(`select walcast.disable('walcast.routes')`), { code: '42809' }, 'walcast.routes stays in the publication');
+});
+
+t.test('walcast.enable(rel, route_by => column)', async (t) => {
+  const c = await sqlClient(t, db.url);
+  await c.query('create domain room_key as int8');
+  await c.query(`create table msgs (id int primary key, room_id int4, room room_key, "Room Name" text, score float8, body text)`);
+  await c.query('create table other (id int primary key)');
+  const routes = async (): Promise<Array<{ rel: string; route_by: string }>> =>
+    (await c.query<{ rel: string; route_by: string }>(`select rel::text as rel, route_by::text as route_by from walcast.routes order by 1`)).rows;
+  const published = async (): Promise<string[]> =>
+    (await c.query<{ t: string }>(`select tablename as t from pg_publication_tables where pubname = 'walcast' and schemaname = 'public' order by 1`)).rows.map((r) => r.t);
+
+  await c.query(`select walcast.enable('msgs', route_by => 'room_id')`);
+  t.same(await routes(), [{ rel: 'msgs', route_by: 'room_id' }], 'the route is recorded');
+  t.ok((await published()).includes('msgs'), 'and the table published');
+  t.equal((await c.query<{ r: string }>(`select relreplident::text as r from pg_class where oid = 'msgs'::regclass`)).rows[0].r, 'f', 'with REPLICA IDENTITY FULL');
+
+  await c.query(`select walcast.enable('msgs', route_by => 'room_id')`);
+  t.same(await routes(), [{ rel: 'msgs', route_by: 'room_id' }], 'enabling twice changes nothing');
+  await c.query(`select walcast.enable('msgs', route_by => 'Room Name')`);
+  t.same(await routes(), [{ rel: 'msgs', route_by: 'Room Name' }], 'another column replaces it (names as they are, not quoted)');
+  await c.query(`select walcast.enable('msgs', 'room')`);
+  t.same(await routes(), [{ rel: 'msgs', route_by: 'room' }], 'a domain over a routable type, by position');
+
+  await t.rejects(c.query(`select walcast.enable('msgs', route_by => 'nope')`), { code: '42703', message: /msgs has no column nope/ }, 'a missing column');
+  await t.rejects(c.query(`select walcast.enable('msgs', route_by => 'score')`), { code: '42804', message: /score of msgs is of type double precision, which cannot route/ }, 'a type that cannot route');
+  await t.rejects(c.query(`select walcast.enable('other', route_by => 'ctid')`), { code: '42703' }, 'a system column');
+  t.same(await routes(), [{ rel: 'msgs', route_by: 'room' }], 'refused calls change nothing');
+  t.notOk((await published()).includes('other'), 'nor publish the table');
+
+  await c.query(`select walcast.enable('other', route_by => 'id')`);
+  await c.query(`select walcast.enable('msgs')`);
+  t.same(await routes(), [{ rel: 'other', route_by: 'id' }], 'enable without route_by removes the route');
+  t.ok((await published()).includes('msgs'), 'the table stays published');
+
+  await c.query(`select walcast.disable('other')`);
+  t.same(await routes(), [], 'disable removes the route');
+  t.notOk((await published()).includes('other'), 'and the table');
+
+  await c.query(`select walcast.enable('other', route_by => 'id')`);
+  await c.query('drop table other');
+  await c.query(`select walcast.enable('msgs', route_by => 'room_id')`);
+  t.same(await routes(), [{ rel: 'msgs', route_by: 'room_id' }], 'a dropped table\'s route is cleared by the next enable');
 });
 
 t.test('a failing migration leaves nothing half-applied', async (t) => {
