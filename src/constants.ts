@@ -3,6 +3,8 @@
 export const PUBLICATION = 'walcast';
 /** Broadcasts from SQL: committed inserts into this table (sql/004_broadcast_table.sql); not subscribable. */
 export const BROADCASTS_TABLE = 'walcast.broadcasts';
+/** The routing column of each table enabled with route_by (migration 005): walcast's metadata, read by the cluster, not rows for subscribers. */
+export const ROUTES_TABLE = 'walcast.routes';
 export const SCHEMA = 'walcast';
 export const MIGRATIONS_TABLE = 'walcast.migrations';
 /** Advisory lock key that serialises concurrent `walcast migrate` runs ("walcast" as ASCII). */

@@ -2,10 +2,11 @@
 // filters against. Read from the catalog at subscribe time (never per change), cached, and
 // reread when a name is not found (a table enabled since). Domain columns are typed by their base
 // type, as their values are decoded. walcast.broadcasts is in the publication but carries
-// broadcasts, not rows for subscribers: it is left out (subscribing to it is `unknown_table`).
+// broadcasts, not rows for subscribers: it is left out (subscribing to it is `unknown_table`);
+// so is walcast.routes (migration 005), the cluster's routing metadata.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
-import { BROADCASTS_TABLE, PUBLICATION } from '../constants.js';
+import { BROADCASTS_TABLE, PUBLICATION, ROUTES_TABLE } from '../constants.js';
 import type { ColumnInfo } from './filter.js';
 
 export interface TableInfo {
@@ -76,6 +77,7 @@ export class Catalog {
         this.broadcastsPublished = true;
         continue;
       }
+      if (qualified === ROUTES_TABLE) continue;
       let t = tables.get(qualified);
       if (!t) tables.set(qualified, (t = { qualified, columns: [] }));
       t.columns.push({ name: r.column, typeOid: r.type_oid });

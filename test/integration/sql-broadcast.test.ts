@@ -106,6 +106,7 @@ t.test('payload size: refused by SQL; past the check, dropped by the daemon, nob
 t.test('walcast.broadcasts is not subscribable, and its rows reach no subscriber, live or on catch-up', async (t) => {
   const cat = await as('cat');
   t.match(await cat.subscribe({ id: 'b', table: 'walcast.broadcasts' }, { allowFailure: true }), { type: 'error', code: 'unknown_table' }, 'even with a policy allowing walcast.*');
+  t.match(await cat.subscribe({ id: 'r', table: 'walcast.routes' }, { allowFailure: true }), { type: 'error', code: 'unknown_table' }, 'nor is walcast.routes, the cluster\'s routing metadata');
   const sub = (await cat.subscribe({ id: 'm', table: 'public.messages' })) as Msg & { position: string };
   await query(app, "select walcast.broadcast('room:1', 'while-live', null)");
   await query(app, "insert into messages (room_id, body) values (1, 'marker')");
