@@ -202,3 +202,34 @@ export const PG_EPOCH_MS = 946_684_800_000;
  * reconnect attempt for long.
  */
 export const PG_CONNECT_TIMEOUT_MS = 5_000;
+
+/** Cluster mode (`serve --nats`, docs/dev/cluster-plan.md): names and defaults. */
+export const CLUSTER = {
+  /** NATS connection name `walcast <node-id>`: a fixed contract (operators find nodes by it in /connz). */
+  connectionNamePrefix: 'walcast ',
+  /** Stream `WALCAST_<ns>`, subjects `walcast.<ns>.…`, KV buckets `walcast_<ns>_cluster`, `walcast_<ns>_interest`. */
+  streamPrefix: 'WALCAST_',
+  subjectRoot: 'walcast',
+  bucketPrefix: 'walcast_',
+  /** The resume window of the cluster is the stream: bounded by age and bytes. */
+  streamMaxAgeMs: 60 * 60 * 1000,
+  streamMaxBytes: 1024 * 1024 * 1024,
+  streamReplicas: 3,
+  maxReplicas: 5,
+  /**
+   * Slot acknowledgement held back this long after a PubAck: nats-server 2.9 fsyncs its stores
+   * every 2 min and its Raft log every 5 min, so 6 min outlives a power loss of a quorum.
+   */
+  ackDelayMs: 6 * 60 * 1000,
+  /** Dedupe by message id only covers in-flight retries; takeover relies on the fence. */
+  duplicateWindowMs: 30_000,
+  /** --node-id: printable, at most this long (it names the node in connz, KV keys and logs). */
+  maxNodeIdLength: 64,
+  /** The first connection to NATS: a handshake taking longer than this is an unreachable server. */
+  connectTimeoutMs: 5_000,
+  /** Reconnect forever: the wait grows with the outage (half its length so far) between these. */
+  reconnectMinMs: 250,
+  reconnectMaxMs: 5_000,
+  /** JetStream API requests (stream info/add/update, KV create). */
+  apiTimeoutMs: 5_000,
+} as const;
