@@ -11,8 +11,8 @@ import { CLUSTER } from '../constants.js';
 import { InsufficientPrivilegeError, JetStreamError, StreamMismatchError } from '../errors.js';
 import type { Logger } from '../log.js';
 
-/** JetStream API error codes (nats-server errors.json): no such stream, not enough servers, JetStream off. */
-const API = { streamNotFound: 10059, insufficientResources: 10023, jetStreamNotEnabled: 10039 } as const;
+/** JetStream API error codes (nats-server errors.json): no such stream, too few servers or too little room, JetStream off. */
+const API = { streamNotFound: 10059, noSuitablePeers: 10005, insufficientResources: 10023, jetStreamNotEnabled: 10039 } as const;
 
 const NS_PER_MS = 1_000_000;
 
@@ -122,7 +122,9 @@ export function jetStreamError(what: string, err: unknown, replicas: number): Er
   const code = err instanceof JetStreamApiError ? err.code : undefined;
   const message = err instanceof Error ? err.message : String(err);
   let hint = 'check that JetStream is enabled on the NATS servers and that this node may use the JetStream API';
-  if (code === API.insufficientResources) hint = `--stream-replicas ${replicas} needs at least ${replicas} JetStream servers in the NATS cluster (and room in their stores)`;
+  if (code === API.noSuitablePeers || code === API.insufficientResources || /insufficient (storage )?resources|no suitable peers/i.test(message)) {
+    hint = `--stream-replicas ${replicas} needs ${replicas} JetStream servers, each with --stream-max-bytes free in its store (max_file_store): nats-server 2.9 reserves a stream's max_bytes up front`;
+  }
   if (code === API.jetStreamNotEnabled || /jetstream not enabled/i.test(message)) hint = 'enable JetStream on the NATS servers (a jetstream {} block with a store_dir)';
   return new JetStreamError(`${what}: ${message}`, hint, { cause: err });
 }
