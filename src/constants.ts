@@ -232,4 +232,6 @@ export const CLUSTER = {
   reconnectMaxMs: 5_000,
   /** JetStream API requests (stream info/add/update, KV create). */
   apiTimeoutMs: 5_000,
+  /** At shutdown, what is published gets this long to flush before the connection is closed anyway. */
+  drainTimeoutMs: 2_000,
 } as const;

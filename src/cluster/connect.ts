@@ -69,8 +69,13 @@ export async function connectNats(cfg: Pick<ClusterConfig, 'servers' | 'tls' | '
     close() {
       closing ??= (async () => {
         if (nc.isClosed()) return;
-        // drain() flushes what was published; a connection that is down cannot drain: close.
-        await nc.drain().catch(() => nc.close());
+        // drain() flushes what was published; a connection that is down (reconnecting) may
+        // never drain, and a shutdown must not wait on NATS: bounded, then closed outright.
+        let timer: NodeJS.Timeout | undefined;
+        const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLUSTER.drainTimeoutMs)));
+        await Promise.race([nc.drain().catch(() => {}), bound]);
+        clearTimeout(timer);
+        if (!nc.isClosed()) await nc.close().catch(() => {});
         await nc.closed();
       })();
       return closing;

@@ -12,7 +12,7 @@ import { startDaemon } from '../../src/daemon.js';
 import { silentLogger } from '../../src/log.js';
 import { migrate } from '../../src/sql/migrate.js';
 import { freePort } from '../../src/util/free-port.js';
-import { query } from '../helpers/capture.js';
+import { query, waitUntil } from '../helpers/capture.js';
 import { runCli } from '../helpers/cli.js';
 import { withNats } from '../helpers/nats.js';
 import { withPostgres } from '../helpers/pg.js';
@@ -111,5 +111,23 @@ t.test('serve --nats', async (t) => {
     t.equal(r.code, 1, 'exit code 1');
     t.match(r.stderr, /nats_unreachable/);
     t.notMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  });
+
+  await t.test('a lost NATS server: the node reconnects to another; with all gone, it still stops at once', async (t) => {
+    const connzNames = async (i: number) => ((await nats.servers[i]!.monitor<{ connections?: { name?: string }[] }>('connz')).connections ?? []).map((c) => c.name);
+    const holder = (await Promise.all(nats.servers.map((_, i) => connzNames(i)))).findIndex((names) => names.includes('walcast node-a'));
+    t.ok(holder >= 0, `node-a is connected to server ${holder}`);
+    await nats.servers[holder]!.stop();
+    await waitUntil(async () => {
+      for (let i = 0; i < nats.servers.length; i++) if (i !== holder && (await connzNames(i)).includes('walcast node-a')) return true;
+      return false;
+    }, 15_000, () => 'node-a to reconnect to another server');
+    t.pass('reconnected to another server');
+    const s = (await (await fetch(`http://127.0.0.1:${a.port}/status`)).json()) as { replication: string };
+    t.equal(s.replication, 'streaming', 'capture went on meanwhile');
+    await Promise.all(nats.servers.map((srv) => srv.stop()));
+    const started = Date.now();
+    await a.stop();
+    t.ok(Date.now() - started < 5_000, `stopped in ${Date.now() - started} ms with NATS down`);
   });
 });
