@@ -1,7 +1,8 @@
 // Configuration resolved in one place: command-line flag, then environment variable, then
 // default, each value validated into a typed error that says what to pass instead.
 import { statSync } from 'node:fs';
-import { DEFAULTS, SERVER_DEFAULTS } from './constants.js';
+import { hostname } from 'node:os';
+import { CLUSTER, DEFAULTS, NAMESPACE_PATTERN, SERVER_DEFAULTS } from './constants.js';
 import { AuthConfigError, ConfigError } from './errors.js';
 import { LOG_LEVELS } from './log.js';
 import { checkDatabaseUrl } from './pg/connect.js';
@@ -145,6 +146,14 @@ export interface ServeFlags extends Flags {
   reusePort?: boolean;
   metricsHost?: string;
   metricsPort?: string;
+  /** Cluster mode: NATS server URLs, comma-separated; the rest below needs it. */
+  nats?: string;
+  nodeId?: string;
+  cluster?: string;
+  streamMaxAge?: string;
+  streamMaxBytes?: string;
+  streamReplicas?: string;
+  natsAckDelay?: string;
 }
 
 export interface ServeConfig extends Config {
@@ -186,6 +195,24 @@ export interface ServeConfig extends Config {
   /** A listener of its own for /metrics and /status; null: they are on the main port. */
   metricsHost: string;
   metricsPort: number | null;
+  /** `--nats` given: this node's cluster settings; null: a single node, exactly as without a cluster. */
+  cluster: ClusterConfig | null;
+}
+
+export interface ClusterConfig {
+  /** NATS server URLs (nats:// or tls://, one scheme for all). */
+  servers: string[];
+  /** tls:// given: the connection requires TLS. */
+  tls: boolean;
+  /** Names this node: NATS connection name `walcast <nodeId>`, logs, later KV keys. */
+  nodeId: string;
+  /** The cluster's namespace `<ns>`: stream WALCAST_<ns>, subjects walcast.<ns>.…, buckets walcast_<ns>_…. */
+  namespace: string;
+  streamMaxAgeMs: number;
+  streamMaxBytes: number;
+  streamReplicas: number;
+  /** How long after its PubAck a position may be acknowledged on the slot; 0: at once. */
+  ackDelayMs: number;
 }
 
 export function resolveServeConfig(flags: ServeFlags, env: Env = process.env): ServeConfig {
@@ -225,7 +252,98 @@ export function resolveServeConfig(flags: ServeFlags, env: Env = process.env): S
     ...resolveConnectionCaps(pick(flags.maxConnections, 'WALCAST_MAX_CONNECTIONS'), pick(flags.maxPendingAuth, 'WALCAST_MAX_PENDING_AUTH'), openFilesSoftLimit()),
     reusePort: flags.reusePort ?? truthy(env.WALCAST_REUSE_PORT),
     ...resolveMetricsListener(pick(flags.metricsHost, 'WALCAST_METRICS_HOST'), pick(flags.metricsPort, 'WALCAST_METRICS_PORT'), pick(flags.host, 'WALCAST_HOST') ?? DEFAULTS.host),
+    cluster: resolveCluster(flags, env, port),
   };
+}
+
+/** Visible ASCII: the id goes into a NATS connection name, log lines and (encoded) KV keys. */
+const NODE_ID_RE = /^[\x21-\x7e]+$/;
+
+/**
+ * `--nats` and the settings that only mean something with it. Without `--nats` (nor
+ * WALCAST_NATS) the daemon is a single node as before, and a cluster setting given anyway (flag
+ * or environment) is refused rather than silently ignored.
+ */
+export function resolveCluster(flags: ServeFlags, env: Env, port: number): ClusterConfig | null {
+  const pick = (flag: string | undefined, name: string) => nonEmpty(flag ?? env[name]);
+  const given = {
+    '--node-id': pick(flags.nodeId, 'WALCAST_NODE_ID'),
+    '--cluster': pick(flags.cluster, 'WALCAST_CLUSTER'),
+    '--stream-max-age': pick(flags.streamMaxAge, 'WALCAST_STREAM_MAX_AGE'),
+    '--stream-max-bytes': pick(flags.streamMaxBytes, 'WALCAST_STREAM_MAX_BYTES'),
+    '--stream-replicas': pick(flags.streamReplicas, 'WALCAST_STREAM_REPLICAS'),
+    '--nats-ack-delay': pick(flags.natsAckDelay, 'WALCAST_NATS_ACK_DELAY'),
+  };
+  const nats = pick(flags.nats, 'WALCAST_NATS');
+  if (nats === undefined) {
+    const stray = Object.entries(given).filter(([, v]) => v !== undefined).map(([k]) => k);
+    if (stray.length > 0) throw new ConfigError(`${stray.join(', ')} given without --nats`, 'these settings are for cluster mode: pass --nats URL (or WALCAST_NATS) too, or drop them');
+    return null;
+  }
+  const { servers, tls } = parseNatsUrls(nats);
+  return {
+    servers,
+    tls,
+    nodeId: resolveNodeId(given['--node-id'], port),
+    namespace: resolveNamespace(given['--cluster'], flags.slot ?? env.WALCAST_SLOT ?? DEFAULTS.slot),
+    streamMaxAgeMs: parseDuration(given['--stream-max-age'], CLUSTER.streamMaxAgeMs, '--stream-max-age'),
+    streamMaxBytes: parseBytes(given['--stream-max-bytes'], CLUSTER.streamMaxBytes, '--stream-max-bytes'),
+    streamReplicas: resolveReplicas(given['--stream-replicas']),
+    ackDelayMs: /^\s*0+(?:\.0+)?\s*(?:ms|s|m|min|h)?\s*$/i.test(given['--nats-ack-delay'] ?? '') ? 0 : parseDuration(given['--nats-ack-delay'], CLUSTER.ackDelayMs, '--nats-ack-delay'),
+  };
+}
+
+/** "nats://a:4222,nats://b:4222": nats:// or tls:// with a host, one scheme for all, no credentials. */
+export function parseNatsUrls(text: string): { servers: string[]; tls: boolean } {
+  const servers = text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const schemes = new Set<string>();
+  for (const s of servers) {
+    let url: URL | null = null;
+    try {
+      url = new URL(s);
+    } catch {
+      // reported below
+    }
+    if (!url || (url.protocol !== 'nats:' && url.protocol !== 'tls:') || url.hostname === '' || (url.pathname !== '' && url.pathname !== '/') || url.search !== '' || url.hash !== '') {
+      throw new ConfigError(`bad --nats URL ${JSON.stringify(s)}`, 'NATS servers look like nats://HOST:4222 (or tls://HOST:4222), several separated by commas');
+    }
+    if (url.username !== '' || url.password !== '') {
+      throw new ConfigError(`--nats URL ${url.protocol}//${url.host} carries credentials`, 'credentials in --nats URLs are not supported: use a NATS server that accepts this node without them (authentication options come later)');
+    }
+    schemes.add(url.protocol);
+  }
+  if (servers.length === 0) throw new ConfigError('--nats is empty', 'pass one or more NATS server URLs, e.g. --nats nats://127.0.0.1:4222');
+  if (schemes.size > 1) throw new ConfigError('--nats mixes nats:// and tls:// URLs', 'use tls:// for every server (TLS required) or nats:// for every one');
+  return { servers, tls: schemes.has('tls:') };
+}
+
+/**
+ * Default `<hostname>:<port>`: stable across restarts, unlike anything drawn at start. With
+ * --port 0 the port is only known after listening, too late to name the connection.
+ */
+function resolveNodeId(text: string | undefined, port: number): string {
+  if (text === undefined && port === 0) throw new ConfigError('--port 0 with --nats needs a --node-id', 'pass --node-id NAME (WALCAST_NODE_ID), stable across restarts of this node, or a fixed --port');
+  const id = text ?? `${hostname()}:${port}`;
+  if (!NODE_ID_RE.test(id) || id.length > CLUSTER.maxNodeIdLength) {
+    throw new ConfigError(`bad ${text === undefined ? 'default node id' : '--node-id'} ${JSON.stringify(id)}`, `a node id is 1-${CLUSTER.maxNodeIdLength} visible ASCII characters (no spaces); pass --node-id (WALCAST_NODE_ID)`);
+  }
+  return id;
+}
+
+function resolveNamespace(text: string | undefined, slot: string): string {
+  const ns = text ?? slot;
+  if (!NAMESPACE_PATTERN.test(ns)) {
+    const what = text === undefined ? `the slot name ${JSON.stringify(ns)} (the default --cluster)` : `--cluster ${JSON.stringify(ns)}`;
+    throw new ConfigError(`bad cluster name: ${what}`, 'a cluster name is 1-64 letters, digits, _ or - (it goes into NATS subjects and stream names); pass --cluster NAME (WALCAST_CLUSTER)');
+  }
+  return ns;
+}
+
+function resolveReplicas(text: string | undefined): number {
+  if (text === undefined) return CLUSTER.streamReplicas;
+  const n = positiveInt(text, '--stream-replicas');
+  if (n > CLUSTER.maxReplicas) throw new ConfigError(`bad --stream-replicas ${JSON.stringify(text)}`, `JetStream replicates a stream 1 to ${CLUSTER.maxReplicas} times; 3 on a 3-server cluster survives one server lost`);
+  return n;
 }
 
 /**

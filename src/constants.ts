@@ -249,3 +249,41 @@ export const CLUSTER_KV = {
   short: 'short',
   relation: 'rel',
 } as const;
+
+/** Cluster mode (`serve --nats`, docs/dev/cluster-plan.md): names and defaults. */
+export const CLUSTER = {
+  /** NATS connection name `walcast <node-id>`: a fixed contract (operators find nodes by it in /connz). */
+  connectionNamePrefix: 'walcast ',
+  /** Stream `WALCAST_<ns>`, KV buckets `walcast_<ns>_cluster`, `walcast_<ns>_interest`. */
+  streamPrefix: 'WALCAST_',
+  bucketPrefix: 'walcast_',
+  /** The resume window of the cluster is the stream: bounded by age and bytes. */
+  streamMaxAgeMs: 60 * 60 * 1000,
+  streamMaxBytes: 1024 * 1024 * 1024,
+  streamReplicas: 3,
+  maxReplicas: 5,
+  /**
+   * Slot acknowledgement held back this long after a PubAck: nats-server 2.9 fsyncs its stores
+   * every 2 min and its Raft log every 5 min, so 6 min outlives a power loss of a quorum.
+   */
+  ackDelayMs: 6 * 60 * 1000,
+  /** Dedupe by message id only covers in-flight retries; takeover relies on the fence. */
+  duplicateWindowMs: 30_000,
+  /** --node-id: printable, at most this long (it names the node in connz, KV keys and logs). */
+  maxNodeIdLength: 64,
+  /** The first connection to NATS: a handshake taking longer than this is an unreachable server. */
+  connectTimeoutMs: 5_000,
+  /** Reconnect forever: the wait grows with the outage (half its length so far) between these. */
+  reconnectMinMs: 250,
+  reconnectMaxMs: 5_000,
+  /** JetStream API requests (stream info/add/update, KV create). */
+  apiTimeoutMs: 5_000,
+  /** At shutdown, what is published gets this long to flush before the connection is closed anyway. */
+  drainTimeoutMs: 2_000,
+} as const;
+
+/**
+ * A cluster namespace (`--cluster`, default the slot name): one NATS subject token that also goes
+ * into stream and bucket names; 64 so that any Postgres slot name (at most 63) fits.
+ */
+export const NAMESPACE_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;

@@ -22,6 +22,7 @@ import { Handlers, type HandlerDeps } from './server/handlers.js';
 import { reloadPolicies, startAuthorizer } from './auth/setup.js';
 import type { PolicyAuthorizer } from './auth/authorizer.js';
 import { createMetrics } from './server/metrics.js';
+import { startClusterNode, type ClusterNode } from './cluster/node.js';
 import { Server, type ServerOptions } from './server/server.js';
 
 export interface Daemon {
@@ -59,6 +60,19 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
   } catch (err) {
     await pool.end().catch(() => {});
     throw err;
+  }
+  // Cluster mode (--nats): connected and the stream checked before the slot is touched, so that a
+  // wrong NATS address or another database's stream stops the start at once. For now capture
+  // still runs on every node and feeds only its own clients, as a single node does: electing one
+  // capture and publishing through the stream come in later increments (docs/dev/cluster-plan.md §12).
+  let cluster: ClusterNode | null = null;
+  if (cfg.cluster) {
+    try {
+      cluster = await startClusterNode({ cluster: cfg.cluster, slot: cfg.slot, pool }, log);
+    } catch (err) {
+      await pool.end().catch(() => {});
+      throw explainConnectError(err, cfg.db);
+    }
   }
   const ring = new HistoryRing({ maxBytes: cfg.historyBytes, maxAgeMs: cfg.historyAgeMs });
   const channels = new Channels({
@@ -120,6 +134,7 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
   } catch (err) {
     // Nothing may linger: the process is about to report the error and exit.
     await capture.stop().catch(() => {});
+    await cluster?.close().catch(() => {});
     await pool.end().catch(() => {});
     throw explainConnectError(err, cfg.db);
   }
@@ -163,6 +178,7 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
           walBound: lag.bytes,
         },
         auth: auth ? { rules: auth.ruleCount, links: auth.linkTotal, ready: auth.ready } : null,
+        ...(cluster ? { cluster: cluster.status() } : {}),
       };
     },
   });
@@ -172,6 +188,7 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
     port = await server.listen();
   } catch (err) {
     await capture.stop();
+    await cluster?.close().catch(() => {});
     await pool.end().catch(() => {});
     throw err;
   }
@@ -190,6 +207,7 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
         for (const t of timers) clearInterval(t);
         server.close();
         await capture.stop();
+        await cluster?.close().catch(() => {});
         await pool.end().catch(() => {});
       })();
       return stopping;

@@ -119,6 +119,21 @@ export class ClusterMessageVersionError extends DaemonError {
   readonly code = 'cluster_message_version';
 }
 
+/** `serve --nats`: no NATS server of the list could be reached (or it refused us) at start. */
+export class NatsUnreachableError extends DaemonError {
+  readonly code = 'nats_unreachable';
+}
+
+/** The cluster's stream exists but belongs to another database or slot, or was made otherwise. */
+export class StreamMismatchError extends DaemonError {
+  readonly code = 'stream_mismatch';
+}
+
+/** JetStream refused to create, update or read the stream or a KV bucket (disabled, too few servers, ...). */
+export class JetStreamError extends DaemonError {
+  readonly code = 'jetstream_failed';
+}
+
 // Wire protocol errors (docs/PROTOCOL.md §6 `error`, docs/errors.md): answered as {type:"error", code, message, ref?, id?}; the
 // connection stays open.
 

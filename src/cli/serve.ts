@@ -35,6 +35,13 @@ export function registerServe(program: Command): void {
     .option('--metrics-port <port>', 'serve /metrics and /status on this port instead of --port, 0 for any free one (env WALCAST_METRICS_PORT)')
     .option('--metrics-host <host>', 'address of the --metrics-port listener (env WALCAST_METRICS_HOST; default --host)')
     .option('--reuse-port', 'share the port(s) with other processes that pass it too (SO_REUSEPORT); without it a taken port is an error (env WALCAST_REUSE_PORT=1)')
+    .option('--nats <urls>', 'cluster mode (preview): NATS server URLs, nats:// or tls://, comma-separated (env WALCAST_NATS); without it walcast is a single node')
+    .option('--node-id <id>', 'this node\'s name in the cluster and its NATS connection name "walcast <id>" (env WALCAST_NODE_ID; default <hostname>:<port>)')
+    .option('--cluster <name>', 'the cluster\'s name: its NATS stream, subjects and buckets (env WALCAST_CLUSTER; default the slot name)')
+    .option('--stream-max-age <duration>', 'cluster resume window: the stream keeps changes this long (env WALCAST_STREAM_MAX_AGE; default 1h)')
+    .option('--stream-max-bytes <size>', 'cluster resume window: the stream\'s size bound (env WALCAST_STREAM_MAX_BYTES; default 1GiB)')
+    .option('--stream-replicas <n>', 'copies of the stream and buckets on the NATS servers, 1 to 5 (env WALCAST_STREAM_REPLICAS; default 3)')
+    .option('--nats-ack-delay <duration>', 'how long after JetStream stored a change the slot may move past it, 0 for at once (env WALCAST_NATS_ACK_DELAY; default 6m)')
     .option('--log-level <level>', 'log level (env WALCAST_LOG_LEVEL; default info)')
     .action(async (flags: ServeFlags, cmd: Command) => {
       const verbose = !!cmd.optsWithGlobals<{ verbose?: boolean }>().verbose;

@@ -5,15 +5,12 @@
 // receiving node still filters rows itself). `=` is legal in subjects and in KV keys; tokens of
 // two characters starting with `=` are reserved (CLUSTER_TOKENS), which no encoded name can be.
 import { createHash } from 'node:crypto';
-import { CLUSTER_KV, CLUSTER_SUBJECTS as S, CLUSTER_TOKENS } from '../constants.js';
+import { CLUSTER_KV, CLUSTER_SUBJECTS as S, CLUSTER_TOKENS, NAMESPACE_PATTERN } from '../constants.js';
 import { ConfigError } from '../errors.js';
 
 const PLAIN = /^[A-Za-z0-9_-]{1,48}$/;
 const HASHED = /^=[A-Za-z0-9_-]{22}$/;
 const RESERVED: ReadonlySet<string> = new Set(Object.values(CLUSTER_TOKENS));
-/** A cluster namespace: any Postgres slot name (the default) fits. */
-const NAMESPACE = /^[A-Za-z0-9_-]{1,64}$/;
-
 /** One subject token for a name: the name itself when plain, else its hash form. */
 export function token(name: string): string {
   if (PLAIN.test(name)) return name;
@@ -40,7 +37,7 @@ function isRouteToken(tok: string): boolean {
  * stream and bucket names, so it must be one plain token.
  */
 export function validateNamespace(ns: string): string {
-  if (!NAMESPACE.test(ns)) {
+  if (!NAMESPACE_PATTERN.test(ns)) {
     throw new ConfigError(
       `the cluster name ${JSON.stringify(ns)} is not 1 to 64 of the characters A-Z a-z 0-9 _ -`,
       'pass --cluster NAME (it defaults to the slot name)',
