@@ -280,6 +280,10 @@ export const CLUSTER = {
   apiTimeoutMs: 5_000,
   /** At shutdown, what is published gets this long to flush before the connection is closed anyway. */
   drainTimeoutMs: 2_000,
+  /** Capture's publishes in flight (sent, PubAck pending) at most. */
+  publishWindow: 256,
+  /** A publish without PubAck after this long is retried once (same message id), then fails. */
+  publishTimeoutMs: 5_000,
 } as const;
 
 /**

@@ -134,6 +134,16 @@ export class JetStreamError extends DaemonError {
   readonly code = 'jetstream_failed';
 }
 
+/** The cluster's stream refused a publish for its expected last sequence: another capture appended (this one is a stale leader). */
+export class ClusterFencedError extends DaemonError {
+  readonly code = 'cluster_fenced';
+}
+
+/** A publish into the cluster's stream failed otherwise (no PubAck after a retry, no responders, an unexpected PubAck). */
+export class ClusterPublishError extends DaemonError {
+  readonly code = 'cluster_publish_failed';
+}
+
 // Wire protocol errors (docs/PROTOCOL.md §6 `error`, docs/errors.md): answered as {type:"error", code, message, ref?, id?}; the
 // connection stays open.
 
