@@ -286,6 +286,27 @@ export const CLUSTER = {
   publishTimeoutMs: 5_000,
 } as const;
 
+/** Every cluster node's reading of the stream (src/cluster/follower.ts). */
+export const CLUSTER_FOLLOWER = {
+  /** Messages pulled per request of the ordered consumer. */
+  batch: 256,
+  /** Reopening the stream after a failure: backoff between these. */
+  retryBaseMs: 250,
+  retryCapMs: 5_000,
+  /** Table shapes cached (a bound, not a working-set size: a table has one shape at a time). */
+  maxRelations: 10_000,
+} as const;
+
+/** The capture leader of a cluster (src/cluster/capture-leader.ts). */
+export const CLUSTER_LEADER = {
+  /** Takeover: reading the tail and appending the epoch marker, raced by a late writer, this many times. */
+  fenceAttempts: 5,
+  /** Messages queued or in flight past which capture waits for PubAcks (and pauses the slot's socket). */
+  maxBacklog: 4 * 256,
+  /** Idle marks in the stream at most this often. */
+  markIntervalMs: 1_000,
+} as const;
+
 /**
  * A cluster namespace (`--cluster`, default the slot name): one NATS subject token that also goes
  * into stream and bucket names; 64 so that any Postgres slot name (at most 63) fits.

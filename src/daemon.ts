@@ -3,8 +3,9 @@
 import pg from 'pg';
 import { createVerifier } from './auth/jwt.js';
 import { Capture } from './capture/capture.js';
-import { MAX_POSITION_INDEX, formatWalPosition } from './protocol/position.js';
+import { floorAt, formatWalPosition } from './protocol/position.js';
 import type { Relation } from './capture/pgoutput.types.js';
+import type { Transaction } from './capture/types.js';
 import type { ServeConfig } from './config.js';
 import { BROADCASTS_TABLE, PUBLICATION, SERVER_DEFAULTS } from './constants.js';
 import { HistoryRing } from './history/ring.js';
@@ -30,7 +31,10 @@ export interface Daemon {
   /** The metrics listener's port (--metrics-port); null when /metrics is on the main port. */
   readonly metricsPort: number | null;
   readonly hub: Hub;
-  readonly capture: Capture;
+  /** The slot's capture: always on a single node; in a cluster, only on the capture node, while it is. */
+  readonly capture: Capture | null;
+  /** In a cluster (--nats): the node. */
+  readonly cluster: ClusterNode | null;
   readonly server: Server;
   /** Graceful: clients closed with 1001, final acknowledgement, connections closed. */
   stop(): Promise<void>;
@@ -61,10 +65,9 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
     await pool.end().catch(() => {});
     throw err;
   }
-  // Cluster mode (--nats): connected and the stream checked before the slot is touched, so that a
-  // wrong NATS address or another database's stream stops the start at once. For now capture
-  // still runs on every node and feeds only its own clients, as a single node does: electing one
-  // capture and publishing through the stream come in later increments (docs/dev/cluster-plan.md §12).
+  // Cluster mode (--nats): connected and the stream checked before anything else, so that a wrong
+  // NATS address or another database's stream stops the start at once. Then the hub is fed from
+  // the cluster's stream, not from a slot of its own: one elected node captures into the stream.
   let cluster: ClusterNode | null = null;
   if (cfg.cluster) {
     try {
@@ -97,50 +100,47 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
   });
   // Tables whose changes the policies follow: an oversized transaction touching one resets them.
   const authTables = new Set(auth ? [POLICY_TABLE, ...cfg.relations.map((r) => parseRelation(r).table)] : []);
-  const capture = new Capture({
-    url: cfg.db,
-    slot: cfg.slot,
-    publication: PUBLICATION,
-    onTransaction: oversizeAware(hub, { authTables, reloadPolicies: () => auth && reloadPolicies(auth, pool, log), log }),
-    maxTransactionBytes: cfg.maxTransactionBytes,
-    hold: hub.hold,
-    logger: log,
-  });
+  const onTransaction = oversizeAware(hub, { authTables, reloadPolicies: () => auth && reloadPolicies(auth, pool, log), log });
   const catalog = new Catalog(pool);
-  // Nothing before the slot's position will be streamed again: the window starts there.
-  const floorAt = (lsn: bigint) => ({ lsn: lsn > 0n ? lsn - 1n : 0n, index: MAX_POSITION_INDEX });
-  capture.on('ready', ({ confirmedFlush, walAtStart }: { confirmedFlush: bigint; walAtStart: bigint }) => {
-    hub.reset(floorAt(confirmedFlush), null);
-    hub.liveFrom(floorAt(walAtStart));
-  });
-  capture.on('slotCreated', ({ confirmedFlush, invalidated, atStart }: { confirmedFlush: bigint; invalidated: boolean; atStart?: boolean }) => {
-    // A slot first created at start replaces nothing (unless an invalidated one): older
-    // positions are just outside the window. One recreated under a running daemon, or in place
-    // of an invalidated one, means `slot_recreated`.
-    hub.reset(floorAt(confirmedFlush), atStart && !invalidated ? null : 'slot_recreated');
-    // Changes made while there was no slot were never streamed: the policies are read anew.
-    if (auth) reloadPolicies(auth, pool, log);
-  });
-  capture.on('progress', hub.onProgress);
-  capture.on('relation', (rel: Relation) => catalog.invalidate(rel.qualified));
-  const failed = new Promise<Error>((resolve) => capture.on('fatal', resolve));
+  const capture = cluster ? null : localCapture(cfg, { hub, catalog, onTransaction, auth, pool, log });
+  const failed = cluster ? cluster.failed : new Promise<Error>((resolve) => capture?.on('fatal', resolve));
+  const slotCapture = () => capture ?? cluster?.capture ?? null;
 
   let lag: LagGuard;
   try {
-    await capture.start();
+    if (cluster) {
+      await cluster.run({
+        db: cfg.db,
+        slot: cfg.slot,
+        publication: PUBLICATION,
+        authTables,
+        maxTransactionBytes: cfg.maxTransactionBytes,
+        sink: {
+          reset: (floor, reason) => hub.reset(floor, reason),
+          liveFrom: (pos) => hub.liveFrom(pos),
+          transaction: onTransaction,
+          progress: hub.onProgress,
+          relation: (rel) => catalog.invalidate(rel.qualified),
+          reloadPolicies: () => auth && reloadPolicies(auth, pool, log),
+        },
+      });
+    } else {
+      await capture?.start();
+    }
     await catalog.reload();
     if (!catalog.broadcastsPublished) log.warn(`${BROADCASTS_TABLE} is not in the publication: broadcasts from SQL are not sent (run walcast migrate)`);
-    lag = await LagGuard.start({ configured: cfg.maxSlotLag, log, ring, received: () => capture.lsns.received, evict: (minLsn) => hub.evict(minLsn) }, pool);
+    // In a cluster the window holds nothing on the slot (the stream does): received stays 0.
+    lag = await LagGuard.start({ configured: cfg.maxSlotLag, log, ring, received: () => capture?.lsns.received ?? 0n, evict: (minLsn) => hub.evict(minLsn) }, pool);
   } catch (err) {
     // Nothing may linger: the process is about to report the error and exit.
-    await capture.stop().catch(() => {});
+    await capture?.stop().catch(() => {});
     await cluster?.close().catch(() => {});
     await pool.end().catch(() => {});
     throw explainConnectError(err, cfg.db);
   }
   const handlers = new Handlers({ hub, catalog, log, maxMessageBytes: cfg.maxMessageBytes, maxSubscriptions: cfg.maxSubscriptions, verify, authTimeoutMs: cfg.authTimeoutMs, turns: extras.turns });
   let front: Server | null = null; // the metrics read the server created just below
-  const registry = createMetrics({ hub, capture, clients: () => front?.clients ?? 0, slowCloses: () => front?.slowCloses ?? 0, auth,
+  const registry = createMetrics({ hub, capture: slotCapture, clients: () => front?.clients ?? 0, slowCloses: () => front?.slowCloses ?? 0, auth,
     pendingAuth: () => front?.admission.pending ?? 0, refused: () => front?.admission.refused ?? {} });
   const server = new Server({
     host: cfg.host,
@@ -157,14 +157,14 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
     hub,
     handlers,
     log,
-    healthy: () => capture.current === 'streaming',
+    healthy: () => (cluster ? cluster.following : capture?.current === 'streaming'),
     metrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
     routes: extras.routes,
     status: () => {
       const w = ring.stats();
       return {
         slot: cfg.slot,
-        replication: capture.current,
+        replication: slotCapture()?.current ?? 'none',
         clients: front?.clients ?? 0,
         subscriptions: hub.subscriptionCount,
         channels: channels.count,
@@ -187,7 +187,7 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
   try {
     port = await server.listen();
   } catch (err) {
-    await capture.stop();
+    await capture?.stop();
     await cluster?.close().catch(() => {});
     await pool.end().catch(() => {});
     throw err;
@@ -200,17 +200,57 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
     metricsPort: server.metricsPort,
     hub,
     capture,
+    cluster,
     server,
     failed,
     stop() {
       stopping ??= (async () => {
         for (const t of timers) clearInterval(t);
         server.close();
-        await capture.stop();
+        await capture?.stop();
         await cluster?.close().catch(() => {});
         await pool.end().catch(() => {});
       })();
       return stopping;
     },
   };
+}
+
+interface LocalCaptureDeps {
+  hub: Hub;
+  catalog: Catalog;
+  onTransaction: (tx: Transaction) => void;
+  auth: PolicyAuthorizer | null;
+  pool: pg.Pool;
+  log: Logger;
+}
+
+/** A single node's input: its own slot, the window held on it. */
+function localCapture(cfg: ServeConfig, d: LocalCaptureDeps): Capture {
+  const { hub, auth, pool, log } = d;
+  const capture = new Capture({
+    url: cfg.db,
+    slot: cfg.slot,
+    publication: PUBLICATION,
+    onTransaction: d.onTransaction,
+    maxTransactionBytes: cfg.maxTransactionBytes,
+    hold: hub.hold,
+    logger: log,
+  });
+  // Nothing before the slot's position will be streamed again: the window starts there.
+  capture.on('ready', ({ confirmedFlush, walAtStart }: { confirmedFlush: bigint; walAtStart: bigint }) => {
+    hub.reset(floorAt(confirmedFlush), null);
+    hub.liveFrom(floorAt(walAtStart));
+  });
+  capture.on('slotCreated', ({ confirmedFlush, invalidated, atStart }: { confirmedFlush: bigint; invalidated: boolean; atStart?: boolean }) => {
+    // A slot first created at start replaces nothing (unless an invalidated one): older
+    // positions are just outside the window. One recreated under a running daemon, or in place
+    // of an invalidated one, means `slot_recreated`.
+    hub.reset(floorAt(confirmedFlush), atStart && !invalidated ? null : 'slot_recreated');
+    // Changes made while there was no slot were never streamed: the policies are read anew.
+    if (auth) reloadPolicies(auth, pool, log);
+  });
+  capture.on('progress', hub.onProgress);
+  capture.on('relation', (rel: Relation) => d.catalog.invalidate(rel.qualified));
+  return capture;
 }

@@ -11,6 +11,11 @@ export interface CaptureOptions {
   temporary?: boolean;
   /** Hand on only changes after this position. */
   after?: Position | null;
+  /**
+   * Start the stream here when it is past the slot's confirmed position (pair it with `after`):
+   * Postgres skips the commits before it. A cluster capture starts at what the stream holds.
+   */
+  startLsn?: bigint;
   /** Downstream. A returned promise holds the next transaction (and the socket) until it settles. */
   onTransaction?: (tx: Transaction) => void | Promise<void>;
   /**

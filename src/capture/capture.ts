@@ -211,7 +211,7 @@ export class Capture extends EventEmitter {
     this.blocked = false;
     this.lastMessageAt = Date.now();
     this.stream = new ReplicationStream(
-      { url: this.opts.url, slot: this.opts.slot, publication: this.opts.publication, temporary: !!this.opts.temporary, startLsn: this.checkpoint.ackedLsn },
+      { url: this.opts.url, slot: this.opts.slot, publication: this.opts.publication, temporary: !!this.opts.temporary, startLsn: this.startLsn() },
       {
         data: (payload) => gen === this.generation && this.onData(payload),
         keepalive: (walEnd, reply) => gen === this.generation && this.onKeepalive(walEnd, reply),
@@ -222,10 +222,20 @@ export class Capture extends EventEmitter {
     this.stream.open();
   }
 
+  /**
+   * Where the stream starts: the slot's acknowledged position, or `startLsn` when it is further
+   * (a cluster capture resuming after what the stream holds: Postgres then skips the commits
+   * before it itself, rather than sending them for the assembler to skip).
+   */
+  private startLsn(): bigint {
+    const from = this.opts.startLsn;
+    return from !== undefined && from > this.checkpoint.ackedLsn ? from : this.checkpoint.ackedLsn;
+  }
+
   private onStarted(): void {
     if (!this.setState('streaming')) return;
     if (this.consumerHeld) this.stream?.pause(); // a new stream after a reconnect: still held
-    this.log.info({ slot: this.opts.slot, from: formatLsn(this.checkpoint.ackedLsn) }, 'replication streaming');
+    this.log.info({ slot: this.opts.slot, from: formatLsn(this.startLsn()) }, 'replication streaming');
     const first = this.firstStart;
     this.firstStart = null;
     first?.resolve();

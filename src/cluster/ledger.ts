@@ -6,8 +6,8 @@
 import { compareWalPositions, type Position } from '../protocol/position.js';
 
 interface TxEntry {
-  /** Commit LSN: holding it keeps the transaction in the slot. */
-  readonly lsn: bigint;
+  /** Commit LSN: holding it keeps the transaction in the slot; null: holds nothing (a mark). */
+  readonly lsn: bigint | null;
   /** Messages not PubAck'ed yet. */
   pending: number;
   /** When its last message was PubAck'ed; null while some are pending. */
@@ -16,6 +16,8 @@ interface TxEntry {
 
 interface MsgEntry {
   readonly pos: Position;
+  /** On the last message of a transaction or a mark: the WAL position it completes (see covered()). */
+  readonly end: bigint | null;
   readonly tx: TxEntry;
   acked: boolean;
 }
@@ -34,18 +36,21 @@ export class PublishLedger {
   /** Transactions not yet released by hold(), in commit order. */
   private txs: TxEntry[] = [];
   private last: Position | null = null;
+  private end: bigint | null = null;
 
   /**
    * Records a transaction's messages, in order and with consecutive seqs following the previous
-   * ones. A transaction without messages counts as PubAck'ed now.
+   * ones. A transaction without messages counts as PubAck'ed now. `lsn` null: messages that
+   * carry no change (marks, epoch markers) and hold no WAL. `end`: the WAL position before which
+   * every commit is in the stream once these messages are (a transaction's end LSN, a mark's WAL end).
    */
-  append(lsn: bigint, messages: readonly LedgerMessage[], nowMs: number): void {
+  append(lsn: bigint | null, messages: readonly LedgerMessage[], nowMs: number, end: bigint | null = null): void {
     const tx: TxEntry = { lsn, pending: messages.length, ackedAt: messages.length === 0 ? nowMs : null };
     this.txs.push(tx);
-    for (const m of messages) {
+    messages.forEach((m, i) => {
       if (this.front === null) this.front = m.seq;
-      this.msgs.set(m.seq, { pos: m.pos, tx, acked: false });
-    }
+      this.msgs.set(m.seq, { pos: m.pos, end: i === messages.length - 1 ? end : null, tx, acked: false });
+    });
   }
 
   /** A PubAck (or a duplicate's) for seq; false when seq is unknown or already acked. */
@@ -63,10 +68,19 @@ export class PublishLedger {
       }
       if (!f.acked) break;
       if (this.last === null || compareWalPositions(f.pos, this.last) > 0) this.last = f.pos;
+      if (f.end !== null && (this.end === null || f.end > this.end)) this.end = f.end;
       this.msgs.delete(this.front);
       this.front = this.msgs.size === 0 ? null : this.front + 1;
     }
     return true;
+  }
+
+  /**
+   * The WAL position before which every commit is PubAck'ed in the stream (the furthest `end` of
+   * the acked prefix); null before the first. The slot is never acknowledged past it.
+   */
+  covered(): bigint | null {
+    return this.end;
   }
 
   /** The last position such that it and every message before it are PubAck'ed; null before the first. */
@@ -90,7 +104,7 @@ export class PublishLedger {
     let i = 0;
     while (i < this.txs.length) {
       const tx = this.txs[i];
-      if (tx.ackedAt === null || nowMs - tx.ackedAt < ackDelayMs) break;
+      if (tx.lsn !== null && (tx.ackedAt === null || nowMs - tx.ackedAt < ackDelayMs)) break;
       i++;
     }
     if (i > 0) this.txs = this.txs.slice(i);

@@ -1,29 +1,69 @@
 // A cluster node (`serve --nats`): connected to NATS, with the cluster's stream and KV buckets
-// ensured. Increment 1 of docs/dev/cluster-plan.md §12: nothing is published or followed yet.
-import { jetstreamManager, type StreamInfo } from '@nats-io/jetstream';
+// ensured (startClusterNode, before the daemon touches anything else), then (run) following the
+// stream into its hub and standing for election as the capture node:
+//
+//   edge ──elected──► taking over ──► capture ──(deposed, failure)──► edge (resigned)
+//
+// Exactly one node holds the lease (src/cluster/elector.ts) and reads the slot
+// (src/cluster/capture-leader.ts); every node, the capture one too, reads the stream
+// (src/cluster/follower.ts).
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type StreamInfo } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
 import type pg from 'pg';
+import type { Capture } from '../capture/capture.js';
 import type { ClusterConfig } from '../config.js';
 import { CLUSTER } from '../constants.js';
 import type { Logger } from '../log.js';
+import { parseLsn } from '../protocol/lsn.js';
+import { floorAt, type Position } from '../protocol/position.js';
+import { CaptureLeader } from './capture-leader.js';
 import { connectNats, type NatsLink } from './connect.js';
-import { ensureBucket, ensureStream, jetStreamError, readDatabaseIdentity, streamDescription, wantedStream } from './stream.js';
+import { Elector } from './elector.js';
+import { Follower, type FollowerSink, type FollowerStats } from './follower.js';
+import { clusterNames, ensureBucket, ensureStream, jetStreamError, readDatabaseIdentity, streamDescription, wantedStream } from './stream.js';
+
+export type ClusterRole = 'capture' | 'edge';
+
+export interface ClusterStatus {
+  node: string;
+  role: ClusterRole;
+  /** The capture node as this node last saw the lease, and its epoch. */
+  capture: { node: string; epoch: number } | null;
+  follower: FollowerStats | null;
+}
+
+export interface ClusterRunOptions {
+  db: string;
+  slot: string;
+  publication: string;
+  authTables: ReadonlySet<string>;
+  maxTransactionBytes: number;
+  sink: FollowerSink;
+}
 
 export interface ClusterNode {
   readonly nodeId: string;
-  /** "edge" until capture is elected (a later increment). */
-  readonly role: 'capture' | 'edge';
+  readonly role: ClusterRole;
   readonly link: NatsLink;
   /** The stream as found or made at start. */
   readonly stream: StreamInfo;
+  /** The slot's capture while this node holds it. */
+  readonly capture: Capture | null;
+  /** Whether the node reads the stream (its /healthz). */
+  readonly following: boolean;
+  /** Follows the stream into the sink, then stands for election. */
+  run(o: ClusterRunOptions): Promise<void>;
   /** What GET /status shows under `cluster`. */
-  status(): { node: string; role: 'capture' | 'edge' };
+  status(): ClusterStatus;
+  /** Resolves with an error the node cannot go on after. */
+  readonly failed: Promise<Error>;
   close(): Promise<void>;
 }
 
 export interface ClusterNodeOptions {
   cluster: ClusterConfig;
   slot: string;
-  /** Reads the database's identity, which the stream's description names. */
+  /** Reads the database's identity, which the stream's description names, and the slot. */
   pool: pg.Pool;
 }
 
@@ -39,17 +79,138 @@ export async function startClusterNode(opts: ClusterNodeOptions, log: Logger): P
     const stream = await ensureStream(jsm, want, opts.slot, log);
     await ensureBucket(link.nc, jsm, want.names.clusterBucket, cfg.streamReplicas, log);
     await ensureBucket(link.nc, jsm, want.names.interestBucket, cfg.streamReplicas, log);
+    const kv = await new Kvm(link.nc).open(want.names.clusterBucket);
     log.info({ node: cfg.nodeId, stream: want.names.stream, replicas: stream.config.num_replicas }, 'cluster node ready');
-    return {
-      nodeId: cfg.nodeId,
-      role: 'edge',
-      link,
-      stream,
-      status: () => ({ node: cfg.nodeId, role: 'edge' }),
-      close: () => link.close(),
-    };
+    return new Node(cfg, link, jetstream(link.nc, { timeout: CLUSTER.apiTimeoutMs }), jsm, kv, stream, opts.pool, log);
   } catch (err) {
     await link.close().catch(() => {});
     throw err;
+  }
+}
+
+class Node implements ClusterNode {
+  private follower: Follower | null = null;
+  private elector: Elector | null = null;
+  private leader: CaptureLeader | null = null;
+  private closing = false;
+  private fatal: (err: Error) => void = () => {};
+  readonly failed: Promise<Error>;
+
+  constructor(
+    private readonly cfg: ClusterConfig,
+    readonly link: NatsLink,
+    private readonly js: JetStreamClient,
+    private readonly jsm: JetStreamManager,
+    private readonly kv: KV,
+    readonly stream: StreamInfo,
+    private readonly pool: pg.Pool,
+    private readonly log: Logger,
+  ) {
+    this.failed = new Promise((resolve) => (this.fatal = resolve));
+  }
+
+  get nodeId(): string {
+    return this.cfg.nodeId;
+  }
+
+  get role(): ClusterRole {
+    return this.leader ? 'capture' : 'edge';
+  }
+
+  get capture(): Capture | null {
+    return this.leader?.current ?? null;
+  }
+
+  get following(): boolean {
+    return this.follower?.reading ?? false;
+  }
+
+  async run(o: ClusterRunOptions): Promise<void> {
+    const names = clusterNames(this.cfg.namespace);
+    const follower = new Follower({
+      js: this.js,
+      jsm: this.jsm,
+      kv: this.kv,
+      ns: this.cfg.namespace,
+      stream: names.stream,
+      sink: o.sink,
+      emptyFloor: () => this.slotFloor(o.slot),
+      log: this.log,
+    });
+    this.follower = follower;
+    void follower.failed.then((err) => this.fatal(err));
+    await follower.start();
+    const elector = new Elector({
+      kv: this.kv,
+      nodeId: this.cfg.nodeId,
+      log: this.log,
+      onElected: (epoch) => this.lead(epoch, o, names.stream),
+      onDeposed: (reason) => void this.stepDown(reason),
+    });
+    this.elector = elector;
+    elector.start();
+  }
+
+  status(): ClusterStatus {
+    return { node: this.cfg.nodeId, role: this.role, capture: this.elector?.holder ?? null, follower: this.follower?.stats ?? null };
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    // Capture first (its last acknowledgement bounded by what the stream holds), then the lease
+    // (deleted: another node takes over at once), then reading.
+    await this.stepDown('shutdown');
+    await this.elector?.stop().catch(() => {});
+    await this.follower?.stop().catch(() => {});
+    await this.link.close();
+  }
+
+  /** The slot's confirmed position (or the WAL's, before there is a slot): the floor of an empty stream. */
+  private async slotFloor(slot: string): Promise<Position> {
+    const { rows } = await this.pool.query<{ lsn: string }>(
+      'select coalesce((select confirmed_flush_lsn from pg_replication_slots where slot_name = $1), pg_current_wal_lsn())::text as lsn',
+      [slot],
+    );
+    return floorAt(parseLsn(rows[0].lsn));
+  }
+
+  private lead(epoch: number, o: ClusterRunOptions, stream: string): void {
+    if (this.closing) return;
+    const leader: CaptureLeader = new CaptureLeader({
+      db: o.db,
+      slot: o.slot,
+      publication: o.publication,
+      js: this.js,
+      jsm: this.jsm,
+      kv: this.kv,
+      ns: this.cfg.namespace,
+      stream,
+      epoch,
+      nodeId: this.cfg.nodeId,
+      authTables: o.authTables,
+      maxTransactionBytes: o.maxTransactionBytes,
+      ackDelayMs: this.cfg.ackDelayMs,
+      log: this.log,
+      onFailed: (err) => this.abandon(leader, err),
+    });
+    this.leader = leader;
+    this.log.info({ node: this.cfg.nodeId, epoch }, 'elected capture node: taking over the slot');
+    leader.start().catch((err: Error) => this.abandon(leader, err));
+  }
+
+  /** This leadership failed: stop it and give the lease up (the election starts over). */
+  private abandon(leader: CaptureLeader, err: Error): void {
+    if (this.leader !== leader) return;
+    this.log.error({ err: err.message, code: (err as { code?: string }).code }, 'capture leadership failed; resigning');
+    void this.stepDown('failed').then(() => this.elector?.resign());
+  }
+
+  private async stepDown(reason: string): Promise<void> {
+    const leader = this.leader;
+    if (!leader) return;
+    this.leader = null;
+    this.log.info({ node: this.cfg.nodeId, reason }, 'capture node stepping down');
+    await leader.stop();
   }
 }

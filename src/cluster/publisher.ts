@@ -4,19 +4,22 @@
 // the only writer, so the predicted sequences are exactly the stored ones: gap-free, in position
 // order. Publishes are pipelined (up to `window` awaiting their PubAck) and the expectation
 // makes every one a fence: once anyone else appended, each queued publish of this one fails.
-// Not wired into capture yet (3b: takeover, re-fence, marks, chain headers).
+// Control messages (epoch markers, marks, resets, oversize markers: ctl.ts) take a sequence of
+// the same chain. A table's metadata is put into KV (`rel.<ref>`) before the first message that
+// refers to it is sent, so a follower can always look it up.
 import { JetStreamApiError, type JetStreamClient, type PubAck } from '@nats-io/jetstream';
-import { TimeoutError } from '@nats-io/transport-node';
+import { headers as natsHeaders, TimeoutError, type MsgHdrs } from '@nats-io/transport-node';
 import type { Relation } from '../capture/pgoutput.types.js';
 import type { CapturedChange, Transaction } from '../capture/types.js';
 import { CLUSTER, CLUSTER_TOKENS } from '../constants.js';
 import { ClusterFencedError, ClusterPublishError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { Position } from '../protocol/position.js';
+import { MAX_POSITION_INDEX, type Position } from '../protocol/position.js';
 import { encodeChange, relationRef } from './codec.js';
+import { CLUSTER_HEADERS, encodeCtl, positionHeader, type CtlMessage } from './ctl.js';
 import { PublishLedger, type LedgerMessage } from './ledger.js';
 import { canPublisherMove, type PublisherState } from './publisher-state.js';
-import { changeSubject, type ChangeArea } from './subjects.js';
+import { changeSubject, ctlSubject, type ChangeArea } from './subjects.js';
 
 /** JetStream API error: `Nats-Expected-Last-Sequence` did not match the stream's last sequence. */
 export const WRONG_LAST_SEQUENCE = 10071;
@@ -27,8 +30,8 @@ export interface PublisherOptions {
   ns: string;
   /** The stream every PubAck must name (`Nats-Expected-Stream` too). */
   stream: string;
-  /** This leader's epoch, for logs and errors (chain headers come with 3b). */
-  epoch: string;
+  /** This leader's epoch (its election revision): in every message's `Walcast-Epoch`, logs and errors. */
+  epoch: number;
   /** The stream sequence the first message gets: the stream's last sequence + 1. */
   nextSeq: number;
   log: Logger;
@@ -42,6 +45,10 @@ export interface PublisherOptions {
   areaOf?: (change: CapturedChange) => ChangeArea;
   /** Clock for the ledger (ms). */
   now?: () => number;
+  /** Stores a relation's metadata (KV `rel.<ref>`) before the first message referring to it is sent. */
+  putRelation?: (ref: string, relation: Relation) => Promise<void>;
+  /** Called once when the publisher leaves `open` (fenced, failed or closed). */
+  onLeave?: (state: PublisherState, err: Error) => void;
 }
 
 interface TxWaiter {
@@ -51,12 +58,20 @@ interface TxWaiter {
   reject: (err: Error) => void;
 }
 
+/** A pending KV put of relation metadata: messages behind it wait. */
+interface Gate {
+  open: boolean;
+}
+
 interface Outgoing {
   seq: number;
   subject: string;
   data: Uint8Array;
   msgID: string;
+  pos: Position;
+  last: boolean;
   waiter: TxWaiter;
+  gate: Gate | null;
 }
 
 const WRONG_LAST = /wrong last sequence: (\d+)/i;
@@ -72,6 +87,8 @@ export class Publisher {
   private idle: Array<() => void> = [];
   private readonly ledger = new PublishLedger();
   private readonly refs = new WeakMap<Relation, string>();
+  /** Relation references whose metadata is stored (or being stored, then with the gate). */
+  private readonly stored = new Map<string, Gate>();
   private readonly window: number;
   private readonly timeoutMs: number;
   private readonly routeOf: (change: CapturedChange) => string;
@@ -107,41 +124,108 @@ export class Publisher {
     return this.ledger.acked();
   }
 
+  /** The WAL position before which everything is PubAck'ed (PublishLedger.covered). */
+  covered(): bigint | null {
+    return this.ledger.covered();
+  }
+
   /** The commit LSN the slot may be acknowledged up to (plan §3.4); null: nothing held. */
   hold(nowMs: number, ackDelayMs: number): bigint | null {
     return this.ledger.hold(nowMs, ackDelayMs);
   }
 
+  /** Messages queued or in flight. */
+  get backlog(): number {
+    return this.queue.length - this.head + this.inFlight;
+  }
+
   /**
    * Queues the transaction's changes and resolves once every one is PubAck'ed (the caller's
    * back-pressure); rejects with ClusterFencedError / ClusterPublishError when the publisher
-   * leaves `open` first. Sends happen in call order. An oversized transaction publishes nothing
-   * yet (its `=x` markers come with 3b).
+   * leaves `open` first. Sends happen in call order. An oversized transaction is one `oversize`
+   * control message: its changes were not kept.
    */
   publish(tx: Transaction): Promise<void> {
+    if (tx.oversize) {
+      const o = tx.oversize;
+      return this.publishCtl(
+        { type: 'oversize', xid: tx.xid, lsn: tx.lsn, end: tx.endLsn, t: tx.commitTime, tables: o.tables, changes: o.changes, bytes: o.bytes },
+        { lsn: tx.lsn, index: MAX_POSITION_INDEX },
+        tx.lsn,
+        `${tx.lsnText}:x`,
+        tx.endLsn,
+      );
+    }
     if (this.state !== 'open') return Promise.reject(this.error ?? new ClusterPublishError('the cluster publisher is closed'));
     const head = { xid: tx.xid, lsnText: tx.lsnText, endLsn: tx.endLsn, commitTime: tx.commitTime };
     const out: Array<Omit<Outgoing, 'waiter'>> = [];
     const entries: LedgerMessage[] = [];
     let seq = this.seq;
     // Encode everything first: a throw here leaves no sequence taken.
-    for (const c of tx.changes) {
+    let gate: Gate | null = null;
+    for (let i = 0; i < tx.changes.length; i++) {
+      const c = tx.changes[i];
       const route = c.tag === 'truncate' ? CLUSTER_TOKENS.truncate : this.routeOf(c);
       const subject = changeSubject(this.opts.ns, this.areaOf(c), c.relation.schema, c.relation.name, route);
-      const data = encodeChange(head, c, this.refOf(c.relation));
-      out.push({ seq, subject, data, msgID: `${tx.lsnText}:${c.index}` });
-      entries.push({ seq, pos: { lsn: tx.lsn, index: c.index } });
+      const ref = this.refOf(c.relation);
+      gate = this.gateFor(ref, c.relation) ?? gate;
+      const data = encodeChange(head, c, ref);
+      const pos = { lsn: tx.lsn, index: c.index };
+      out.push({ seq, subject, data, msgID: `${tx.lsnText}:${c.index}`, pos, last: i === tx.changes.length - 1, gate: null });
+      entries.push({ seq, pos });
       seq++;
     }
+    // Every message of the transaction waits for the last metadata put it needs (puts run in parallel, gates open in order).
+    if (gate) for (const m of out) m.gate = gate;
     this.seq = seq;
-    this.ledger.append(tx.lsn, entries, this.now());
+    this.ledger.append(tx.lsn, entries, this.now(), tx.endLsn);
     if (out.length === 0) return Promise.resolve();
+    return this.enqueue(out);
+  }
+
+  /**
+   * Queues one control message taking the next sequence: `pos` goes into `Walcast-Pos`, `holdLsn`
+   * is the commit LSN the slot keeps until it is PubAck'ed (and the ack delay passed), null for
+   * a message that carries no change. `msgID` must be unique to this epoch. `end`: the WAL
+   * position it completes (a mark's WAL end), as PublishLedger.append.
+   */
+  publishCtl(m: CtlMessage, pos: Position, holdLsn: bigint | null, msgID: string, end: bigint | null = null): Promise<void> {
+    if (this.state !== 'open') return Promise.reject(this.error ?? new ClusterPublishError('the cluster publisher is closed'));
+    const data = encodeCtl(m);
+    const seq = this.seq++;
+    this.ledger.append(holdLsn, [{ seq, pos }], this.now(), end);
+    return this.enqueue([{ seq, subject: ctlSubject(this.opts.ns), data, msgID, pos, last: false, gate: null }]);
+  }
+
+  private enqueue(out: Array<Omit<Outgoing, 'waiter'>>): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const waiter: TxWaiter = { pending: out.length, done: false, resolve, reject };
       this.waiters.add(waiter);
       for (const m of out) this.queue.push({ ...m, waiter });
       this.pump();
     });
+  }
+
+  /** The gate of a relation's metadata put, started now if it was never stored; null when stored. */
+  private gateFor(ref: string, relation: Relation): Gate | null {
+    const put = this.opts.putRelation;
+    if (!put) return null;
+    const known = this.stored.get(ref);
+    if (known) return known.open ? null : known;
+    const gate: Gate = { open: false };
+    this.stored.set(ref, gate);
+    put(ref, relation).then(
+      () => {
+        gate.open = true;
+        this.pump();
+      },
+      (err: unknown) => {
+        this.stored.delete(ref);
+        const why = err instanceof Error ? err.message : String(err);
+        this.leave('failed', new ClusterPublishError(`storing the metadata of ${relation.qualified} (${ref}) in KV: ${why}`, 'check the NATS servers', { cause: err }));
+      },
+    );
+    return gate;
   }
 
   /** Resolves when nothing is in flight (after a failure: every sent publish has settled). */
@@ -166,6 +250,8 @@ export class Publisher {
 
   private pump(): void {
     while (this.state === 'open' && this.inFlight < this.window && this.head < this.queue.length) {
+      const gate = this.queue[this.head].gate;
+      if (gate && !gate.open) break; // pump() runs again when the put is done
       const m = this.queue[this.head++];
       this.inFlight++;
       this.send(m, false);
@@ -179,7 +265,7 @@ export class Publisher {
   private send(m: Outgoing, retry: boolean): void {
     // js.publish puts the message on the wire before its first await: sends keep call order.
     this.opts.js
-      .publish(m.subject, m.data, { msgID: m.msgID, expect: { lastSequence: m.seq - 1, streamName: this.opts.stream }, timeout: this.timeoutMs })
+      .publish(m.subject, m.data, { msgID: m.msgID, headers: this.headersOf(m), expect: { lastSequence: m.seq - 1, streamName: this.opts.stream }, timeout: this.timeoutMs })
       .then(
         (pa) => this.onAck(m, pa),
         (err: unknown) => this.onError(m, err, retry),
@@ -233,6 +319,14 @@ export class Publisher {
     this.leave('failed', new ClusterPublishError(`publishing ${m.msgID} (seq ${m.seq}) into ${this.opts.stream}: ${why}`, 'check the NATS servers and the stream\'s leader', { cause: err }));
   }
 
+  private headersOf(m: Outgoing): MsgHdrs {
+    const h = natsHeaders();
+    h.set(CLUSTER_HEADERS.position, positionHeader(m.pos));
+    h.set(CLUSTER_HEADERS.epoch, String(this.opts.epoch));
+    if (m.last) h.set(CLUSTER_HEADERS.last, '1');
+    return h;
+  }
+
   /** One in-flight publish is over. */
   private settle(): void {
     this.inFlight--;
@@ -255,6 +349,7 @@ export class Publisher {
       w.reject(err);
     }
     this.waiters.clear();
+    this.opts.onLeave?.(to, err);
   }
 }
 

@@ -31,3 +31,11 @@ export function compareWalPositions(a: Position, b: Position): number {
   if (a.lsn !== b.lsn) return a.lsn < b.lsn ? -1 : 1;
   return a.index - b.index;
 }
+
+/**
+ * The last position before WAL position `lsn`: everything committed before it. The floor of a
+ * window whose slot is confirmed at `lsn`, and what an idle mark at WAL end `lsn` stands for.
+ */
+export function floorAt(lsn: bigint): Position {
+  return { lsn: lsn > 0n ? lsn - 1n : 0n, index: MAX_POSITION_INDEX };
+}

@@ -8,7 +8,8 @@ import type { PolicyAuthorizer } from '../auth/authorizer.js';
 
 export interface MetricsSources {
   hub: Hub;
-  capture: Capture;
+  /** The slot's capture, when this process runs one (a cluster's edge nodes do not). */
+  capture: () => Capture | null;
   clients: () => number;
   slowCloses: () => number;
   /** Absent under --no-auth. */
@@ -80,9 +81,11 @@ export function createMetrics(src: MetricsSources): MetricsText {
   counter('walcast_slow_closes_total', 'Sockets closed with 4008 for backpressure', src.slowCloses);
   gauge('walcast_clients_pending_auth', 'Connected WebSocket clients without an accepted token yet', src.pendingAuth ?? (() => 0));
   labelled('walcast_connections_refused_total', 'WebSocket upgrades refused with 503 past a connection cap, by reason', 'reason', src.refused ?? (() => ({})));
-  gauge('walcast_replication_up', '1 while the replication stream is streaming', () => (capture.current === 'streaming' ? 1 : 0));
+  gauge('walcast_replication_up', '1 while the replication stream is streaming', () => (capture()?.current === 'streaming' ? 1 : 0));
   gauge('walcast_slot_lag_bytes', 'WAL bytes between the furthest position seen and the slot acknowledgement', () => {
-    const l = capture.lsns;
+    const c = capture();
+    if (!c) return 0;
+    const l = c.lsns;
     return Number(l.received > l.acked ? l.received - l.acked : 0n);
   });
   gauge('walcast_history_bytes', 'Estimated bytes held by the history window', () => hub.ring.stats().bytes);

@@ -88,7 +88,7 @@ t.test('publisher', async (t) => {
   };
 
   await t.test('pipelined transactions land in position order at the predicted sequences', async (t) => {
-    const p = new Publisher({ js: counting, ns: 'p1', stream: names.stream, epoch: '1.0', nextSeq: 1, log: silentLogger, window: 64, routeOf });
+    const p = new Publisher({ js: counting, ns: 'p1', stream: names.stream, epoch: 1, nextSeq: 1, log: silentLogger, window: 64, routeOf });
     const started = Date.now();
     await Promise.all(txs.map((x) => p.publish(x)));
     t.comment(`${total} changes in ${Date.now() - started} ms, at most ${maxInFlight} in flight`);
@@ -128,7 +128,7 @@ t.test('publisher', async (t) => {
   });
 
   await t.test('a stale writer is fenced by its expected last sequence and stores nothing', async (t) => {
-    const stale = new Publisher({ js, ns: 'p1', stream: names.stream, epoch: '0.7', nextSeq: 1, log: silentLogger, routeOf });
+    const stale = new Publisher({ js, ns: 'p1', stream: names.stream, epoch: 7, nextSeq: 1, log: silentLogger, routeOf });
     const fresh = tx(N + 1);
     const err = await stale.publish(fresh).then(() => null, (e: unknown) => e);
     t.type(err, ClusterFencedError, 'the publish is refused');
@@ -151,7 +151,7 @@ t.test('publisher', async (t) => {
     const watching = {
       publish: (...a: Parameters<JetStreamClient['publish']>) => js.publish(...a).then((pa) => { acks.push(pa.duplicate); return pa; }),
     } as unknown as JetStreamClient;
-    const p = new Publisher({ js: watching, ns: 'p1', stream: names.stream, epoch: '1.1', nextSeq: total - 9, log: silentLogger, routeOf });
+    const p = new Publisher({ js: watching, ns: 'p1', stream: names.stream, epoch: 11, nextSeq: total - 9, log: silentLogger, routeOf });
     await p.publish(txs[N - 1]);
     t.same(acks, Array(10).fill(true), 'every PubAck says duplicate');
     t.equal(p.currentState, 'open');

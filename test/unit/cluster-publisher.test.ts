@@ -47,7 +47,7 @@ t.test('the state table: only open leaves', async (t) => {
 
 t.test('at most `window` in flight, in order, with id and expectation; resolves when all are PubAck\'ed', async (t) => {
   const { js, calls, ack } = scripted();
-  const p = new Publisher({ js, ns: 'n', stream: 'S', epoch: '1.0', nextSeq: 11, log: silentLogger, window: 3 });
+  const p = new Publisher({ js, ns: 'n', stream: 'S', epoch: 1, nextSeq: 11, log: silentLogger, window: 3 });
   let done = false;
   const a = p.publish(tx(1, 4)).then(() => { done = true; });
   const b = p.publish(tx(2, 1));
@@ -80,7 +80,7 @@ t.test('at most `window` in flight, in order, with id and expectation; resolves 
 
 t.test('a lost PubAck is retried once with the same id; a duplicate counts as stored', async (t) => {
   const { js, calls, ack } = scripted();
-  const p = new Publisher({ js, ns: 'n', stream: 'S', epoch: '1.0', nextSeq: 1, log: silentLogger });
+  const p = new Publisher({ js, ns: 'n', stream: 'S', epoch: 1, nextSeq: 1, log: silentLogger });
   const done = p.publish(tx(1, 1));
   calls[0].reject(new TimeoutError());
   await tick();
@@ -94,7 +94,7 @@ t.test('a lost PubAck is retried once with the same id; a duplicate counts as st
 
 t.test('no PubAck after the retry: failed; queued and later publishes reject', async (t) => {
   const { js, calls } = scripted();
-  const p = new Publisher({ js, ns: 'n', stream: 'S', epoch: '1.0', nextSeq: 1, log: silentLogger, window: 1 });
+  const p = new Publisher({ js, ns: 'n', stream: 'S', epoch: 1, nextSeq: 1, log: silentLogger, window: 1 });
   const a = p.publish(tx(1, 1)).catch((e: unknown) => e);
   const b = p.publish(tx(2, 1)).catch((e: unknown) => e);
   calls[0].reject(new TimeoutError());
@@ -113,7 +113,7 @@ t.test('no PubAck after the retry: failed; queued and later publishes reject', a
 t.test('10071: fenced when the stream is past the prediction, failed when behind it', async (t) => {
   {
     const { js, calls } = scripted();
-    const p = new Publisher({ js, ns: 'n', stream: 'S', epoch: '1.0', nextSeq: 5, log: silentLogger });
+    const p = new Publisher({ js, ns: 'n', stream: 'S', epoch: 1, nextSeq: 5, log: silentLogger });
     const e = p.publish(tx(1, 1)).catch((err: unknown) => err);
     calls[0].reject(apiError('wrong last sequence: 9'));
     t.type(await e, ClusterFencedError);
@@ -122,7 +122,7 @@ t.test('10071: fenced when the stream is past the prediction, failed when behind
   }
   {
     const { js, calls } = scripted();
-    const p = new Publisher({ js, ns: 'n', stream: 'S', epoch: '1.0', nextSeq: 5, log: silentLogger });
+    const p = new Publisher({ js, ns: 'n', stream: 'S', epoch: 1, nextSeq: 5, log: silentLogger });
     const e = p.publish(tx(1, 2)).catch((err: unknown) => err);
     calls[1].reject(apiError('wrong last sequence: 4'));
     t.type(await e, ClusterPublishError, 'our own seq 5 is missing: not a fence');
@@ -132,14 +132,14 @@ t.test('10071: fenced when the stream is past the prediction, failed when behind
 
 t.test('a PubAck at another sequence fails; close() rejects what is queued', async (t) => {
   const { js, calls, ack } = scripted();
-  const p = new Publisher({ js, ns: 'n', stream: 'S', epoch: '1.0', nextSeq: 1, log: silentLogger });
+  const p = new Publisher({ js, ns: 'n', stream: 'S', epoch: 1, nextSeq: 1, log: silentLogger });
   const e = p.publish(tx(1, 1)).catch((err: unknown) => err);
   ack(calls[0], true, 7);
   t.match((await e as Error).message, /seq 7 \(duplicate\), expected S seq 1/);
   t.equal(p.currentState, 'failed');
 
   const q = scripted();
-  const p2 = new Publisher({ js: q.js, ns: 'n', stream: 'S', epoch: '1.0', nextSeq: 1, log: silentLogger });
+  const p2 = new Publisher({ js: q.js, ns: 'n', stream: 'S', epoch: 1, nextSeq: 1, log: silentLogger });
   const pending = p2.publish(tx(1, 1)).catch((err: unknown) => err);
   p2.close();
   t.type(await pending, ClusterPublishError);

@@ -1,0 +1,196 @@
+// Capture on the elected node (docs/dev/cluster-plan.md §3): the slot read as a single node
+// reads it, every committed transaction published into the cluster's stream, the slot
+// acknowledged only for what the stream acknowledged (and --nats-ack-delay ago).
+//
+// start(): takeover, in order
+//   1. end the walsender still serving the slot (a deposed leader may be paused, not dead);
+//   2. read the stream's tail: last sequence L, the position P its message covers;
+//   3. append the epoch marker expecting L last (the fence); 10071 = the old leader appended
+//      meanwhile: back to 2;
+//   4. stream the slot from P on (Postgres skips the commits before P.lsn, the assembler the
+//      changes at or before P): what the stream holds is not published twice.
+// Any publish failure or capture failure afterwards ends this leadership (onFailed): the node
+// resigns and the election, possibly this node again, starts over with a new epoch.
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import type { KV } from '@nats-io/kv';
+import { Capture } from '../capture/capture.js';
+import type { CapturedChange, Transaction } from '../capture/types.js';
+import { CLUSTER, CLUSTER_LEADER } from '../constants.js';
+import { ClusterFencedError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { connect } from '../pg/connect.js';
+import { formatLsn } from '../protocol/lsn.js';
+import { floorAt, type Position } from '../protocol/position.js';
+import { encodeRelation } from './codec.js';
+import { Publisher } from './publisher.js';
+import { relationKey, type ChangeArea } from './subjects.js';
+import { breakSlotHolder, readTail } from './takeover.js';
+
+export interface CaptureLeaderOptions {
+  db: string;
+  slot: string;
+  publication: string;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  /** The cluster bucket: relation metadata goes there. */
+  kv: KV;
+  ns: string;
+  stream: string;
+  /** The election revision that made this node leader. */
+  epoch: number;
+  nodeId: string;
+  /** Tables of the policies and relations: published under `s.a.`. */
+  authTables: ReadonlySet<string>;
+  maxTransactionBytes: number;
+  ackDelayMs: number;
+  log: Logger;
+  /** This leadership cannot go on (publisher fenced or failed, capture failed). Called once. */
+  onFailed: (err: Error) => void;
+}
+
+export class CaptureLeader {
+  private capture: Capture | null = null;
+  private publisher: Publisher | null = null;
+  private stopped = false;
+  private failed = false;
+  private lastMarkAt = 0;
+  private lastMarkWal = 0n;
+  private marks = 0;
+
+  constructor(private readonly o: CaptureLeaderOptions) {}
+
+  /** The capture, once started (status, metrics). */
+  get current(): Capture | null {
+    return this.capture;
+  }
+
+  /** Takeover, then streaming. Rejects when a step fails (the caller resigns). */
+  async start(): Promise<void> {
+    const o = this.o;
+    const client = await connect(o.db);
+    let slotFloor: Position;
+    let slotConfirmed: bigint;
+    try {
+      const slot = await breakSlotHolder(client, o.slot);
+      slotFloor = slot.floor;
+      slotConfirmed = slot.confirmed;
+      if (slot.terminated) o.log.warn({ slot: o.slot, epoch: o.epoch }, 'ended the walsender of the previous capture node');
+    } finally {
+      await client.end().catch(() => {});
+    }
+    let after: Position | null = null;
+    let wroteBefore = false;
+    let tailEndLsn: bigint | null = null;
+    for (let attempt = 1; ; attempt++) {
+      if (this.stopped) throw new Error('capture leadership ended during takeover');
+      const tail = await readTail(o.jsm, o.stream);
+      const publisher = this.newPublisher(tail.lastSeq + 1);
+      // An empty stream starts where the slot is: nothing before it will be read again.
+      const marker = tail.position ?? slotFloor;
+      try {
+        await publisher.publishCtl({ type: 'epoch', epoch: o.epoch, node: o.nodeId, after: marker, end: tail.end }, marker, null, `epoch-${o.epoch}`);
+        this.publisher = publisher;
+        after = tail.position;
+        tailEndLsn = tail.end;
+        wroteBefore = tail.lastSeq > 0;
+        break;
+      } catch (err) {
+        publisher.close();
+        if (!(err instanceof ClusterFencedError) || attempt >= CLUSTER_LEADER.fenceAttempts) throw err;
+        o.log.warn({ epoch: o.epoch, attempt }, 'the stream moved while taking over: reading its tail again');
+      }
+    }
+    const publisher = this.publisher;
+    // The stream lost messages the slot no longer has (a stream recreated, or a tail lost with a
+    // quorum of its servers): positions before the slot's cannot be honoured any more.
+    if (tailEndLsn !== null && slotConfirmed > tailEndLsn) {
+      o.log.error({ streamEnd: formatLsn(tailEndLsn), slot: formatLsn(slotConfirmed) }, 'the stream ends before the slot: changes between them are lost; subscriptions resync');
+      void publisher.publishCtl({ type: 'reset', floor: slotFloor, reason: 'position_outside_window' }, slotFloor, null, `reset-${o.epoch}-0`).catch(() => {});
+    }
+    const startEnd = tailEndLsn ?? slotConfirmed;
+    const capture = new Capture({
+      url: o.db,
+      slot: o.slot,
+      publication: o.publication,
+      after,
+      startLsn: after?.lsn,
+      maxTransactionBytes: o.maxTransactionBytes,
+      onTransaction: (tx) => this.onTransaction(tx),
+      // Never past what the stream holds: a transaction PubAck'ed less than the ack delay ago is
+      // kept, and an idle slot moves only as far as the last mark the stream has.
+      hold: () => publisher.hold(Date.now(), o.ackDelayMs) ?? publisher.covered() ?? startEnd,
+      logger: o.log,
+    });
+    this.capture = capture;
+    capture.on('progress', (walEnd: bigint) => this.mark(walEnd));
+    capture.on('slotCreated', ({ confirmedFlush, invalidated, atStart }: { confirmedFlush: bigint; invalidated: boolean; atStart?: boolean }) => {
+      // A slot created with the stream empty replaces nothing; otherwise what the stream holds
+      // came from another slot, and positions before this one's start cannot be honoured.
+      if (atStart && !invalidated && !wroteBefore) return;
+      const floor = floorAt(confirmedFlush);
+      void publisher.publishCtl({ type: 'reset', floor, reason: 'slot_recreated' }, floor, null, `reset-${o.epoch}-${++this.marks}`).catch(() => {});
+    });
+    capture.on('fatal', (err: Error) => this.fail(err));
+    await capture.start();
+    o.log.info({ epoch: o.epoch, from: after ? `${formatLsn(after.lsn)}:${after.index}` : null }, 'capture leader streaming into the cluster');
+  }
+
+  /** Ends this leadership: capture stops (its last acknowledgement bounded by the stream's), publishing stops. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.capture?.stop().catch(() => {});
+    const p = this.publisher;
+    if (p) {
+      p.close();
+      await Promise.race([p.settled(), new Promise((r) => setTimeout(r, CLUSTER.drainTimeoutMs).unref())]);
+    }
+  }
+
+  private newPublisher(nextSeq: number): Publisher {
+    const o = this.o;
+    const publisher: Publisher = new Publisher({
+      js: o.js,
+      ns: o.ns,
+      stream: o.stream,
+      epoch: o.epoch,
+      nextSeq,
+      log: o.log,
+      areaOf: (c: CapturedChange): ChangeArea => (o.authTables.has(c.relation.qualified) ? 'a' : 'd'),
+      putRelation: async (ref, relation) => {
+        await o.kv.put(relationKey(ref), encodeRelation(relation));
+      },
+      // Only the adopted publisher's end ends the leadership: a fenced epoch marker is retried.
+      onLeave: (state, err) => {
+        if (state !== 'closed' && this.publisher === publisher) this.fail(err);
+      },
+    });
+    return publisher;
+  }
+
+  /** Capture's downstream: queued for publishing; held (with the socket) only past the backlog bound. */
+  private onTransaction(tx: Transaction): Promise<void> | undefined {
+    const p = this.publisher;
+    if (!p) return Promise.reject(new Error('no publisher'));
+    const done = p.publish(tx);
+    if (p.backlog > CLUSTER_LEADER.maxBacklog) return done;
+    // Not awaited: the ledger holds the slot until PubAck; a failure ends the leadership through onLeave.
+    done.catch(() => {});
+    return undefined;
+  }
+
+  /** An idle slot moved on: a mark in the stream (progress positions on every node), at most one a second. */
+  private mark(walEnd: bigint): void {
+    const p = this.publisher;
+    const now = Date.now();
+    if (!p || walEnd <= this.lastMarkWal || now - this.lastMarkAt < CLUSTER_LEADER.markIntervalMs) return;
+    this.lastMarkAt = now;
+    this.lastMarkWal = walEnd;
+    void p.publishCtl({ type: 'mark', wal: walEnd }, floorAt(walEnd), null, `mark-${this.o.epoch}-${++this.marks}`, walEnd).catch(() => {});
+  }
+
+  private fail(err: Error): void {
+    if (this.failed || this.stopped) return;
+    this.failed = true;
+    this.o.onFailed(err);
+  }
+}

@@ -1,0 +1,292 @@
+// Every cluster node's input (docs/dev/cluster-plan.md §6, first form: the whole stream): the
+// cluster's stream read in sequence order through an ordered consumer, which JetStream keeps
+// gap-free (it recreates itself from the last sequence it delivered when one is missing), turned
+// back into the transactions capture made and handed to the hub exactly as a single node's
+// capture hands them. The capture node follows its own stream the same way: every node's
+// clients see one order.
+//
+//   start ──► reading ──(iterator ended, NATS lost)──► retry (backoff) ──► reading
+//                │
+//                └── stop() ──► stopped
+//
+// Interest routing (a node reading only what its clients want) replaces the whole-stream read in
+// a later increment (plan §5, §12 #6).
+import { DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import type { KV } from '@nats-io/kv';
+import type { Relation } from '../capture/pgoutput.types.js';
+import type { CapturedChange, Transaction, TransactionHead } from '../capture/types.js';
+import { CLUSTER_FOLLOWER } from '../constants.js';
+import { ClusterMessageError, ClusterMessageVersionError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { formatLsn } from '../protocol/lsn.js';
+import type { ResyncReason } from '../protocol/types.js';
+import { compareWalPositions, floorAt, formatWalPosition, MAX_POSITION_INDEX, type Position } from '../protocol/position.js';
+import { RetryBackoff } from '../util/backoff.js';
+import { decodeChange, decodeRelation, toCaptured } from './codec.js';
+import { CLUSTER_HEADERS, decodeCtl, readPositionHeader, type CtlMessage } from './ctl.js';
+import { parseSubject, relationKey } from './subjects.js';
+
+/** Where a follower's input goes: the hub, as capture's would on a single node. */
+export interface FollowerSink {
+  /** Positions before `floor` cannot be honoured (start: reason null). */
+  reset(floor: Position, reason: ResyncReason | null): void;
+  /** What committed before `pos` is history, not news (start). */
+  liveFrom(pos: Position): void;
+  transaction(tx: Transaction): void;
+  /** An idle mark: everything before `walEnd` is done. */
+  progress(walEnd: bigint): void;
+  /** A table's shape (as capture's 'relation' event): first seen, or changed. */
+  relation(rel: Relation): void;
+  /** The slot was recreated: changes may have been missed by the policies. */
+  reloadPolicies(): void;
+}
+
+export interface FollowerOptions {
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  /** The cluster bucket (relation metadata). */
+  kv: KV;
+  ns: string;
+  stream: string;
+  sink: FollowerSink;
+  /** The window's floor when the stream holds nothing yet (the slot's position). */
+  emptyFloor: () => Promise<Position>;
+  log: Logger;
+}
+
+interface OpenTx {
+  head: TransactionHead & { endLsn: bigint };
+  changes: CapturedChange[];
+}
+
+export interface FollowerStats {
+  /** The last stream sequence handled. */
+  seq: number;
+  /** The last position handed on. */
+  position: string | null;
+  epoch: number | null;
+  /** Sequences the stream no longer had when they were due (a window reset each). */
+  gaps: number;
+  /** Messages skipped: malformed, or at or before a position already handed on. */
+  skipped: number;
+}
+
+export class Follower {
+  private seq = 0;
+  private last: Position | null = null;
+  private open: OpenTx | null = null;
+  private readonly relations = new Map<string, Relation>();
+  /** The current shape reference per table OID: a new one means the table changed. */
+  private readonly shapes = new Map<number, string>();
+  private messages: ConsumerMessages | null = null;
+  private stopped = false;
+  private running: Promise<void> | null = null;
+  private readonly backoff = new RetryBackoff(CLUSTER_FOLLOWER.retryBaseMs, CLUSTER_FOLLOWER.retryCapMs);
+  private epoch: number | null = null;
+  private gaps = 0;
+  private skipped = 0;
+  private fatal: ((err: Error) => void) | null = null;
+  /** Resolves with an error the follower cannot go on after (a message of a newer format). */
+  readonly failed: Promise<Error>;
+
+  constructor(private readonly o: FollowerOptions) {
+    this.failed = new Promise((resolve) => (this.fatal = resolve));
+  }
+
+  get stats(): FollowerStats {
+    return { seq: this.seq, position: this.last ? formatWalPosition(this.last.lsn, this.last.index) : null, epoch: this.epoch, gaps: this.gaps, skipped: this.skipped };
+  }
+
+  /** Whether it is reading (or about to, after a retry). */
+  get reading(): boolean {
+    return this.messages !== null;
+  }
+
+  /** Sets the window from what the stream holds, then reads from its first message on. */
+  async start(): Promise<void> {
+    const first = await this.bounds();
+    await this.open_(first);
+    this.seq = first - 1;
+    this.running = this.loop();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.messages?.stop();
+    await this.running?.catch(() => {});
+  }
+
+  /** The window at start: the stream's first message is its floor, its last one the start of news. */
+  private async bounds(): Promise<number> {
+    const { jsm, stream, sink } = this.o;
+    for (let attempt = 0; ; attempt++) {
+      const info = await jsm.streams.info(stream);
+      const s = info.state;
+      if (s.messages === 0) {
+        const floor = await this.o.emptyFloor();
+        sink.reset(floor, null);
+        sink.liveFrom(floor);
+        return s.last_seq + 1;
+      }
+      const [firstMsg, lastMsg] = await Promise.all([jsm.streams.getMessage(stream, { seq: s.first_seq }), jsm.streams.getMessage(stream, { seq: s.last_seq })]);
+      const floor = firstMsg ? this.floorBefore({ subject: firstMsg.subject, data: firstMsg.data, header: firstMsg.header?.get(CLUSTER_HEADERS.position) }) : null;
+      const news = lastMsg ? readPositionHeader(lastMsg.header?.get(CLUSTER_HEADERS.position)) : null;
+      // The first message aged out in between: read the bounds again.
+      if (!floor || !news) {
+        if (attempt < 5) continue;
+        throw new ClusterMessageError(`the stream ${stream} has messages without a ${CLUSTER_HEADERS.position} header (seq ${s.first_seq} or ${s.last_seq})`);
+      }
+      sink.reset(floor, null);
+      sink.liveFrom(news);
+      return s.first_seq;
+    }
+  }
+
+  /** The last position before a stored message: the window's floor when it is the first. */
+  private floorBefore(m: { subject: string; data: Uint8Array; header: string | undefined }): Position | null {
+    const pos = readPositionHeader(m.header);
+    if (!pos) return null;
+    const parts = parseSubject(this.o.ns, m.subject);
+    if (parts?.kind === 'change') return pos.index > 0 ? { lsn: pos.lsn, index: pos.index - 1 } : floorAt(pos.lsn);
+    // Marks, epoch markers and resets stand for "everything up to pos"; an oversize marker is its
+    // whole transaction, which is after the floor.
+    try {
+      if (decodeCtl(m.data).type === 'oversize') return floorAt(pos.lsn);
+    } catch {
+      return null;
+    }
+    return pos;
+  }
+
+  private async open_(fromSeq: number): Promise<void> {
+    const consumer = await this.o.js.consumers.get(this.o.stream, { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: fromSeq });
+    this.messages = await consumer.consume({ max_messages: CLUSTER_FOLLOWER.batch });
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopped) {
+      const messages = this.messages;
+      try {
+        if (messages) {
+          for await (const m of messages) {
+            await this.handle(m);
+            this.backoff.reset();
+          }
+        }
+      } catch (err) {
+        if (this.stopped) return;
+        if (err instanceof ClusterMessageVersionError) {
+          this.o.log.error({ err: err.message }, 'cluster stream written by a newer walcast: this node stops following');
+          this.fatal?.(err);
+          return;
+        }
+        this.o.log.warn({ err: (err as Error).message, seq: this.seq }, 'reading the cluster stream failed; retrying');
+      }
+      if (this.stopped) return;
+      this.messages = null;
+      await new Promise((r) => setTimeout(r, this.backoff.next()));
+      try {
+        await this.open_(this.seq + 1);
+      } catch (err) {
+        this.o.log.warn({ err: (err as Error).message }, 'reopening the cluster stream failed');
+      }
+    }
+  }
+
+  private async handle(m: JsMsg): Promise<void> {
+    const seq = m.seq;
+    if (seq <= this.seq) return; // read again after a reopen
+    if (seq !== this.seq + 1) this.gap(m);
+    this.seq = seq;
+    const parts = parseSubject(this.o.ns, m.subject);
+    try {
+      if (parts?.kind === 'ctl') {
+        this.flushOpen();
+        this.control(decodeCtl(m.data), m);
+      } else if (parts?.kind === 'change') {
+        await this.change(m);
+      } else {
+        throw new ClusterMessageError(`unexpected subject ${m.subject}`);
+      }
+    } catch (err) {
+      if (!(err instanceof ClusterMessageError)) throw err;
+      this.skipped++;
+      this.o.log.error({ err: err.message, seq }, 'malformed message in the cluster stream skipped');
+    }
+  }
+
+  /** Sequences between the last one and this one are gone (the stream evicted them under us). */
+  private gap(m: JsMsg): void {
+    this.gaps++;
+    this.open = null; // its missing part is gone too
+    const floor = this.floorBefore({ subject: m.subject, data: m.data, header: m.headers?.get(CLUSTER_HEADERS.position) }) ?? this.last;
+    this.o.log.warn({ from: this.seq + 1, to: m.seq - 1 }, 'messages of the cluster stream were gone before this node read them: subscriptions resync');
+    if (floor) this.o.sink.reset(floor, 'position_outside_window');
+  }
+
+  private control(c: CtlMessage, m: JsMsg): void {
+    const sink = this.o.sink;
+    switch (c.type) {
+      case 'epoch':
+        this.epoch = c.epoch;
+        this.o.log.info({ epoch: c.epoch, node: c.node, seq: m.seq }, 'capture epoch');
+        return;
+      case 'mark':
+        sink.progress(c.wal);
+        return;
+      case 'reset':
+        sink.reset(c.floor, c.reason);
+        if (c.reason === 'slot_recreated') sink.reloadPolicies();
+        this.last = c.floor;
+        return;
+      case 'oversize': {
+        const pos = { lsn: c.lsn, index: MAX_POSITION_INDEX };
+        if (this.last && compareWalPositions(pos, this.last) <= 0) return void this.skipped++;
+        this.last = pos;
+        sink.transaction({ xid: c.xid, lsn: c.lsn, lsnText: formatLsn(c.lsn), endLsn: c.end, commitTime: c.t, changes: [], oversize: { tables: c.tables, changes: c.changes, bytes: c.bytes } });
+        return;
+      }
+    }
+  }
+
+  private async change(m: JsMsg): Promise<void> {
+    const msg = decodeChange(m.data);
+    const relation = await this.relationOf(msg.rel);
+    const { head, change } = toCaptured(msg, relation);
+    const pos = { lsn: head.lsn, index: change.index };
+    if (this.last && compareWalPositions(pos, this.last) <= 0) {
+      this.skipped++;
+      return;
+    }
+    this.last = pos;
+    if (this.open && this.open.head.lsn !== head.lsn) this.flushOpen();
+    this.open ??= { head, changes: [] };
+    this.open.changes.push(change);
+    if (m.headers?.get(CLUSTER_HEADERS.last) === '1') this.flushOpen();
+  }
+
+  /** Hands on the open transaction: whole, or the part before a capture failover (the rest follows in order). */
+  private flushOpen(): void {
+    const open = this.open;
+    if (!open) return;
+    this.open = null;
+    const h = open.head;
+    this.o.sink.transaction({ xid: h.xid, lsn: h.lsn, lsnText: h.lsnText, endLsn: h.endLsn, commitTime: h.commitTime, changes: open.changes });
+  }
+
+  private async relationOf(ref: string): Promise<Relation> {
+    let rel = this.relations.get(ref);
+    if (!rel) {
+      const entry = await this.o.kv.get(relationKey(ref));
+      if (!entry || entry.operation !== 'PUT') throw new ClusterMessageError(`no metadata for relation ${ref} in the cluster bucket`);
+      rel = decodeRelation(entry.value);
+      if (this.relations.size >= CLUSTER_FOLLOWER.maxRelations) this.relations.clear();
+      this.relations.set(ref, rel);
+    }
+    if (this.shapes.get(rel.oid) !== ref) {
+      this.shapes.set(rel.oid, ref);
+      this.o.sink.relation(rel);
+    }
+    return rel;
+  }
+}

@@ -1,0 +1,138 @@
+// Cluster increments 3b–5 (issue 13, docs/dev/cluster-plan.md §3–§6, whole-stream form): several
+// `serve --nats` nodes elect one capture node, which alone reads the slot (one walsender) and
+// publishes every committed change into the stream exactly once; every node follows the stream
+// in order, so clients on any node get every change once, in position order, and may resume on
+// another node. When the capture node stops, another takes over and the stream still holds each
+// change once. One Postgres and one 3-server NATS cluster.
+import { connect } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager, DeliverPolicy } from '@nats-io/jetstream';
+import t from 'tap';
+import { resolveServeConfig, type ServeFlags } from '../../src/config.js';
+import { startDaemon, type Daemon } from '../../src/daemon.js';
+import { createLogger, silentLogger } from '../../src/log.js';
+import { migrate } from '../../src/sql/migrate.js';
+import { CLUSTER_HEADERS } from '../../src/cluster/ctl.js';
+import { query, waitUntil } from '../helpers/capture.js';
+import { withNats } from '../helpers/nats.js';
+import { withPostgres } from '../helpers/pg.js';
+import { comparePos, duplicates, orderViolations, WsClient } from '../helpers/ws.js';
+
+t.test('a cluster of nodes on one slot', async (t) => {
+  const [db, nats] = await Promise.all([withPostgres(t), withNats(t, { size: 3 })]);
+  await migrate(db.url);
+  await query(db.url, 'create table items (id int primary key, room text not null, body text); select walcast.enable(\'items\')');
+  const config = (flags: ServeFlags) =>
+    resolveServeConfig({ db: db.url, port: '0', auth: false, nats: nats.urls, cluster: 'k1', streamMaxBytes: '64MiB', natsAckDelay: '0', ...flags }, {});
+  const nodes: Daemon[] = [];
+  const start = async (id: string): Promise<Daemon> => {
+    const d = await startDaemon(config({ nodeId: id }), process.env.CLUSTER_TEST_LOG ? createLogger(process.env.CLUSTER_TEST_LOG).child({ node: id }) : silentLogger);
+    nodes.push(d);
+    t.teardown(() => d.stop());
+    return d;
+  };
+  const captureNodes = () => nodes.filter((d) => d.cluster?.role === 'capture');
+  const [a, b] = [await start('node-a'), await start('node-b')];
+  await waitUntil(() => captureNodes().length === 1 && captureNodes()[0].cluster?.capture?.current === 'streaming', 15_000, () => 'one capture node streaming');
+  const client = async (d: Daemon) => {
+    const c = await WsClient.connect(`ws://127.0.0.1:${d.port}/ws`);
+    t.teardown(() => c.close());
+    return c;
+  };
+  const walsenders = async () =>
+    (await query<{ n: string }>(db.url, "select count(*)::text as n from pg_stat_replication"))[0].n;
+
+  await t.test('exactly one capture node, one slot, one walsender', async (t) => {
+    t.equal(captureNodes().length, 1, 'one node captures');
+    const slots = await query<{ n: string }>(db.url, "select count(*)::text as n from pg_replication_slots where slot_type = 'logical'");
+    t.equal(slots[0].n, '1', 'one logical slot');
+    t.equal(await walsenders(), '1', 'one walsender');
+    const edge = nodes.find((d) => d.cluster?.role === 'edge');
+    t.equal(edge?.cluster?.capture, null, 'the edge runs no capture');
+  });
+
+  let lastPos = '';
+  await t.test('clients on every node get every change once, in order', async (t) => {
+    const [ca, cb] = [await client(a), await client(b)];
+    await ca.subscribe({ id: 's', table: 'items' });
+    await cb.subscribe({ id: 's', table: 'items' });
+    // 50 transactions of 1 to 3 rows: transactions must not be split or merged wrongly.
+    let id = 0;
+    for (let i = 0; i < 50; i++) {
+      const rows = 1 + (i % 3);
+      const values = Array.from({ length: rows }, () => `(${++id}, 'r${id % 4}', 'x')`).join(',');
+      await query(db.url, `insert into items values ${values}`);
+    }
+    const got = await Promise.all([ca.waitChanges('s', id, 20_000), cb.waitChanges('s', id, 20_000)]);
+    for (const [name, changes] of [['node-a', got[0]], ['node-b', got[1]]] as const) {
+      const positions = changes.map((c) => c.pos);
+      t.same(orderViolations(positions), [], `${name}: in position order`);
+      t.same(duplicates(positions), [], `${name}: no duplicate`);
+      t.same(changes.map((c) => (c.new as { id: number }).id), Array.from({ length: id }, (_, i) => i + 1), `${name}: every row, once`);
+    }
+    t.same(got[0].map((c) => c.pos), got[1].map((c) => c.pos), 'both nodes give the same positions');
+    lastPos = got[0][got[0].length - 1].pos;
+  });
+
+  await t.test('a client resumes on another node', async (t) => {
+    await query(db.url, "insert into items values (1001, 'r1', 'missed'), (1002, 'r2', 'missed')");
+    const other = captureNodes()[0] === a ? b : a;
+    const c = await client(other);
+    const reply = await c.subscribe({ id: 's', table: 'items', since: lastPos });
+    t.equal(reply.type, 'subscribed', 'resumed, not resync');
+    const missed = await c.waitChanges('s', 2);
+    t.same(missed.map((m) => (m.new as { id: number }).id), [1001, 1002], 'exactly the missed rows');
+    t.ok(missed.every((m) => comparePos(m.pos, lastPos) > 0), 'all after since');
+  });
+
+  await t.test('the capture node stops: another takes over, the stream holds each change once', async (t) => {
+    const old = captureNodes()[0];
+    const survivor = old === a ? b : a;
+    const c = await client(survivor);
+    await c.subscribe({ id: 's', table: 'items' });
+    // A writer keeps committing across the handover.
+    let n = 2000;
+    let writing = true;
+    const writer = (async () => {
+      while (writing) {
+        await query(db.url, `insert into items values (${++n}, 'r0', 'handover')`);
+      }
+    })();
+    const before = Date.now();
+    await old.stop();
+    await waitUntil(() => survivor.cluster?.role === 'capture' && survivor.cluster?.capture?.current === 'streaming', 10_000, () => 'the survivor captures');
+    t.ok(Date.now() - before < 10_000, `takeover after a graceful stop in ${Date.now() - before} ms`);
+    await new Promise((r) => setTimeout(r, 300));
+    writing = false;
+    await writer;
+    const total = n - 2000;
+    const got = await c.waitChanges('s', total, 20_000);
+    t.same(got.map((m) => (m.new as { id: number }).id), Array.from({ length: total }, (_, i) => 2001 + i), `all ${total} rows written across the handover, once, in order`);
+    t.equal(await walsenders(), '1', 'still one walsender');
+  });
+
+  await t.test('the stream: one message per change, positions strictly increasing, epochs', async (t) => {
+    const nc = await connect({ servers: nats.urls });
+    t.teardown(() => nc.close());
+    const jsm = await jetstreamManager(nc);
+    const info = await jsm.streams.info('WALCAST_k1');
+    const js = jetstream(nc);
+    const consumer = await js.consumers.get('WALCAST_k1', { deliver_policy: DeliverPolicy.All });
+    const positions: string[] = [];
+    let epochs = 0;
+    const it = await consumer.fetch({ max_messages: info.state.messages, expires: 5_000 });
+    for await (const m of it) {
+      if (m.subject.endsWith('.ctl')) {
+        if (m.json<{ type: string }>().type === 'epoch') epochs++;
+        continue;
+      }
+      positions.push(m.headers?.get(CLUSTER_HEADERS.position) ?? '?');
+      if (m.seq === info.state.last_seq) break;
+    }
+    t.ok(positions.length > 0, `${positions.length} change messages`);
+    t.same(duplicates(positions), [], 'no position twice');
+    t.same(orderViolations(positions), [], 'in position order');
+    t.ok(epochs >= 2, `an epoch marker per leadership (${epochs})`);
+    const rows = await query<{ n: string }>(db.url, 'select count(*)::text as n from items');
+    t.equal(positions.length, Number(rows[0].n), 'as many change messages as rows inserted');
+  });
+});
