@@ -308,6 +308,24 @@ export const CLUSTER_LEADER = {
 } as const;
 
 /**
+ * The capture lease (src/cluster/elector.ts, docs/dev/cluster-plan.md §4): KV key `capture`, the
+ * KV revision of the winning write is the epoch. Every duration is measured on each node's own
+ * monotonic clock. Safety needs renewMs < staleMs < expiryMs: a leader steps down staleMs after
+ * sending its last successful renew, a candidate takes over no sooner than expiryMs after it
+ * first saw that renew stored, so the gap (0.5 s) absorbs clock-rate drift and timer lateness.
+ */
+export const CLUSTER_ELECTION = {
+  /** The leader renews, candidates read the key, this often. */
+  renewMs: 500,
+  /** A candidate takes the lease when the key's revision has not changed for this long. */
+  expiryMs: 2_000,
+  /** A leader with no successful renew for this long steps down (after SIGSTOP/SIGCONT too). */
+  staleMs: 1_500,
+  /** After resign(), not a candidate for this long: another node gets the handover. */
+  cooldownMs: 1_000,
+} as const;
+
+/**
  * A cluster namespace (`--cluster`, default the slot name): one NATS subject token that also goes
  * into stream and bucket names; 64 so that any Postgres slot name (at most 63) fits.
  */
