@@ -142,7 +142,9 @@ export class CaptureLeader {
     const p = this.publisher;
     if (p) {
       p.close();
-      await Promise.race([p.settled(), new Promise((r) => setTimeout(r, CLUSTER.drainTimeoutMs).unref())]);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([p.settled(), new Promise((r) => (timer = setTimeout(r, CLUSTER.drainTimeoutMs / 2)))]);
+      clearTimeout(timer);
     }
   }
 

@@ -160,9 +160,11 @@ class Node implements ClusterNode {
     this.closing = true;
     // Capture first (its last acknowledgement bounded by what the stream holds), then the lease
     // (deleted: another node takes over at once), then reading.
-    await this.stepDown('shutdown');
-    await this.elector?.stop().catch(() => {});
-    await this.follower?.stop().catch(() => {});
+    // Each step bounded: with NATS gone, the lease delete and the publisher's drain would wait
+    // for their timeouts, and a stopping daemon must not.
+    await within(this.stepDown('shutdown'), CLUSTER.drainTimeoutMs);
+    await within(this.elector?.stop(), CLUSTER.drainTimeoutMs / 2);
+    await within(this.follower?.stop(), CLUSTER.drainTimeoutMs / 2);
     await this.link.close();
   }
 
@@ -213,4 +215,11 @@ class Node implements ClusterNode {
     this.log.info({ node: this.cfg.nodeId, reason }, 'capture node stepping down');
     await leader.stop();
   }
+}
+
+/** Waits for p, at most ms; never rejects. */
+function within(p: Promise<unknown> | undefined, ms: number): Promise<void> {
+  if (!p) return Promise.resolve();
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p.then(() => {}, () => {}), new Promise<void>((r) => (timer = setTimeout(r, ms)))]).finally(() => clearTimeout(timer));
 }

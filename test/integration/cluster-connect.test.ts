@@ -66,8 +66,11 @@ t.test('serve --nats', async (t) => {
   });
 
   await t.test('GET /status has the cluster block', async (t) => {
+    // The only node: elected capture node.
+    await waitUntil(() => a.cluster?.capture?.current === 'streaming', 10_000, () => 'node-a capturing');
     const s = (await (await fetch(`http://127.0.0.1:${a.port}/status`)).json()) as { cluster?: unknown; replication: string };
-    t.same(s.cluster, { node: 'node-a', role: 'edge' });
+    t.match(s.cluster, { node: 'node-a', role: 'capture', capture: { node: 'node-a', epoch: Number }, follower: { seq: Number, gaps: 0 } });
+    t.equal(s.replication, 'streaming', 'replication: its capture streams');
   });
 
   await t.test('a second node reuses the stream and brings changed limits in line', async (t) => {
