@@ -24,7 +24,7 @@ import { floorAt, type Position } from '../protocol/position.js';
 import { encodeRelation } from './codec.js';
 import { Publisher } from './publisher.js';
 import { relationKey, type ChangeArea } from './subjects.js';
-import { breakSlotHolder, readTail } from './takeover.js';
+import { breakSlotHolder, readTail, type StreamTail } from './takeover.js';
 
 export interface CaptureLeaderOptions {
   db: string;
@@ -78,29 +78,10 @@ export class CaptureLeader {
     } finally {
       await client.end().catch(() => {});
     }
-    let after: Position | null = null;
-    let wroteBefore = false;
-    let tailEndLsn: bigint | null = null;
-    for (let attempt = 1; ; attempt++) {
-      if (this.stopped) throw new Error('capture leadership ended during takeover');
-      const tail = await readTail(o.jsm, o.stream);
-      const publisher = this.newPublisher(tail.lastSeq + 1);
-      // An empty stream starts where the slot is: nothing before it will be read again.
-      const marker = tail.position ?? slotFloor;
-      try {
-        await publisher.publishCtl({ type: 'epoch', epoch: o.epoch, node: o.nodeId, after: marker, end: tail.end }, marker, null, `epoch-${o.epoch}`);
-        this.publisher = publisher;
-        after = tail.position;
-        tailEndLsn = tail.end;
-        wroteBefore = tail.lastSeq > 0;
-        break;
-      } catch (err) {
-        publisher.close();
-        if (!(err instanceof ClusterFencedError) || attempt >= CLUSTER_LEADER.fenceAttempts) throw err;
-        o.log.warn({ epoch: o.epoch, attempt }, 'the stream moved while taking over: reading its tail again');
-      }
-    }
-    const publisher = this.publisher;
+    const { publisher, tail } = await this.fence(slotFloor);
+    const after = tail.position;
+    const tailEndLsn = tail.end;
+    const wroteBefore = tail.lastSeq > 0;
     // The stream lost messages the slot no longer has (a stream recreated, or a tail lost with a
     // quorum of its servers): positions before the slot's cannot be honoured any more.
     if (tailEndLsn !== null && slotConfirmed > tailEndLsn) {
@@ -108,6 +89,7 @@ export class CaptureLeader {
       void publisher.publishCtl({ type: 'reset', floor: slotFloor, reason: 'position_outside_window' }, slotFloor, null, `reset-${o.epoch}-0`).catch(() => {});
     }
     const startEnd = tailEndLsn ?? slotConfirmed;
+    const tookOverAt = Date.now();
     const capture = new Capture({
       url: o.db,
       slot: o.slot,
@@ -117,8 +99,10 @@ export class CaptureLeader {
       maxTransactionBytes: o.maxTransactionBytes,
       onTransaction: (tx) => this.onTransaction(tx),
       // Never past what the stream holds: a transaction PubAck'ed less than the ack delay ago is
-      // kept, and an idle slot moves only as far as the last mark the stream has.
-      hold: () => publisher.hold(Date.now(), o.ackDelayMs) ?? publisher.covered() ?? startEnd,
+      // kept, and an idle slot moves only as far as the last mark the stream has. What earlier
+      // leaders published is not in this ledger: it counts as PubAck'ed at the takeover, so the
+      // slot stays where it was found for one ack delay.
+      hold: () => (Date.now() - tookOverAt < o.ackDelayMs ? slotConfirmed : (publisher.hold(Date.now(), o.ackDelayMs) ?? publisher.covered() ?? startEnd)),
       logger: o.log,
     });
     this.capture = capture;
@@ -133,6 +117,30 @@ export class CaptureLeader {
     capture.on('fatal', (err: Error) => this.fail(err));
     await capture.start();
     o.log.info({ epoch: o.epoch, from: after ? `${formatLsn(after.lsn)}:${after.index}` : null }, 'capture leader streaming into the cluster');
+  }
+
+  /**
+   * Steps 2–3: the epoch marker appended right after the stream's last message, read again
+   * when another writer got in between. Resolves with the adopted publisher and the tail it follows.
+   */
+  private async fence(slotFloor: Position): Promise<{ publisher: Publisher; tail: StreamTail }> {
+    const o = this.o;
+    for (let attempt = 1; ; attempt++) {
+      if (this.stopped) throw new Error('capture leadership ended during takeover');
+      const tail = await readTail(o.jsm, o.stream);
+      const publisher = this.newPublisher(tail.lastSeq + 1);
+      // An empty stream starts where the slot is: nothing before it will be read again.
+      const marker = tail.position ?? slotFloor;
+      try {
+        await publisher.publishCtl({ type: 'epoch', epoch: o.epoch, node: o.nodeId, after: marker, end: tail.end }, marker, null, `epoch-${o.epoch}`);
+        this.publisher = publisher;
+        return { publisher, tail };
+      } catch (err) {
+        publisher.close();
+        if (!(err instanceof ClusterFencedError) || attempt >= CLUSTER_LEADER.fenceAttempts) throw err;
+        o.log.warn({ epoch: o.epoch, attempt }, 'the stream moved while taking over: reading its tail again');
+      }
+    }
   }
 
   /** Ends this leadership: capture stops (its last acknowledgement bounded by the stream's), publishing stops. */
