@@ -135,4 +135,30 @@ t.test('a cluster of nodes on one slot', async (t) => {
     const rows = await query<{ n: string }>(db.url, 'select count(*)::text as n from items');
     t.equal(positions.length, Number(rows[0].n), 'as many change messages as rows inserted');
   });
+
+  await t.test('a position older than the stream: resync position_outside_window', async (t) => {
+    // A cluster of its own (its own slot) with a stream of 64 KiB: the first rows are evicted.
+    const first = await startDaemon(config({ nodeId: 'tiny-1', cluster: 'tiny', slot: 'tiny', streamMaxBytes: '64KiB' }), silentLogger);
+    t.teardown(() => first.stop());
+    await waitUntil(() => first.cluster?.capture?.current === 'streaming', 15_000, () => 'tiny: capturing');
+    const c = await client(first);
+    await c.subscribe({ id: 's', table: 'items' });
+    await query(db.url, "insert into items select 10000 + g, 'r0', repeat('y', 200) from generate_series(1, 5) g");
+    const early = (await c.waitChanges('s', 5))[0].pos;
+    // 300 transactions of one row each (one simple query, each statement its own transaction):
+    // the node follows as they come, the stream keeps only the newest 64 KiB.
+    await query(db.url, Array.from({ length: 300 }, (_, i) => `insert into items values (${20001 + i}, 'r0', repeat('z', 300));`).join(''));
+    await c.waitChanges('s', 305, 20_000);
+    // A node started now has only what the stream still holds.
+    const later = await startDaemon(config({ nodeId: 'tiny-2', cluster: 'tiny', slot: 'tiny', streamMaxBytes: '64KiB' }), silentLogger);
+    t.teardown(() => later.stop());
+    const l = await client(later);
+    const reply = await l.subscribe({ id: 's', table: 'items', since: early }, { allowFailure: true });
+    t.match(reply, { type: 'resync', reason: 'position_outside_window' }, 'resync: the stream no longer holds it');
+    const recent = c.changes('s')[300].pos;
+    const ok = await l.subscribe({ id: 't', table: 'items', since: recent });
+    t.equal(ok.type, 'subscribed', 'a position the stream holds resumes');
+    const got = await l.waitChanges('t', 4);
+    t.same(got.map((m) => (m.new as { id: number }).id), [20297, 20298, 20299, 20300], 'exactly the rows after it');
+  });
 });
