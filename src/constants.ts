@@ -295,6 +295,9 @@ export const CLUSTER_FOLLOWER = {
   retryCapMs: 5_000,
   /** Table shapes cached (a bound, not a working-set size: a table has one shape at a time). */
   maxRelations: 10_000,
+  /** Nothing read for this long while the stream has more: the consumer is reopened. */
+  stallAfterMs: 5_000,
+  stallCheckMs: 2_000,
 } as const;
 
 /** The capture leader of a cluster (src/cluster/capture-leader.ts). */

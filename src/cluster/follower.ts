@@ -69,6 +69,8 @@ export interface FollowerStats {
   gaps: number;
   /** Messages skipped: malformed, or at or before a position already handed on. */
   skipped: number;
+  /** Times the consumer was opened again (a failure, or the watchdog found it stalled). */
+  reopens: number;
 }
 
 export class Follower {
@@ -86,6 +88,9 @@ export class Follower {
   private gaps = 0;
   private skipped = 0;
   private fatal: ((err: Error) => void) | null = null;
+  private lastHandledAt = Date.now();
+  private watchdog: NodeJS.Timeout | null = null;
+  private reopens = 0;
   /** Resolves with an error the follower cannot go on after (a message of a newer format). */
   readonly failed: Promise<Error>;
 
@@ -94,7 +99,7 @@ export class Follower {
   }
 
   get stats(): FollowerStats {
-    return { seq: this.seq, position: this.last ? formatWalPosition(this.last.lsn, this.last.index) : null, epoch: this.epoch, gaps: this.gaps, skipped: this.skipped };
+    return { seq: this.seq, position: this.last ? formatWalPosition(this.last.lsn, this.last.index) : null, epoch: this.epoch, gaps: this.gaps, skipped: this.skipped, reopens: this.reopens };
   }
 
   /** Whether it is reading (or about to, after a retry). */
@@ -108,10 +113,30 @@ export class Follower {
     await this.open_(first);
     this.seq = first - 1;
     this.running = this.loop();
+    this.watchdog = setInterval(() => void this.checkStalled(), CLUSTER_FOLLOWER.stallCheckMs);
+  }
+
+  /**
+   * The consumer delivers nothing while the stream has more: it is reopened. The ordered
+   * consumer recovers from most losses itself, but a stream leader killed mid-pull has been seen
+   * to leave it waiting for good; a stream read is one request every few seconds when idle.
+   */
+  private async checkStalled(): Promise<void> {
+    if (this.stopped || !this.messages || Date.now() - this.lastHandledAt < CLUSTER_FOLLOWER.stallAfterMs) return;
+    try {
+      const info = await this.o.jsm.streams.info(this.o.stream);
+      if (info.state.last_seq > this.seq && Date.now() - this.lastHandledAt >= CLUSTER_FOLLOWER.stallAfterMs && !this.stopped) {
+        this.o.log.warn({ seq: this.seq, streamLast: info.state.last_seq }, 'cluster stream reading stalled; reopening');
+        this.messages?.stop(); // the loop reopens after the last handled sequence
+      }
+    } catch {
+      // NATS unreachable: the consumer's own recovery and the loop handle it
+    }
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.watchdog) clearInterval(this.watchdog);
     this.messages?.stop();
     await this.running?.catch(() => {});
   }
@@ -170,6 +195,7 @@ export class Follower {
         if (messages) {
           for await (const m of messages) {
             await this.handle(m);
+            this.lastHandledAt = Date.now();
             this.backoff.reset();
           }
         }
@@ -186,6 +212,8 @@ export class Follower {
       this.messages = null;
       await new Promise((r) => setTimeout(r, this.backoff.next()));
       try {
+        this.reopens++;
+        this.lastHandledAt = Date.now();
         await this.open_(this.seq + 1);
       } catch (err) {
         this.o.log.warn({ err: (err as Error).message }, 'reopening the cluster stream failed');
@@ -193,11 +221,14 @@ export class Follower {
     }
   }
 
+  /**
+   * One message, in sequence. `seq` moves only once it is handled (or skipped as malformed): a
+   * failure that is not the message's fault (a KV read timing out) reopens the stream at it.
+   */
   private async handle(m: JsMsg): Promise<void> {
     const seq = m.seq;
     if (seq <= this.seq) return; // read again after a reopen
     if (seq !== this.seq + 1) this.gap(m);
-    this.seq = seq;
     const parts = parseSubject(this.o.ns, m.subject);
     try {
       if (parts?.kind === 'ctl') {
@@ -213,6 +244,7 @@ export class Follower {
       this.skipped++;
       this.o.log.error({ err: err.message, seq }, 'malformed message in the cluster stream skipped');
     }
+    this.seq = seq;
   }
 
   /** Sequences between the last one and this one are gone (the stream evicted them under us). */

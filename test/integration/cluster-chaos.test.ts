@@ -116,6 +116,46 @@ t.test('cluster chaos: kills, pauses, node hopping', async (t) => {
     }
   });
 
+  await t.test('the capture node SIGKILLed while publishing one large transaction', async (t) => {
+    const victim = await captureNode();
+    const nc = await connect({ servers: nats.urls });
+    t.teardown(() => nc.close());
+    const jsm = await jetstreamManager(nc);
+    const before = (await jsm.streams.info('WALCAST_kc')).state.last_seq;
+    // Room 4: none of the steady writer's rooms (whose ids follow commit order).
+    await query(url, "insert into items (room) select 4 from generate_series(1, 3000)");
+    // Killed once part of it is in the stream (or at once, if it was quick: exactly once either way).
+    await waitUntil(async () => (await jsm.streams.info('WALCAST_kc')).state.last_seq > before + 300, 10_000, () => 'publishing under way');
+    await nodes[victim].kill();
+    const killedAt = Date.now();
+    await waitUntil(async () => (await captureNode(victim)) >= 0, 20_000, () => 'another capture node');
+    takeovers.push(Date.now() - killedAt);
+    t.ok(Date.now() - killedAt <= TAKEOVER_MS, `takeover in ${Date.now() - killedAt} ms`);
+    await nodes[victim].start();
+  });
+
+  await t.test('an edge SIGKILLed: its clients go on elsewhere', async (t) => {
+    const capture = await captureNode();
+    const edge = [0, 1, 2].find((i) => i !== capture)!;
+    await nodes[edge].kill();
+    await sleep(1_000);
+    t.equal(await captureNode(), capture, 'capture unaffected');
+    await nodes[edge].start();
+  });
+
+  await t.test('the NATS server leading the stream SIGKILLed under load', async (t) => {
+    const nc = await connect({ servers: nats.urls });
+    t.teardown(() => nc.close());
+    const info = await (await jetstreamManager(nc)).streams.info('WALCAST_kc');
+    const leader = nats.servers.find((s) => s.name === info.cluster?.leader);
+    t.ok(leader, `stream leader ${info.cluster?.leader}`);
+    leader!.signal('SIGKILL');
+    await sleep(3_000);
+    await leader!.start();
+    await waitUntil(async () => (await captureNode()) >= 0, 20_000, () => 'a capture node streaming after the NATS leader came back');
+    t.pass('capture goes on');
+  });
+
   let pausedEpoch = 0;
   await t.test('the capture node SIGSTOPped: another takes over; resumed, it appends nothing', async (t) => {
     await sleep(1_000);
@@ -144,7 +184,18 @@ t.test('cluster chaos: kills, pauses, node hopping', async (t) => {
 
   await t.test('every client got every row it may read once, in order, without resync', async (t) => {
     t.ok(rows.length > 200, `${rows.length} rows committed through ${takeovers.length} takeovers (${takeovers.join(', ')} ms)`);
-    await converged(clients, rows, 30_000);
+    await converged(clients, rows, 30_000).catch(async (err: Error) => {
+      for (const { c, may } of clients) {
+        const have = new Set([...c.got.map((g) => g.id), ...c.refetched]);
+        const miss = rows.filter((r) => may(r) && !have.has(r.id)).map((r) => r.id);
+        t.comment(`${c.user}: live ${c.isLive}, connections ${c.connections}, resyncs ${c.resyncs.join(',')}, errors ${JSON.stringify(c.errors.slice(-3))}, lastPos ${c.lastPos}, got ${c.got.length}, missing ${miss.length}: ${miss.slice(0, 3).join(',')}..${miss.slice(-3).join(',')}`);
+      }
+      for (let i = 0; i < nodes.length; i++) {
+        t.comment(`n${i + 1}: ${JSON.stringify(await status(i))}`);
+        t.comment((nodes[i].proc?.stderr ?? '').split('\n').filter((l) => /"level":(40|50|60)/.test(l)).slice(-12).join('\n'));
+      }
+      throw err;
+    });
     for (const { c, may } of clients) {
       const ids = new Set(c.got.map((g) => g.id));
       const miss = rows.filter((r) => may(r) && !ids.has(r.id) && !c.refetched.has(r.id)).map((r) => r.id);
