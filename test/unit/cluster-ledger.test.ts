@@ -65,3 +65,31 @@ t.test('hold(): delay 0 trusts the PubAck alone; a transaction without messages 
   t.equal(l.hold(55, 10), 0x180n, 'the empty one waits out the delay too');
   t.equal(l.hold(60, 10), 0x190n);
 });
+
+t.test('covered(): the end of the last whole transaction or mark in the PubAck\'ed prefix', async (t) => {
+  const l = new PublishLedger();
+  t.equal(l.covered(), null, 'nothing yet');
+  l.append(0x100n, msgs(0x100n, 1, 2), 0, 0x180n); // a transaction ending at 0/180
+  l.append(null, [{ seq: 3, pos: { lsn: 0x1ffn, index: 2147483647 } }], 0, 0x200n); // a mark at 0/200
+  l.append(0x300n, msgs(0x300n, 4, 2), 0, 0x380n);
+  l.ack(1, 1);
+  t.equal(l.covered(), null, 'half a transaction covers nothing');
+  l.ack(3, 1);
+  t.equal(l.covered(), null, 'a mark past a gap covers nothing');
+  l.ack(2, 1);
+  t.equal(l.covered(), 0x200n, 'the transaction and the mark after it');
+  l.ack(5, 2);
+  t.equal(l.covered(), 0x200n, 'the last message of a transaction alone does not count');
+  l.ack(4, 2);
+  t.equal(l.covered(), 0x380n);
+  t.equal(l.hold(3, 0), null, 'marks hold no WAL; acked transactions are released');
+});
+
+t.test('hold(): a mark never holds, even unacked, but keeps its place', async (t) => {
+  const l = new PublishLedger();
+  l.append(null, [{ seq: 1, pos: { lsn: 0x10n, index: 2147483647 } }], 0, 0x11n);
+  l.append(0x100n, msgs(0x100n, 2, 1), 0, 0x180n);
+  t.equal(l.hold(0, 0), 0x100n, 'the transaction after the unacked mark is held');
+  l.ack(2, 1);
+  t.equal(l.hold(1, 0), null, 'acked: released although the mark before it is not');
+});
