@@ -80,6 +80,8 @@ export interface StatusFlags {
   db?: string;
   slot?: string;
   daemon?: string;
+  nats?: string;
+  cluster?: string;
 }
 
 export interface StatusOptions {
@@ -89,6 +91,8 @@ export interface StatusOptions {
   /** --slot: only this slot, in detail. The environment never narrows: every slot holds WAL. */
   only: string | null;
   daemon: string;
+  /** --nats (and --cluster, default the slot name): read the cluster from NATS itself. */
+  cluster: { servers: string[]; tls: boolean; namespace: string } | null;
 }
 
 /** `walcast status`: --db, --slot, --daemon. */
@@ -98,7 +102,18 @@ export function resolveStatusOptions(flags: StatusFlags, env: Env = process.env)
     walcastSlot: resolveSlot(env.WALCAST_SLOT ?? DEFAULTS.slot),
     only: flags.slot === undefined ? null : resolveSlot(flags.slot),
     daemon: resolveDaemonUrl(flags.daemon ?? `http://${DEFAULTS.host}:${DEFAULTS.port}`),
+    cluster: resolveStatusCluster(flags, env),
   };
+}
+
+function resolveStatusCluster(flags: StatusFlags, env: Env): StatusOptions['cluster'] {
+  const nats = nonEmpty(flags.nats ?? env.WALCAST_NATS);
+  const ns = nonEmpty(flags.cluster ?? env.WALCAST_CLUSTER);
+  if (nats === undefined) {
+    if (flags.cluster !== undefined) throw new ConfigError('--cluster given without --nats', 'pass --nats URL too: the cluster is read from NATS');
+    return null;
+  }
+  return { ...parseNatsUrls(nats), namespace: resolveNamespace(ns, flags.slot ?? env.WALCAST_SLOT ?? DEFAULTS.slot) };
 }
 
 function resolveDaemonUrl(text: string): string {

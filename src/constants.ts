@@ -286,6 +286,18 @@ export const CLUSTER = {
   publishTimeoutMs: 5_000,
 } as const;
 
+/** The cluster's node list (src/cluster/registry.ts) and stream figures (src/cluster/stream-watch.ts). */
+export const CLUSTER_NODES = {
+  /** Each node rewrites its entry this often. */
+  beatMs: 5_000,
+  /** An entry not rewritten for this long is shown as stale (the node died without removing it). */
+  staleAfterMs: 15_000,
+  /** At most this many entries are read by a status. */
+  maxListed: 1_000,
+  /** The stream's figures (GET /status, metrics) are read this often. */
+  streamReadMs: 2_000,
+} as const;
+
 /** Every cluster node's reading of the stream (src/cluster/follower.ts). */
 export const CLUSTER_FOLLOWER = {
   /** Messages pulled per request of the ordered consumer. */

@@ -141,7 +141,7 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
   const handlers = new Handlers({ hub, catalog, log, maxMessageBytes: cfg.maxMessageBytes, maxSubscriptions: cfg.maxSubscriptions, verify, authTimeoutMs: cfg.authTimeoutMs, turns: extras.turns });
   let front: Server | null = null; // the metrics read the server created just below
   const registry = createMetrics({ hub, capture: slotCapture, clients: () => front?.clients ?? 0, slowCloses: () => front?.slowCloses ?? 0, auth,
-    pendingAuth: () => front?.admission.pending ?? 0, refused: () => front?.admission.refused ?? {} });
+    pendingAuth: () => front?.admission.pending ?? 0, refused: () => front?.admission.refused ?? {}, cluster: cluster ? () => cluster.status() : undefined });
   const server = new Server({
     host: cfg.host,
     port: cfg.port,
@@ -186,6 +186,7 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
   let port: number;
   try {
     port = await server.listen();
+    cluster?.announce(`${cfg.host}:${port}`);
   } catch (err) {
     await capture?.stop();
     await cluster?.close().catch(() => {});

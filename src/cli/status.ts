@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { resolveStatusOptions, type StatusFlags, type StatusOptions } from '../config.js';
 import { DEFAULTS, PUBLICATION } from '../constants.js';
 import { connect } from '../pg/connect.js';
+import { clusterRows, readClusterView, type ClusterView } from './status-cluster.js';
 import { readSlots, type OtherSlots, type SlotInfo } from './status-slots.js';
 
 export interface Status {
@@ -21,6 +22,8 @@ export interface Status {
   settings: { walLevel: string; maxSlotWalKeepSize: string };
   publication: { name: string; tables: string[] };
   daemon: { url: string; reachable: boolean; error?: string; status?: Record<string, unknown> };
+  /** With --nats: the cluster as NATS holds it. */
+  cluster?: ClusterView;
 }
 
 export function registerStatus(program: Command): void {
@@ -30,6 +33,8 @@ export function registerStatus(program: Command): void {
     .option('--db <url>', 'Postgres URL (env DATABASE_URL, WALCAST_DB)')
     .option('--slot <name>', 'only this slot, in detail (without it: every logical slot, the daemon\'s slot, env WALCAST_SLOT or walcast, in detail)')
     .option('--daemon <url>', `a daemon's HTTP address (default http://${DEFAULTS.host}:${DEFAULTS.port})`)
+    .option('--nats <urls>', 'a cluster: read the capture lease, the nodes and the stream from these NATS servers (env WALCAST_NATS)')
+    .option('--cluster <name>', 'with --nats: the cluster name (env WALCAST_CLUSTER; default the slot name)')
     .option('--json', 'one JSON object instead of a table')
     .action(async (o: StatusFlags & { json?: boolean }) => {
       const status = await readStatus(resolveStatusOptions(o));
@@ -40,6 +45,7 @@ export function registerStatus(program: Command): void {
 export async function readStatus(o: StatusOptions): Promise<Status> {
   // Asked while connecting: the daemon's /status names its slot, one way to know which is walcast's.
   const asked = readDaemon(o.daemon);
+  const cluster = o.cluster ? readClusterView(o.cluster) : null;
   const detailName = o.only ?? o.walcastSlot;
   const db = await connect(o.db);
   const daemon = await asked;
@@ -63,6 +69,7 @@ export async function readStatus(o: StatusOptions): Promise<Status> {
     settings: { walLevel: settings.wal_level, maxSlotWalKeepSize: settings.keep },
     publication: { name: PUBLICATION, tables },
     daemon,
+    ...(cluster ? { cluster: await cluster } : {}),
   };
 }
 
@@ -150,6 +157,16 @@ export function formatStatus(s: Status): string {
     const w = st.window;
     if (w) rows.push(['window', `${w.floor} .. ${w.head}: ${w.transactions} transactions, ${bytes(w.bytes)}, ${Math.round(w.ageSeconds)} s`]);
     if (w?.walBound !== undefined) rows.push(['window WAL held', `${bytes(w.walHeld ?? 0)} of at most ${bytes(w.walBound)}`]);
+    const c = (d.status as { cluster?: { node: string; role: string; lag?: { followerMessages: number; publishBacklog: number } } & Parameters<typeof clusterRows>[0] }).cluster;
+    if (c && !s.cluster) {
+      rows.push(['cluster node', `${c.node}: ${c.role}${c.lag ? `, ${c.lag.followerMessages} stream messages behind${c.role === 'capture' ? `, ${c.lag.publishBacklog} awaiting JetStream` : ''}` : ''}`]);
+      rows.push(...clusterRows(c, bytes));
+    }
+  }
+  const cv = s.cluster;
+  if (cv) {
+    if (!cv.reachable) rows.push(['cluster', `${cv.namespace}: NATS not reachable (${cv.error})`]);
+    else rows.push(['cluster', cv.namespace], ...clusterRows(cv, bytes));
   }
   const width = Math.max(...rows.map(([k]) => k.length));
   return rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join('\n') + '\n';

@@ -59,6 +59,15 @@ export class CaptureLeader {
 
   constructor(private readonly o: CaptureLeaderOptions) {}
 
+  /** Messages queued or awaiting their PubAck. */
+  get backlog(): number {
+    return this.publisher?.backlog ?? 0;
+  }
+
+  get epoch(): number {
+    return this.o.epoch;
+  }
+
   /** The capture, once started (status, metrics). */
   get current(): Capture | null {
     return this.capture;

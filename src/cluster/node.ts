@@ -12,7 +12,7 @@ import { Kvm, type KV } from '@nats-io/kv';
 import type pg from 'pg';
 import type { Capture } from '../capture/capture.js';
 import type { ClusterConfig } from '../config.js';
-import { CLUSTER } from '../constants.js';
+import { CLUSTER, CLUSTER_NODES } from '../constants.js';
 import type { Logger } from '../log.js';
 import { parseLsn } from '../protocol/lsn.js';
 import { floorAt, type Position } from '../protocol/position.js';
@@ -20,6 +20,8 @@ import { CaptureLeader } from './capture-leader.js';
 import { connectNats, type NatsLink } from './connect.js';
 import { Elector } from './elector.js';
 import { Follower, type FollowerSink, type FollowerStats } from './follower.js';
+import { listNodes, NodeRegistry, type NodeSeen } from './registry.js';
+import { StreamWatch, type StreamFigures } from './stream-watch.js';
 import { clusterNames, ensureBucket, ensureStream, jetStreamError, readDatabaseIdentity, streamDescription, wantedStream } from './stream.js';
 
 export type ClusterRole = 'capture' | 'edge';
@@ -27,9 +29,23 @@ export type ClusterRole = 'capture' | 'edge';
 export interface ClusterStatus {
   node: string;
   role: ClusterRole;
+  /** This node's capture epoch while it is the capture node. */
+  epoch: number | null;
   /** The capture node as this node last saw the lease, and its epoch. */
   capture: { node: string; epoch: number } | null;
+  /** Every node's registry entry (read every few seconds). */
+  nodes: NodeSeen[];
+  /** The stream's figures (read every few seconds); null before the first read. */
+  stream: StreamFigures | null;
+  lag: {
+    /** Stream messages this node has not read yet. */
+    followerMessages: number;
+    /** On the capture node: messages sent and not yet PubAck'ed. */
+    publishBacklog: number;
+  };
   follower: FollowerStats | null;
+  /** Times this node took over capture. */
+  takeovers: number;
 }
 
 export interface ClusterRunOptions {
@@ -53,6 +69,8 @@ export interface ClusterNode {
   readonly following: boolean;
   /** Follows the stream into the sink, then stands for election. */
   run(o: ClusterRunOptions): Promise<void>;
+  /** The WebSocket listener's address, for the node list. */
+  announce(address: string): void;
   /** What GET /status shows under `cluster`. */
   status(): ClusterStatus;
   /** Resolves with an error the node cannot go on after. */
@@ -93,6 +111,11 @@ class Node implements ClusterNode {
   private elector: Elector | null = null;
   private leader: CaptureLeader | null = null;
   private closing = false;
+  private registry: NodeRegistry | null = null;
+  private watch: StreamWatch | null = null;
+  private nodes: NodeSeen[] = [];
+  private nodesTimer: NodeJS.Timeout | null = null;
+  private takeovers = 0;
   private fatal: (err: Error) => void = () => {};
   readonly failed: Promise<Error>;
 
@@ -140,6 +163,13 @@ class Node implements ClusterNode {
     this.follower = follower;
     void follower.failed.then((err) => this.fatal(err));
     await follower.start();
+    this.watch = new StreamWatch(this.jsm, names.stream);
+    this.watch.start();
+    this.registry = new NodeRegistry(this.kv, this.cfg.nodeId, () => this.role, this.log);
+    this.registry.start();
+    const readNodes = () => void listNodes(this.kv).then((n) => (this.nodes = n), () => {});
+    readNodes();
+    this.nodesTimer = setInterval(readNodes, CLUSTER_NODES.beatMs);
     const elector = new Elector({
       kv: this.kv,
       nodeId: this.cfg.nodeId,
@@ -151,8 +181,24 @@ class Node implements ClusterNode {
     elector.start();
   }
 
+  announce(address: string): void {
+    this.registry?.announce(address);
+  }
+
   status(): ClusterStatus {
-    return { node: this.cfg.nodeId, role: this.role, capture: this.elector?.holder ?? null, follower: this.follower?.stats ?? null };
+    const stream = this.watch?.current ?? null;
+    const follower = this.follower?.stats ?? null;
+    return {
+      node: this.cfg.nodeId,
+      role: this.role,
+      epoch: this.leader?.epoch ?? null,
+      capture: this.elector?.holder ?? null,
+      nodes: this.nodes,
+      stream,
+      lag: { followerMessages: stream && follower ? Math.max(0, stream.lastSeq - follower.seq) : 0, publishBacklog: this.leader?.backlog ?? 0 },
+      follower,
+      takeovers: this.takeovers,
+    };
   }
 
   async close(): Promise<void> {
@@ -164,6 +210,9 @@ class Node implements ClusterNode {
     // for their timeouts, and a stopping daemon must not.
     await within(this.stepDown('shutdown'), CLUSTER.drainTimeoutMs);
     await within(this.elector?.stop(), CLUSTER.drainTimeoutMs / 2);
+    if (this.nodesTimer) clearInterval(this.nodesTimer);
+    this.watch?.stop();
+    await within(this.registry?.stop(), CLUSTER.drainTimeoutMs / 2);
     await within(this.follower?.stop(), CLUSTER.drainTimeoutMs / 2);
     await this.link.close();
   }
@@ -197,6 +246,8 @@ class Node implements ClusterNode {
       onFailed: (err) => this.abandon(leader, err),
     });
     this.leader = leader;
+    this.takeovers++;
+    this.registry?.beat();
     this.log.info({ node: this.cfg.nodeId, epoch }, 'elected capture node: taking over the slot');
     leader.start().catch((err: Error) => this.abandon(leader, err));
   }
@@ -212,6 +263,7 @@ class Node implements ClusterNode {
     const leader = this.leader;
     if (!leader) return;
     this.leader = null;
+    this.registry?.beat();
     this.log.info({ node: this.cfg.nodeId, reason }, 'capture node stepping down');
     await leader.stop();
   }

@@ -17,6 +17,18 @@ export interface MetricsSources {
   /** Connections waiting to authenticate, and upgrades refused past a cap, by reason. */
   pendingAuth?: () => number;
   refused?: () => Record<string, number>;
+  /** In a cluster: the node's figures (src/cluster/node.ts status(); structural, to keep server free of cluster imports). */
+  cluster?: () => ClusterFigures | null;
+}
+
+/** What the cluster metrics read. */
+export interface ClusterFigures {
+  role: 'capture' | 'edge';
+  epoch: number | null;
+  takeovers: number;
+  stream: { firstSeq: number; lastSeq: number; messages: number; bytes: number } | null;
+  lag: { followerMessages: number; publishBacklog: number };
+  follower: { seq: number; gaps: number; skipped: number; reopens: number } | null;
 }
 
 /** What GET /metrics answers; cheap to call often (see createMetrics). */
@@ -95,6 +107,26 @@ export function createMetrics(src: MetricsSources): MetricsText {
     const t = hub.ring.stats().oldestTime;
     return t === null ? 0 : Math.max(0, (Date.now() - t) / 1000);
   });
+  const cluster = src.cluster;
+  if (cluster) {
+    const read = (f: (c: ClusterFigures) => number) => () => {
+      const c = cluster();
+      return c ? f(c) : 0;
+    };
+    gauge('walcast_cluster_capture', '1 while this node is the cluster\'s capture node', read((c) => (c.role === 'capture' ? 1 : 0)));
+    gauge('walcast_cluster_capture_epoch', 'This node\'s capture epoch while it captures (0 otherwise)', read((c) => c.epoch ?? 0));
+    counter('walcast_cluster_takeovers_total', 'Times this node took over capture', read((c) => c.takeovers));
+    gauge('walcast_cluster_publish_backlog', 'Capture node: messages sent to the stream and not yet acknowledged by JetStream', read((c) => c.lag.publishBacklog));
+    gauge('walcast_stream_first_seq', 'The cluster stream\'s first sequence', read((c) => c.stream?.firstSeq ?? 0));
+    gauge('walcast_stream_last_seq', 'The cluster stream\'s last sequence', read((c) => c.stream?.lastSeq ?? 0));
+    gauge('walcast_stream_messages', 'Messages in the cluster stream (the resume window)', read((c) => c.stream?.messages ?? 0));
+    gauge('walcast_stream_bytes', 'Bytes in the cluster stream', read((c) => c.stream?.bytes ?? 0));
+    gauge('walcast_follower_seq', 'The last stream sequence this node has read', read((c) => c.follower?.seq ?? 0));
+    gauge('walcast_follower_lag_messages', 'Stream messages this node has not read yet', read((c) => c.lag.followerMessages));
+    counter('walcast_follower_gaps_total', 'Stream messages evicted before this node read them (a window reset each)', read((c) => c.follower?.gaps ?? 0));
+    counter('walcast_follower_skipped_total', 'Stream messages skipped as malformed or already read', read((c) => c.follower?.skipped ?? 0));
+    counter('walcast_follower_reopens_total', 'Times this node reopened its reading of the stream', read((c) => c.follower?.reopens ?? 0));
+  }
   const auth = src.auth;
   if (auth) {
     gauge('walcast_policy_rules', 'Policy rules (p) in force', () => auth.ruleCount);

@@ -15,6 +15,7 @@ import { CLUSTER_HEADERS } from '../../src/cluster/ctl.js';
 import { query, waitUntil } from '../helpers/capture.js';
 import { withNats } from '../helpers/nats.js';
 import { withPostgres } from '../helpers/pg.js';
+import { runCli } from '../helpers/cli.js';
 import { comparePos, duplicates, orderViolations, WsClient } from '../helpers/ws.js';
 
 t.test('a cluster of nodes on one slot', async (t) => {
@@ -48,6 +49,37 @@ t.test('a cluster of nodes on one slot', async (t) => {
     t.equal(await walsenders(), '1', 'one walsender');
     const edge = nodes.find((d) => d.cluster?.role === 'edge');
     t.equal(edge?.cluster?.capture, null, 'the edge runs no capture');
+  });
+
+  await t.test('status: GET /status, walcast status --nats, metrics', async (t) => {
+    const cap = captureNodes()[0];
+    const edge = cap === a ? b : a;
+    await query(db.url, "insert into items values (0, 'r0', 'status')");
+    type S = { cluster: { node: string; role: string; epoch: number | null; capture: { node: string }; nodes: { node: string; role: string; address: string; stale: boolean }[]; stream: { messages: number; lastSeq: number; lastPosition: string; replicas: number; leader: string } | null; lag: { followerMessages: number } } };
+    const read = async (d: Daemon) => (await (await fetch(`http://127.0.0.1:${d.port}/status`)).json()) as S;
+    await waitUntil(async () => {
+      const s = await read(edge);
+      return s.cluster.nodes.length === 2 && s.cluster.nodes.every((n) => n.address) && (s.cluster.stream?.messages ?? 0) >= 2 && s.cluster.lag.followerMessages === 0;
+    }, 15_000, () => 'the node list and the stream figures');
+    const s = await read(edge);
+    t.equal(s.cluster.role, 'edge');
+    t.equal(s.cluster.epoch, null, 'an edge has no epoch of its own');
+    t.equal(s.cluster.capture.node, cap.cluster!.nodeId, 'names the capture node');
+    t.same(s.cluster.nodes.map((n) => [n.node, n.role, n.stale]).sort(), [[a.cluster!.nodeId, a === cap ? 'capture' : 'edge', false], [b.cluster!.nodeId, b === cap ? 'capture' : 'edge', false]].sort(), 'both nodes, their roles');
+    t.match(s.cluster.stream, { replicas: 3, leader: String, lastPosition: /^[0-9A-F]+\/[0-9A-F]+:\d+$/ }, 'the stream: replicas, leader, last position');
+    t.ok((await read(cap)).cluster.epoch! > 0, 'the capture node shows its epoch');
+    const cli = await runCli(['status', '--db', db.url, '--daemon', `http://127.0.0.1:${edge.port}`, '--nats', nats.urls, '--cluster', 'k1', '--json']);
+    t.equal(cli.code, 0, cli.stderr);
+    const j = JSON.parse(cli.lines.join('\n')) as { cluster: { reachable: boolean; capture: { node: string }; nodes: unknown[]; stream: { name: string } } };
+    t.match(j.cluster, { reachable: true, capture: { node: cap.cluster!.nodeId }, stream: { name: 'WALCAST_k1' } }, 'walcast status --nats reads the lease and the stream');
+    t.equal(j.cluster.nodes.length, 2);
+    const human = await runCli(['status', '--db', db.url, '--daemon', `http://127.0.0.1:${edge.port}`, '--nats', nats.urls, '--cluster', 'k1']);
+    t.match(human.lines.join('\n'), new RegExp(`capture\\s+${cap.cluster!.nodeId} \\(epoch \\d+\\)`), 'the table names the capture node');
+    t.match(human.lines.join('\n'), /stream\s+WALCAST_k1: \d+ messages/);
+    const metrics = await (await fetch(`http://127.0.0.1:${cap.port}/metrics`)).text();
+    t.match(metrics, /\nwalcast_cluster_capture 1\n/, 'metrics: this node captures');
+    t.match(metrics, /\nwalcast_stream_last_seq [1-9]\d*\n/, 'metrics: the stream');
+    t.match(await (await fetch(`http://127.0.0.1:${edge.port}/metrics`)).text(), /\nwalcast_cluster_capture 0\n/, 'metrics: the edge does not');
   });
 
   let lastPos = '';
