@@ -104,10 +104,15 @@ t.test('serve: --idle-timeout 0 is never; otherwise 8s to 16m', async (t) => {
 
 t.test('status: --slot narrows, WALCAST_SLOT names the daemon\'s slot, --daemon checked', async (t) => {
   const env = { DATABASE_URL: 'postgres://h/db' };
-  t.same(resolveStatusOptions({}, env), { db: 'postgres://h/db', walcastSlot: 'walcast', only: null, daemon: 'http://127.0.0.1:4000' }, 'defaults: every slot');
+  t.same(resolveStatusOptions({}, env), { db: 'postgres://h/db', walcastSlot: 'walcast', only: null, daemon: 'http://127.0.0.1:4000', cluster: null }, 'defaults: every slot, no cluster');
   t.match(resolveStatusOptions({}, { ...env, WALCAST_SLOT: 'walcast_a' }), { walcastSlot: 'walcast_a', only: null }, 'the environment does not narrow');
   t.match(resolveStatusOptions({ slot: 'x', daemon: 'http://h:9/' }, { ...env, WALCAST_SLOT: 'walcast_a' }), { walcastSlot: 'walcast_a', only: 'x', daemon: 'http://h:9' });
   t.throws(() => resolveStatusOptions({ slot: 'Bad-Name' }, env), { code: 'bad_config' });
+  t.same(resolveStatusOptions({ nats: 'nats://a:1,nats://b:2' }, env).cluster, { servers: ['nats://a:1', 'nats://b:2'], tls: false, namespace: 'walcast' }, '--nats: the cluster named after the slot');
+  t.same(resolveStatusOptions({ nats: 'tls://a:1', cluster: 'c1' }, env).cluster, { servers: ['tls://a:1'], tls: true, namespace: 'c1' }, '--cluster names it');
+  t.equal(resolveStatusOptions({}, { ...env, WALCAST_NATS: 'nats://a:1', WALCAST_CLUSTER: 'c2' }).cluster?.namespace, 'c2', 'from the environment');
+  t.throws(() => resolveStatusOptions({ cluster: 'c1' }, env), { code: 'bad_config' }, '--cluster without --nats');
+  t.throws(() => resolveStatusOptions({ nats: 'http://a:1' }, env), { code: 'bad_config' }, 'a bad --nats URL');
   t.throws(() => resolveStatusOptions({}, { ...env, WALCAST_SLOT: 'no good' }), { code: 'bad_config' });
   t.throws(() => resolveStatusOptions({ daemon: 'localhost:4000' }, env), { code: 'bad_config', message: /--daemon/ }, 'not an http(s) URL');
   t.throws(() => resolveStatusOptions({}, {}), { code: 'bad_config', message: 'no database given' });
