@@ -282,6 +282,11 @@ export const CLUSTER = {
   drainTimeoutMs: 2_000,
   /** Capture's publishes in flight (sent, PubAck pending) at most. */
   publishWindow: 256,
+  /** nats-server's default max_payload, when the server does not say (recommend 8MB: docs/OPERATIONS.md). */
+  defaultMaxPayload: 1024 * 1024,
+  /** Room left in a message for headers (position, epoch, message id) and the envelope. */
+  headerRoomBytes: 4096,
+  minPayloadBytes: 16 * 1024,
   /** A publish without PubAck after this long is retried once (same message id), then fails. */
   publishTimeoutMs: 5_000,
 } as const;

@@ -43,6 +43,8 @@ export interface CaptureLeaderOptions {
   authTables: ReadonlySet<string>;
   maxTransactionBytes: number;
   ackDelayMs: number;
+  /** Message payloads above this are not sent (the servers' max_payload less room for headers). */
+  maxPayload: number;
   log: Logger;
   /** This leadership cannot go on (publisher fenced or failed, capture failed). Called once. */
   onFailed: (err: Error) => void;
@@ -174,6 +176,7 @@ export class CaptureLeader {
       epoch: o.epoch,
       nextSeq,
       log: o.log,
+      maxPayload: o.maxPayload,
       areaOf: (c: CapturedChange): ChangeArea => (o.authTables.has(c.relation.qualified) ? 'a' : 'd'),
       putRelation: async (ref, relation) => {
         await o.kv.put(relationKey(ref), encodeRelation(relation));

@@ -242,6 +242,7 @@ class Node implements ClusterNode {
       authTables: o.authTables,
       maxTransactionBytes: o.maxTransactionBytes,
       ackDelayMs: this.cfg.ackDelayMs,
+      maxPayload: Math.max(CLUSTER.minPayloadBytes, (this.link.nc.info?.max_payload ?? CLUSTER.defaultMaxPayload) - CLUSTER.headerRoomBytes),
       log: this.log,
       onFailed: (err) => this.abandon(leader, err),
     });

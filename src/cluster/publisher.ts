@@ -47,6 +47,11 @@ export interface PublisherOptions {
   now?: () => number;
   /** Stores a relation's metadata (KV `rel.<ref>`) before the first message referring to it is sent. */
   putRelation?: (ref: string, relation: Relation) => Promise<void>;
+  /**
+   * The largest message payload the servers take (their max_payload, less room for headers). A
+   * transaction with a change larger than this is published as an `oversize` marker instead.
+   */
+  maxPayload?: number;
   /** Called once when the publisher leaves `open` (fenced, failed or closed). */
   onLeave?: (state: PublisherState, err: Error) => void;
 }
@@ -146,6 +151,10 @@ export class Publisher {
    * control message: its changes were not kept.
    */
   publish(tx: Transaction): Promise<void> {
+    if (!tx.oversize && this.opts.maxPayload !== undefined) {
+      const over = this.oversizeOf(tx, this.opts.maxPayload);
+      if (over) return this.publish({ ...tx, changes: [], oversize: over });
+    }
     if (tx.oversize) {
       const o = tx.oversize;
       return this.publishCtl(
@@ -204,6 +213,23 @@ export class Publisher {
       for (const m of out) this.queue.push({ ...m, waiter });
       this.pump();
     });
+  }
+
+  /**
+   * What a transaction touched when one of its changes would not fit in a message; null when
+   * every one fits. The size is an upper bound from the decoded values (JSON), not encoded twice.
+   */
+  private oversizeOf(tx: Transaction, max: number): Transaction['oversize'] | null {
+    let big = false;
+    let bytes = 0;
+    for (const c of tx.changes) {
+      const size = c.tag === 'truncate' ? 0 : approxJsonBytes(c.tag === 'delete' ? c.old : c.new) + (c.tag === 'update' && c.old ? approxJsonBytes(c.old) : 0);
+      bytes += size;
+      if (size > max) big = true;
+    }
+    if (!big) return null;
+    this.opts.log.warn({ lsn: tx.lsnText, changes: tx.changes.length, maxPayload: max }, 'a change is larger than NATS max_payload: published as an oversize marker (subscribers of its tables get resync)');
+    return { tables: [...new Set(tx.changes.map((c) => c.relation.qualified))], changes: tx.changes.length, bytes };
   }
 
   /** The gate of a relation's metadata put, started now if it was never stored; null when stored. */
@@ -355,4 +381,17 @@ export class Publisher {
 
 function isTimeout(err: unknown): boolean {
   return err instanceof TimeoutError || (err instanceof Error && err.cause instanceof TimeoutError);
+}
+
+/** Bytes of a row as JSON, bounded above closely enough to decide whether it fits a message (strings counted at 3 bytes a character at most). */
+function approxJsonBytes(row: Record<string, unknown>): number {
+  let n = 2;
+  for (const [k, v] of Object.entries(row)) n += k.length * 3 + 4 + valueBytes(v);
+  return n;
+}
+
+function valueBytes(v: unknown): number {
+  if (typeof v === 'string') return v.length * 3 + 2;
+  if (v === null || typeof v !== 'object') return 24;
+  return Buffer.byteLength(JSON.stringify(v));
 }

@@ -168,6 +168,22 @@ t.test('a cluster of nodes on one slot', async (t) => {
     t.equal(positions.length, Number(rows[0].n), 'as many change messages as rows inserted');
   });
 
+  await t.test('a change larger than NATS max_payload: resync transaction_too_large, capture goes on', async (t) => {
+    const d = captureNodes()[0];
+    const c = await client(d); // the other node was stopped above
+    await c.subscribe({ id: 'big', table: 'items' });
+    // 1.5 MB of text: over the throwaway servers' max_payload (1 MB by default).
+    await query(db.url, "insert into items values (5000, 'r0', repeat('b', 1500000))");
+    const resync = await c.next((m) => m.type === 'resync' && m.sub === 'big', 10_000);
+    t.equal(resync.reason, 'transaction_too_large', 'its subscribers are told to refetch');
+    const again = await c.subscribe({ id: 'after', table: 'items' });
+    t.equal(again.type, 'subscribed');
+    await query(db.url, "insert into items values (5001, 'r0', 'small')");
+    const next = await c.waitChanges('after', 1);
+    t.equal((next[0].new as { id: number }).id, 5001, 'the next change arrives: capture went on');
+    t.equal(captureNodes()[0], d, 'the same capture node');
+  });
+
   await t.test('a position older than the stream: resync position_outside_window', async (t) => {
     // A cluster of its own (its own slot) with a stream of 64 KiB: the first rows are evicted.
     const first = await startDaemon(config({ nodeId: 'tiny-1', cluster: 'tiny', slot: 'tiny', streamMaxBytes: '64KiB' }), silentLogger);
