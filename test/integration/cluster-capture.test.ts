@@ -16,6 +16,7 @@ import { query, waitUntil } from '../helpers/capture.js';
 import { withNats } from '../helpers/nats.js';
 import { withPostgres } from '../helpers/pg.js';
 import { runCli } from '../helpers/cli.js';
+import { freePort } from '../../src/util/free-port.js';
 import { comparePos, duplicates, orderViolations, WsClient } from '../helpers/ws.js';
 
 t.test('a cluster of nodes on one slot', async (t) => {
@@ -208,5 +209,24 @@ t.test('a cluster of nodes on one slot', async (t) => {
     t.equal(ok.type, 'subscribed', 'a position the stream holds resumes');
     const got = await l.waitChanges('t', 4);
     t.same(got.map((m) => (m.new as { id: number }).id), [20297, 20298, 20299, 20300], 'exactly the rows after it');
+  });
+
+  await t.test('several nodes on one port with --reuse-port: the kernel spreads clients across them', async (t) => {
+    const port = await freePort();
+    const shared = (id: string) => startDaemon(config({ nodeId: id, port: String(port), reusePort: true }), silentLogger);
+    const r1 = await shared('reuse-1');
+    t.teardown(() => r1.stop());
+    const r2 = await shared('reuse-2');
+    t.teardown(() => r2.stop());
+    t.equal(r1.port, port);
+    t.equal(r2.port, port, 'both listen on the one port');
+    const sockets = await Promise.all(Array.from({ length: 24 }, () => WsClient.connect(`ws://127.0.0.1:${port}/ws`)));
+    t.teardown(() => Promise.all(sockets.map((c) => c.close())));
+    const counts = [r1.server.clients, r2.server.clients];
+    t.equal(counts[0] + counts[1], 24, `all connected (${counts.join(' + ')})`);
+    t.ok(counts[0] > 0 && counts[1] > 0, 'both nodes took some');
+    for (const c of sockets.slice(0, 4)) await c.subscribe({ id: 's', table: 'items' });
+    await query(db.url, "insert into items values (7000, 'r0', 'spread')");
+    for (const c of sockets.slice(0, 4)) t.equal(((await c.waitChanges('s', 1))[0].new as { id: number }).id, 7000);
   });
 });
