@@ -223,6 +223,7 @@ export const CLUSTER_SUBJECTS = {
   broadcast: 'c',
   presence: 'p',
   presenceSync: 'psync',
+  nodeId: 'id',
 } as const;
 
 /**
@@ -271,6 +272,8 @@ export const CLUSTER = {
   duplicateWindowMs: 30_000,
   /** --node-id: printable, at most this long (it names the node in connz, KV keys and logs). */
   maxNodeIdLength: 64,
+  /** At start, replies from a live node under the same --node-id are awaited this long. */
+  nodeIdProbeMs: 300,
   /** The first connection to NATS: a handshake taking longer than this is an unreachable server. */
   connectTimeoutMs: 5_000,
   /** Reconnect forever: the wait grows with the outage (half its length so far) between these. */

@@ -124,6 +124,11 @@ export class NatsUnreachableError extends DaemonError {
   readonly code = 'nats_unreachable';
 }
 
+/** `serve --nats`: another live node of the cluster already runs under this --node-id. */
+export class NodeIdInUseError extends DaemonError {
+  readonly code = 'node_id_in_use';
+}
+
 /** The cluster's stream exists but belongs to another database or slot, or was made otherwise. */
 export class StreamMismatchError extends DaemonError {
   readonly code = 'stream_mismatch';

@@ -9,6 +9,7 @@
 // (src/cluster/follower.ts).
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type StreamInfo } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
+import type { Subscription } from '@nats-io/transport-node';
 import type pg from 'pg';
 import type { Capture } from '../capture/capture.js';
 import type { ClusterConfig } from '../config.js';
@@ -18,6 +19,7 @@ import { parseLsn } from '../protocol/lsn.js';
 import { floorAt, type Position } from '../protocol/position.js';
 import { CaptureLeader } from './capture-leader.js';
 import { connectNats, type NatsLink } from './connect.js';
+import { claimNodeId } from './node-id.js';
 import { Elector } from './elector.js';
 import { Follower, type FollowerSink, type FollowerStats } from './follower.js';
 import { listNodes, NodeRegistry, type NodeSeen } from './registry.js';
@@ -98,8 +100,9 @@ export async function startClusterNode(opts: ClusterNodeOptions, log: Logger): P
     await ensureBucket(link.nc, jsm, want.names.clusterBucket, cfg.streamReplicas, log);
     await ensureBucket(link.nc, jsm, want.names.interestBucket, cfg.streamReplicas, log);
     const kv = await new Kvm(link.nc).open(want.names.clusterBucket);
+    const claim = await claimNodeId(link.nc, cfg.namespace, cfg.nodeId);
     log.info({ node: cfg.nodeId, stream: want.names.stream, replicas: stream.config.num_replicas }, 'cluster node ready');
-    return new Node(cfg, link, jetstream(link.nc, { timeout: CLUSTER.apiTimeoutMs }), jsm, kv, stream, opts.pool, log);
+    return new Node(cfg, link, jetstream(link.nc, { timeout: CLUSTER.apiTimeoutMs }), jsm, kv, stream, opts.pool, log, claim);
   } catch (err) {
     await link.close().catch(() => {});
     throw err;
@@ -128,6 +131,7 @@ class Node implements ClusterNode {
     readonly stream: StreamInfo,
     private readonly pool: pg.Pool,
     private readonly log: Logger,
+    private readonly claim: Subscription,
   ) {
     this.failed = new Promise((resolve) => (this.fatal = resolve));
   }
@@ -213,6 +217,7 @@ class Node implements ClusterNode {
     if (this.nodesTimer) clearInterval(this.nodesTimer);
     this.watch?.stop();
     await within(this.registry?.stop(), CLUSTER.drainTimeoutMs / 2);
+    this.claim.unsubscribe();
     await within(this.follower?.stop(), CLUSTER.drainTimeoutMs / 2);
     await this.link.close();
   }

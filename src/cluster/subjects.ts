@@ -123,6 +123,11 @@ export function presenceSyncSubject(ns: string, channel: string): string {
   return `${prefix(ns)}${S.presenceSync}.${token(channel)}`;
 }
 
+/** Core NATS: a live node answers here for its --node-id (node_id_in_use at start). */
+export function nodeIdSubject(ns: string, nodeId: string): string {
+  return `${prefix(ns)}${S.nodeId}.${token(nodeId)}`;
+}
+
 /** The subject for parts (names as tokens): parseSubject's inverse. */
 export function formatSubject(ns: string, p: SubjectParts): string {
   switch (p.kind) {

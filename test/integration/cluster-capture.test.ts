@@ -117,6 +117,25 @@ t.test('a cluster of nodes on one slot', async (t) => {
     t.ok(missed.every((m) => comparePos(m.pos, lastPos) > 0), 'all after since');
   });
 
+  await t.test('a foreign message in the stream: skipped by every node; capture, fenced by it, is elected again', async (t) => {
+    const cap = captureNodes()[0];
+    const epochBefore = cap.cluster!.status().epoch!;
+    const [ca, cb] = [await client(a), await client(b)];
+    await ca.subscribe({ id: 'f', table: 'items' });
+    await cb.subscribe({ id: 'f', table: 'items' });
+    const nc = await connect({ servers: nats.urls, name: 'rogue' });
+    t.teardown(() => nc.close());
+    const js = jetstream(nc);
+    await js.publish('walcast.k1.s.d.public.items.=n', 'not a change');
+    await js.publish('walcast.k1.s.ctl', '{"v":1,"type":"mark","wal":"nonsense"}');
+    await waitUntil(() => [a, b].every((d) => (d.cluster!.status().follower?.skipped ?? 0) >= 2), 10_000, () => 'both nodes skipped the two');
+    await query(db.url, "insert into items values (3001, 'r1', 'after rogue'), (3002, 'r1', 'after rogue')");
+    const got = await Promise.all([ca.waitChanges('f', 2, 15_000), cb.waitChanges('f', 2, 15_000)]);
+    for (const g of got) t.same(g.map((m) => (m.new as { id: number }).id), [3001, 3002], 'the rows after it, once, in order');
+    await waitUntil(() => captureNodes().length === 1 && captureNodes()[0].cluster!.status().epoch! > epochBefore, 10_000, () => 'a new epoch');
+    t.pass(`capture elected again (epoch ${epochBefore} → ${captureNodes()[0].cluster!.status().epoch})`);
+  });
+
   await t.test('the capture node stops: another takes over, the stream holds each change once', async (t) => {
     const old = captureNodes()[0];
     const survivor = old === a ? b : a;
@@ -152,19 +171,23 @@ t.test('a cluster of nodes on one slot', async (t) => {
     const consumer = await js.consumers.get('WALCAST_k1', { deliver_policy: DeliverPolicy.All });
     const positions: string[] = [];
     let epochs = 0;
+    let foreign = 0;
     const it = await consumer.fetch({ max_messages: info.state.messages, expires: 5_000 });
     for await (const m of it) {
       if (m.subject.endsWith('.ctl')) {
         if (m.json<{ type: string }>().type === 'epoch') epochs++;
         continue;
       }
-      positions.push(m.headers?.get(CLUSTER_HEADERS.position) ?? '?');
+      const pos = m.headers?.get(CLUSTER_HEADERS.position);
+      if (pos) positions.push(pos);
+      else foreign++; // the rogue message of the test above
       if (m.seq === info.state.last_seq) break;
     }
     t.ok(positions.length > 0, `${positions.length} change messages`);
     t.same(duplicates(positions), [], 'no position twice');
     t.same(orderViolations(positions), [], 'in position order');
-    t.ok(epochs >= 2, `an epoch marker per leadership (${epochs})`);
+    t.ok(epochs >= 3, `an epoch marker per leadership (${epochs})`);
+    t.equal(foreign, 1, 'the one foreign change message, without a position');
     const rows = await query<{ n: string }>(db.url, 'select count(*)::text as n from items');
     t.equal(positions.length, Number(rows[0].n), 'as many change messages as rows inserted');
   });

@@ -73,6 +73,12 @@ t.test('serve --nats', async (t) => {
     t.equal(s.replication, 'streaming', 'replication: its capture streams');
   });
 
+  await t.test('a second live node under the same --node-id: node_id_in_use', async (t) => {
+    await t.rejects(startDaemon(config({ nodeId: 'node-a', cluster: 'c1' }), silentLogger), { code: 'node_id_in_use', message: /node-a/ });
+    const slots = await query<{ n: number }>(db.url, 'select count(*)::int as n from pg_replication_slots where active');
+    t.equal(slots[0].n, 1, 'the refused node touched no slot');
+  });
+
   await t.test('a second node reuses the stream and brings changed limits in line', async (t) => {
     const before = await jsm.streams.info('WALCAST_c1');
     const pool = new pg.Pool({ connectionString: db.url, max: 1 });
