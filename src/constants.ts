@@ -320,6 +320,36 @@ export const CLUSTER_FOLLOWER = {
   stallCheckMs: 2_000,
 } as const;
 
+/**
+ * Channels across cluster nodes (src/cluster/channels-bridge.ts, docs/dev/cluster-plan.md §9):
+ * client broadcasts and presence on core NATS, node liveness by heartbeat.
+ */
+export const CLUSTER_CHANNELS = {
+  /** Each node says it is alive this often. */
+  aliveIntervalMs: 2_000,
+  /** A node unheard of for this long is dead: its presence leaves everywhere (≤ 12 s with the sweep). */
+  nodeExpiryMs: 10_000,
+  /** Dead nodes are looked for this often. */
+  sweepIntervalMs: 1_000,
+  /** A room opening on a node waits at most this long for the other nodes' presence... */
+  syncWaitMs: 100,
+  /** ...and no longer than this after the last answer (the others have answered by then). */
+  syncStallMs: 25,
+  /** A node asked for its presence of a channel (a gap in its diffs) that has not answered by then is taken to have none. */
+  syncTimeoutMs: 1_000,
+  /** A presence snapshot goes out in parts of about this many bytes (NATS max_payload is 1 MiB by default). */
+  snapshotPartBytes: 256 * 1024,
+  /** Inbound messages larger than this are dropped unread. */
+  maxMessageBytes: 512 * 1024,
+  /** Longest user id (presence key) and session id accepted from another node. */
+  maxKeyLength: 1_024,
+  maxSessionLength: 256,
+  /** Replaced incarnations remembered per node (their late messages are dropped). */
+  deadIncarnations: 4,
+  /** Nodes remembered at most (live or replaced): a bound against a flood of made-up node ids. */
+  maxNodes: 1_000,
+} as const;
+
 /** The capture leader of a cluster (src/cluster/capture-leader.ts). */
 export const CLUSTER_LEADER = {
   /** Takeover: reading the tail and appending the epoch marker, raced by a late writer, this many times. */

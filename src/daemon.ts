@@ -24,6 +24,7 @@ import { reloadPolicies, startAuthorizer } from './auth/setup.js';
 import type { PolicyAuthorizer } from './auth/authorizer.js';
 import { createMetrics } from './server/metrics.js';
 import { startClusterNode, type ClusterNode } from './cluster/node.js';
+import { startChannelsBridge } from './cluster/channels-bridge.js';
 import { Server, type ServerOptions } from './server/server.js';
 
 export interface Daemon {
@@ -87,6 +88,8 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
     ...channelLimits(SERVER_DEFAULTS, cfg),
     ...extras.channels,
   });
+  // In a cluster, channels reach the members on other nodes (client broadcasts, presence).
+  const bridge = cluster && cfg.cluster ? startChannelsBridge({ nc: cluster.link.nc, ns: cfg.cluster.namespace, nodeId: cluster.nodeId, channels, log }) : null;
   const sqlBroadcasts = new SqlBroadcasts({ channels, maxPayloadBytes: SERVER_DEFAULTS.maxPayloadBytes, log });
   const hub = new Hub({
     ring,
@@ -134,6 +137,7 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
   } catch (err) {
     // Nothing may linger: the process is about to report the error and exit.
     await capture?.stop().catch(() => {});
+    await bridge?.stop();
     await cluster?.close().catch(() => {});
     await pool.end().catch(() => {});
     throw explainConnectError(err, cfg.db);
@@ -189,6 +193,7 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
     cluster?.announce(`${cfg.host}:${port}`);
   } catch (err) {
     await capture?.stop();
+    await bridge?.stop();
     await cluster?.close().catch(() => {});
     await pool.end().catch(() => {});
     throw err;
@@ -209,6 +214,7 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
         for (const t of timers) clearInterval(t);
         server.close();
         await capture?.stop();
+        await bridge?.stop();
         await cluster?.close().catch(() => {});
         await pool.end().catch(() => {});
       })();

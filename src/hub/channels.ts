@@ -5,13 +5,15 @@
 // delivered, so a member removed from a room stops receiving its channel at once.
 // What clients send is bounded (issue 11): presence per user and per channel (presence.ts),
 // broadcasts per connection and per user (rate.ts).
+// In a cluster a bridge (ChannelBridge, src/cluster/channels-bridge.ts) carries broadcasts and
+// presence to and from the members on other nodes; without one, channels are this node's alone.
 import type { Authorizer } from '../auth/types.js';
 import { BadRequestError, ForbiddenError, LimitExceededError, TooLargeError } from '../errors.js';
 import { broadcastMsg, joined, left, presenceDiff, presenceState } from '../protocol/frames.js';
 import { errorMsgFrom } from '../protocol/wire-errors.js';
 import type { Ref } from '../protocol/types.js';
 import type { SERVER_DEFAULTS } from '../constants.js';
-import { ChannelPresence, type PresenceDiff, type PresenceLimits } from './presence.js';
+import { ChannelPresence, type PresenceDiff, type PresenceLimits, type PresenceMap } from './presence.js';
 import { BroadcastBudgets, TokenBucket, type BroadcastRate } from './rate.js';
 import type { Peer } from './types.js';
 
@@ -28,6 +30,27 @@ export interface ChannelLimits {
   /** Client broadcasts: messages and payload bytes, per connection and per user. */
   broadcastPerConnection: BroadcastRate;
   broadcastPerUser: BroadcastRate;
+}
+
+/**
+ * The other nodes of a cluster, as channels see them. Calls out are made in order, at once (no
+ * await), so that a bridge numbering presence diffs sees them as members do.
+ */
+export interface ChannelBridge {
+  /**
+   * The first member on this node joined `name`: the bridge follows the channel. A promise:
+   * joiners get `joined` when it settles (the bridge bounds the wait), so that their
+   * presence_state holds what the other nodes hold; null: no wait.
+   */
+  opened(name: string): Promise<void> | null;
+  /** The last member on this node left `name`. */
+  closed(name: string): void;
+  /** A client's broadcast, authorized and within budget here: for the members on other nodes. */
+  broadcast(name: string, event: string, payloadJson: string, from: string): void;
+  /** This node's presence in `name` changed. */
+  presence(name: string, diff: PresenceDiff): void;
+  /** What the other nodes hold in `name`: one map per node. */
+  remoteState(name: string): PresenceMap[];
 }
 
 export interface ChannelOptions extends ChannelLimits {
@@ -73,11 +96,15 @@ const MAX_DEFERRED = 10_000;
 interface Member {
   /** Authorizer epoch at which `join` was last found allowed. */
   epoch: number;
+  /** Joined while the room was opening (ChannelBridge.opened): the refs `joined` is owed to. */
+  pending: (Ref | undefined)[] | null;
 }
 
 class ChannelRoom {
   readonly members = new Map<Peer, Member>();
   readonly presence: ChannelPresence;
+  /** False while the bridge gathers the other nodes' presence: members wait for `joined`. */
+  ready = true;
   constructor(
     readonly name: string,
     limits: PresenceLimits,
@@ -96,6 +123,7 @@ export class Channels {
   private flushScheduled = false;
   /** Frames sent while the policies are read anew, in order, to go out once they are known. */
   private deferred: [ChannelRoom, string, Peer | null][] | null = null;
+  private bridge: ChannelBridge | null = null;
   droppedWhileLoading = 0;
   broadcasts = 0;
 
@@ -113,6 +141,39 @@ export class Channels {
     return this.channels.size;
   }
 
+  /** The bounds a bridge checks other nodes' messages against. */
+  get limits(): { maxPayloadBytes: number; presence: PresenceLimits } {
+    return { maxPayloadBytes: this.o.maxPayloadBytes, presence: this.o.presence };
+  }
+
+  /** The cluster's bridge, when attached. */
+  get bridged(): ChannelBridge | null {
+    return this.bridge;
+  }
+
+  /** Connects the other nodes of a cluster; before any join. */
+  attach(bridge: ChannelBridge): void {
+    if (this.channels.size > 0) throw new Error('a channel bridge is attached before any channel is joined');
+    this.bridge = bridge;
+  }
+
+  /** Another node's client broadcast: to the members here (membership re-checked as for any frame). */
+  fromRemote(name: string, event: string, payloadJson: string, from: string): void {
+    const ch = this.channels.get(name);
+    if (ch) this.send(ch, broadcastMsg(name, event, payloadJson, from), null);
+  }
+
+  /** Another node's presence changed (the bridge holds it): the members here are told. */
+  remotePresence(name: string, diff: PresenceDiff): void {
+    const ch = this.channels.get(name);
+    if (ch) this.send(ch, presenceDiff(name, diff.joins, diff.leaves), null);
+  }
+
+  /** This node's presence in `name` (what the bridge tells other nodes); null when nobody here joined it. */
+  localPresence(name: string): PresenceMap | null {
+    return this.channels.get(name)?.presence.state() ?? null;
+  }
+
   join(peer: Peer, name: string, ref?: Ref): void {
     const mine = this.byPeer.get(peer);
     const existing = this.channels.get(name);
@@ -128,21 +189,73 @@ export class Channels {
         return;
       }
       member.epoch = this.o.auth?.epoch ?? 0;
+      if (member.pending) {
+        member.pending.push(ref);
+        return;
+      }
       peer.push(joined(name, ref));
-      peer.push(presenceState(name, existing.presence.state()));
+      peer.push(presenceState(name, this.stateOf(existing)));
       peer.flush();
       return;
     }
     if ((mine?.size ?? 0) >= this.o.maxPerPeer) throw new LimitExceededError(`at most ${this.o.maxPerPeer} channels per connection`);
     if (!this.may(peer, name, 'join')) throw new ForbiddenError(`no policy allows ${who(peer)} to join ${name}`);
     let ch = existing;
-    if (!ch) this.channels.set(name, (ch = new ChannelRoom(name, this.o.presence)));
-    ch.members.set(peer, { epoch: this.o.auth?.epoch ?? 0 });
+    let opening: Promise<void> | null = null;
+    if (!ch) {
+      this.channels.set(name, (ch = new ChannelRoom(name, this.o.presence)));
+      opening = this.bridge?.opened(name) ?? null;
+      if (opening) ch.ready = false;
+    }
+    ch.members.set(peer, { epoch: this.o.auth?.epoch ?? 0, pending: ch.ready ? null : [ref] });
     if (mine) mine.add(ch);
     else this.byPeer.set(peer, new Set([ch]));
+    if (opening) {
+      const room = ch;
+      const settle = () => this.settle(room);
+      opening.then(settle, settle);
+      return;
+    }
+    if (!ch.ready) return;
     peer.push(joined(name, ref));
-    peer.push(presenceState(name, ch.presence.state()));
+    peer.push(presenceState(name, this.stateOf(ch)));
     peer.flush();
+  }
+
+  /** The bridge has gathered the other nodes' presence: the room's joiners get `joined` and the state. */
+  private settle(ch: ChannelRoom): void {
+    if (this.channels.get(ch.name) !== ch || ch.ready) return;
+    ch.ready = true;
+    const epoch = this.o.auth?.epoch ?? 0;
+    const state = this.stateOf(ch);
+    for (const [peer, m] of ch.members) {
+      const refs = m.pending;
+      if (!refs) continue;
+      m.pending = null;
+      if (peer.closed) continue;
+      // The policies may have changed during the wait.
+      if (m.epoch !== epoch && !this.may(peer, ch.name, 'join')) {
+        this.remove(peer, ch);
+        peer.push(errorMsgFrom(new ForbiddenError(`no policy allows ${who(peer)} to join ${ch.name}`), { ref: refs[0] }));
+        peer.flush();
+        continue;
+      }
+      m.epoch = epoch;
+      for (const ref of refs) {
+        peer.push(joined(ch.name, ref));
+        peer.push(presenceState(ch.name, state));
+      }
+      peer.flush();
+    }
+  }
+
+  /** presence_state: this node's presence and, in a cluster, the other nodes' (a key's metas together). */
+  private stateOf(ch: ChannelRoom): PresenceMap {
+    const state = ch.presence.state();
+    for (const remote of this.bridge?.remoteState(ch.name) ?? []) {
+      for (const [key, metas] of Object.entries(remote)) state[key] = state[key] ? [...state[key], ...metas] : metas;
+    }
+    return state;
   }
 
   leave(peer: Peer, name: string, ref?: Ref): void {
@@ -161,6 +274,7 @@ export class Channels {
     const over = this.budgets.take(peer, bytes);
     if (over) throw new LimitExceededError(over);
     this.send(ch, broadcastMsg(name, event, payloadJson, keyOf(peer)), self ? null : peer);
+    this.bridge?.broadcast(name, event, payloadJson, keyOf(peer));
   }
 
   /** `walcast.broadcast()` from SQL, committed: to every member. */
@@ -181,7 +295,12 @@ export class Channels {
       if (!this.may(peer, name, 'presence')) throw new ForbiddenError(`no policy allows ${who(peer)} to share presence on ${name}`);
       diff = ch.presence.track(keyOf(peer), peer.id, state, bytes);
     }
-    if (diff) this.send(ch, presenceDiff(name, diff.joins, diff.leaves), null);
+    if (diff) this.presenceChanged(ch, diff);
+  }
+
+  private presenceChanged(ch: ChannelRoom, diff: PresenceDiff): void {
+    this.send(ch, presenceDiff(ch.name, diff.joins, diff.leaves), null);
+    this.bridge?.presence(ch.name, diff);
   }
 
   /**
@@ -239,8 +358,11 @@ export class Channels {
     this.byPeer.get(peer)?.delete(ch);
     if (this.byPeer.get(peer)?.size === 0) this.byPeer.delete(peer);
     const diff = ch.presence.untrack(keyOf(peer), peer.id);
-    if (diff) this.send(ch, presenceDiff(ch.name, diff.joins, diff.leaves), null);
-    if (ch.members.size === 0 && ch.presence.keys === 0) this.channels.delete(ch.name);
+    if (diff) this.presenceChanged(ch, diff);
+    if (ch.members.size === 0 && ch.presence.keys === 0 && this.channels.get(ch.name) === ch) {
+      this.channels.delete(ch.name);
+      this.bridge?.closed(ch.name);
+    }
   }
 
   /** To every member still allowed to be there (re-checked after policy changes), but `except`. */
@@ -253,6 +375,8 @@ export class Channels {
     const epoch = auth?.epoch ?? 0;
     let evicted: Peer[] | null = null;
     for (const [peer, m] of ch.members) {
+      // Not yet told `joined` (the room is opening): settle() sends the state as of then.
+      if (m.pending) continue;
       if (m.epoch !== epoch) {
         if (peer.closed || !this.may(peer, ch.name, 'join')) {
           (evicted ??= []).push(peer);
