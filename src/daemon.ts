@@ -145,7 +145,8 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
   const handlers = new Handlers({ hub, catalog, log, maxMessageBytes: cfg.maxMessageBytes, maxSubscriptions: cfg.maxSubscriptions, verify, authTimeoutMs: cfg.authTimeoutMs, turns: extras.turns });
   let front: Server | null = null; // the metrics read the server created just below
   const registry = createMetrics({ hub, capture: slotCapture, clients: () => front?.clients ?? 0, slowCloses: () => front?.slowCloses ?? 0, auth,
-    pendingAuth: () => front?.admission.pending ?? 0, refused: () => front?.admission.refused ?? {}, cluster: cluster ? () => cluster.status() : undefined });
+    pendingAuth: () => front?.admission.pending ?? 0, refused: () => front?.admission.refused ?? {}, cluster: cluster ? () => cluster.status() : undefined,
+    bridge: bridge ? () => bridge.stats : undefined });
   const server = new Server({
     host: cfg.host,
     port: cfg.port,
@@ -182,7 +183,7 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
           walBound: lag.bytes,
         },
         auth: auth ? { rules: auth.ruleCount, links: auth.linkTotal, ready: auth.ready } : null,
-        ...(cluster ? { cluster: cluster.status() } : {}),
+        ...(cluster ? { cluster: { ...cluster.status(), channels: bridge?.stats ?? null } } : {}),
       };
     },
   });

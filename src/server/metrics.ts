@@ -19,6 +19,18 @@ export interface MetricsSources {
   refused?: () => Record<string, number>;
   /** In a cluster: the node's figures (src/cluster/node.ts status(); structural, to keep server free of cluster imports). */
   cluster?: () => ClusterFigures | null;
+  /** In a cluster: channels across nodes (src/cluster/channels-bridge.ts stats; structural). */
+  bridge?: () => BridgeFigures;
+}
+
+/** What the channel-bridge metrics read. */
+export interface BridgeFigures {
+  rooms: number;
+  nodes: number;
+  published: number;
+  received: number;
+  dropped: Record<string, number>;
+  expiredNodes: number;
 }
 
 /** What the cluster metrics read. */
@@ -126,6 +138,14 @@ export function createMetrics(src: MetricsSources): MetricsText {
     counter('walcast_follower_gaps_total', 'Stream messages evicted before this node read them (a window reset each)', read((c) => c.follower?.gaps ?? 0));
     counter('walcast_follower_skipped_total', 'Stream messages skipped as malformed or already read', read((c) => c.follower?.skipped ?? 0));
     counter('walcast_follower_reopens_total', 'Times this node reopened its reading of the stream', read((c) => c.follower?.reopens ?? 0));
+  }
+  const bridge = src.bridge;
+  if (bridge) {
+    gauge('walcast_cluster_channels_open', 'cluster: channels with members on this node (followed on NATS)', () => bridge().rooms);
+    gauge('walcast_cluster_nodes_alive', 'cluster: other nodes heard from lately (channels and presence)', () => bridge().nodes);
+    counter('walcast_cluster_channel_messages_total', 'cluster: broadcast and presence messages sent to and received from other nodes', () => bridge().published + bridge().received);
+    labelled('walcast_cluster_channel_dropped_total', 'cluster: channel messages from other nodes dropped, by reason', 'reason', () => bridge().dropped);
+    counter('walcast_cluster_nodes_expired_total', 'cluster: other nodes declared dead (their presence removed)', () => bridge().expiredNodes);
   }
   const auth = src.auth;
   if (auth) {
