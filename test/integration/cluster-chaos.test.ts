@@ -52,7 +52,7 @@ t.test('cluster chaos: kills, pauses, node hopping', async (t) => {
   for (const n of nodes) await n.start();
   const status = async (i: number): Promise<NodeStatus | null> => {
     try {
-      return (await (await fetch(`http://127.0.0.1:${ports[i]}/status`, { signal: AbortSignal.timeout(500) })).json()) as NodeStatus;
+      return (await (await fetch(`http://127.0.0.1:${ports[i]}/status`, { signal: AbortSignal.timeout(2_000) })).json()) as NodeStatus;
     } catch {
       return null;
     }
@@ -143,6 +143,31 @@ t.test('cluster chaos: kills, pauses, node hopping', async (t) => {
     await nodes[edge].start();
   });
 
+  await t.test('an edge SIGKILLed during a client\'s catch-up: it resumes on another node', async (t) => {
+    const capture = await captureNode();
+    const edge = [0, 1, 2].find((i) => i !== capture && nodes[i].proc)!;
+    let target = ports[edge];
+    const c = new ResumingClient('carol', () => target, 'public.items', { url, sql: 'select id from items' });
+    t.teardown(() => c.stop());
+    await waitUntil(() => c.isLive, 10_000, () => 'the client live on the edge');
+    await c.pause();
+    // Room 5: none of the steady writer's rooms. A backlog of 20,000 rows to catch up on.
+    await query(url, "insert into items (room) select 5 from generate_series(1, 20000)");
+    const before = c.got.length;
+    c.resume();
+    await waitUntil(() => c.got.length > before, 10_000, () => 'the catch-up under way');
+    const midway = !c.isLive;
+    target = ports[capture]; // where it reconnects
+    await nodes[edge].kill();
+    t.comment(`killed ${midway ? 'during' : 'after'} the catch-up, ${c.got.length - before} rows in`);
+    const all = (await query<{ id: string; room: number }>(url, 'select id::text as id, room from items order by items.id')).map((r) => ({ id: Number(r.id), room: r.room }));
+    await converged([{ c, may: () => true }], all, 30_000);
+    await sleep(300);
+    checkDelivery(t, c, all, () => true, 'catch-up across an edge kill');
+    t.same(c.resyncs, [], 'no resync');
+    await nodes[edge].start();
+  });
+
   await t.test('the NATS server leading the stream SIGKILLed under load', async (t) => {
     const nc = await connect({ servers: nats.urls });
     t.teardown(() => nc.close());
@@ -159,8 +184,13 @@ t.test('cluster chaos: kills, pauses, node hopping', async (t) => {
   let pausedEpoch = 0;
   await t.test('the capture node SIGSTOPped: another takes over; resumed, it appends nothing', async (t) => {
     await sleep(1_000);
-    const victim = await captureNode();
-    const before = (await status(victim))!.cluster.capture!.epoch;
+    let victim = -1;
+    let before = 0;
+    await waitUntil(async () => {
+      victim = await captureNode();
+      before = victim < 0 ? 0 : ((await status(victim))?.cluster.capture?.epoch ?? 0);
+      return before > 0;
+    }, 10_000, () => 'the capture node and its epoch');
     const child = nodes[victim].proc!.child;
     child.kill('SIGSTOP');
     const stoppedAt = Date.now();
@@ -168,7 +198,7 @@ t.test('cluster chaos: kills, pauses, node hopping', async (t) => {
     await waitUntil(async () => (next = await captureNode(victim)) >= 0, 20_000, () => 'another capture node');
     takeovers.push(Date.now() - stoppedAt);
     t.ok(Date.now() - stoppedAt <= TAKEOVER_MS, `takeover from a paused leader in ${Date.now() - stoppedAt} ms`);
-    pausedEpoch = (await status(next))!.cluster.capture!.epoch;
+    await waitUntil(async () => (pausedEpoch = (await status(next))?.cluster.capture?.epoch ?? 0) > 0, 10_000, () => 'the new epoch');
     t.ok(pausedEpoch > before, `a new epoch (${before} → ${pausedEpoch})`);
     await sleep(1_000);
     child.kill('SIGCONT');
