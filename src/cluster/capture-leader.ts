@@ -90,6 +90,11 @@ export class CaptureLeader {
       await client.end().catch(() => {});
     }
     const { publisher, tail } = await this.fence(slotFloor);
+    // Deposed while taking over: stop() found no capture to stop, so none may start now.
+    if (this.stopped) {
+      publisher.close();
+      throw new Error('capture leadership ended during takeover');
+    }
     const after = tail.position;
     const tailEndLsn = tail.end;
     const wroteBefore = tail.lastSeq > 0;
