@@ -7,7 +7,7 @@ import { floorAt, formatWalPosition } from './protocol/position.js';
 import type { Relation } from './capture/pgoutput.types.js';
 import type { Transaction } from './capture/types.js';
 import type { ServeConfig } from './config.js';
-import { BROADCASTS_TABLE, PUBLICATION, SERVER_DEFAULTS } from './constants.js';
+import { BROADCASTS_TABLE, CLUSTER, PUBLICATION, SERVER_DEFAULTS } from './constants.js';
 import { HistoryRing } from './history/ring.js';
 import { LagGuard } from './history/lag-guard.js';
 import { Catalog } from './hub/catalog.js';
@@ -18,7 +18,7 @@ import { oversizeAware } from './hub/oversize.js';
 import { POLICY_TABLE } from './auth/authorizer.js';
 import { parseRelation } from './auth/relations.js';
 import type { Logger } from './log.js';
-import { clientConfig, explainConnectError } from './pg/connect.js';
+import { clientConfig, explainConnectError, withApplicationName } from './pg/connect.js';
 import { Handlers, type HandlerDeps } from './server/handlers.js';
 import { reloadPolicies, startAuthorizer } from './auth/setup.js';
 import type { PolicyAuthorizer } from './auth/authorizer.js';
@@ -52,7 +52,9 @@ export interface DaemonExtras {
   turns?: HandlerDeps['turns'];
 }
 
-export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonExtras = {}): Promise<Daemon> {
+export async function startDaemon(given: ServeConfig, log: Logger, extras: DaemonExtras = {}): Promise<Daemon> {
+  // Named in pg_stat_activity / pg_stat_replication: `walcast`, or `walcast <node-id>` in a cluster.
+  const cfg = { ...given, db: withApplicationName(given.db, given.cluster ? `${CLUSTER.connectionNamePrefix}${given.cluster.nodeId}` : 'walcast') };
   // First, so that a bad key (short secret, unreadable JWKS) stops the start before any connection.
   const verify = cfg.noAuth ? null : createVerifier({ secret: cfg.jwtSecret, jwks: cfg.jwks, issuer: cfg.jwtIssuer, audience: cfg.jwtAudience });
   const pool = new pg.Pool({ ...clientConfig(cfg.db), max: 2 });
@@ -75,7 +77,7 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
       cluster = await startClusterNode({ cluster: cfg.cluster, slot: cfg.slot, pool }, log);
     } catch (err) {
       await pool.end().catch(() => {});
-      throw explainConnectError(err, cfg.db);
+      throw explainConnectError(err, given.db);
     }
   }
   const ring = new HistoryRing({ maxBytes: cfg.historyBytes, maxAgeMs: cfg.historyAgeMs });
@@ -140,7 +142,7 @@ export async function startDaemon(cfg: ServeConfig, log: Logger, extras: DaemonE
     await bridge?.stop();
     await cluster?.close().catch(() => {});
     await pool.end().catch(() => {});
-    throw explainConnectError(err, cfg.db);
+    throw explainConnectError(err, given.db);
   }
   const handlers = new Handlers({ hub, catalog, log, maxMessageBytes: cfg.maxMessageBytes, maxSubscriptions: cfg.maxSubscriptions, verify, authTimeoutMs: cfg.authTimeoutMs, turns: extras.turns });
   let front: Server | null = null; // the metrics read the server created just below

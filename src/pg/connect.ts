@@ -25,6 +25,18 @@ export function checkDatabaseUrl(url: string): URL {
   return parsed;
 }
 
+/**
+ * The URL with `application_name` set (unless it names one already): every connection of the
+ * daemon, the replication one included, shows under that name in pg_stat_activity and
+ * pg_stat_replication (a cluster node's is `walcast <node-id>`).
+ */
+export function withApplicationName(url: string, name: string): string {
+  const parsed = checkDatabaseUrl(url);
+  if (parsed.searchParams.has('application_name')) return url;
+  parsed.searchParams.set('application_name', name);
+  return parsed.toString();
+}
+
 export function clientConfig(url: string, extra: pg.ClientConfig = {}): pg.ClientConfig {
   checkDatabaseUrl(url);
   return { connectionString: url, connectionTimeoutMillis: PG_CONNECT_TIMEOUT_MS, ...extra };

@@ -119,8 +119,9 @@ export function createMetrics(src: MetricsSources): MetricsText {
     const t = hub.ring.stats().oldestTime;
     return t === null ? 0 : Math.max(0, (Date.now() - t) / 1000);
   });
-  const cluster = src.cluster;
-  if (cluster) {
+  // Registered on a single node too (reading 0): one set of metric names whatever the mode.
+  {
+    const cluster = src.cluster ?? (() => null);
     const read = (f: (c: ClusterFigures) => number) => () => {
       const c = cluster();
       return c ? f(c) : 0;
@@ -139,8 +140,9 @@ export function createMetrics(src: MetricsSources): MetricsText {
     counter('walcast_follower_skipped_total', 'Stream messages skipped as malformed or already read', read((c) => c.follower?.skipped ?? 0));
     counter('walcast_follower_reopens_total', 'Times this node reopened its reading of the stream', read((c) => c.follower?.reopens ?? 0));
   }
-  const bridge = src.bridge;
-  if (bridge) {
+  {
+    const none: BridgeFigures = { rooms: 0, nodes: 0, published: 0, received: 0, dropped: {}, expiredNodes: 0 };
+    const bridge = src.bridge ?? (() => none);
     gauge('walcast_cluster_channels_open', 'cluster: channels with members on this node (followed on NATS)', () => bridge().rooms);
     gauge('walcast_cluster_nodes_alive', 'cluster: other nodes heard from lately (channels and presence)', () => bridge().nodes);
     counter('walcast_cluster_channel_messages_total', 'cluster: broadcast and presence messages sent to and received from other nodes', () => bridge().published + bridge().received);

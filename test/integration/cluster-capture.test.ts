@@ -48,6 +48,10 @@ t.test('a cluster of nodes on one slot', async (t) => {
     const slots = await query<{ n: string }>(db.url, "select count(*)::text as n from pg_replication_slots where slot_type = 'logical'");
     t.equal(slots[0].n, '1', 'one logical slot');
     t.equal(await walsenders(), '1', 'one walsender');
+    const named = await query<{ name: string }>(db.url, 'select application_name as name from pg_stat_replication');
+    t.same(named.map((r) => r.name), [`walcast ${captureNodes()[0].cluster!.nodeId}`], 'the walsender is named after the capture node');
+    const backends = await query<{ name: string }>(db.url, "select distinct application_name as name from pg_stat_activity where application_name like 'walcast %' order by 1");
+    t.same(backends.map((r) => r.name), ['walcast node-a', 'walcast node-b'], 'each node\'s connections carry its name');
     const edge = nodes.find((d) => d.cluster?.role === 'edge');
     t.equal(edge?.cluster?.capture, null, 'the edge runs no capture');
   });
