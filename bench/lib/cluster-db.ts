@@ -1,7 +1,7 @@
 // Database load of walcast processes: walsenders (pg_stat_replication) and backends
 // (pg_stat_activity), each attributed to the walcast process holding its client socket (the
 // backend's client_port is a local port of that process: /proc/<pid>/fd and /proc/net/tcp*,
-// Linux only). walcast does not set application_name, so the socket is what tells them apart.
+// Linux only). The socket tells them apart (written before walcast named its connections `walcast <node-id>`).
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import type pg from 'pg';
 
