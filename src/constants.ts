@@ -315,6 +315,8 @@ export const CLUSTER_FOLLOWER = {
   retryCapMs: 5_000,
   /** Table shapes cached (a bound, not a working-set size: a table has one shape at a time). */
   maxRelations: 10_000,
+  /** At start, messages without a position (foreign) skipped at most, looking for walcast's. */
+  scanForPosition: 256,
   /** Nothing read for this long while the stream has more: the consumer is reopened. */
   stallAfterMs: 5_000,
   stallCheckMs: 2_000,

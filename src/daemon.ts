@@ -120,6 +120,7 @@ export async function startDaemon(given: ServeConfig, log: Logger, extras: Daemo
         publication: PUBLICATION,
         authTables,
         maxTransactionBytes: cfg.maxTransactionBytes,
+        historyAgeMs: cfg.historyAgeMs,
         sink: {
           reset: (floor, reason) => hub.reset(floor, reason),
           liveFrom: (pos) => hub.liveFrom(pos),

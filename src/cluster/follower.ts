@@ -11,7 +11,7 @@
 //
 // Interest routing (a node reading only what its clients want) replaces the whole-stream read in
 // a later increment (plan §5, §12 #6).
-import { DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import { DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg, type StoredMsg } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { Relation } from '../capture/pgoutput.types.js';
 import type { CapturedChange, Transaction, TransactionHead } from '../capture/types.js';
@@ -51,6 +51,8 @@ export interface FollowerOptions {
   sink: FollowerSink;
   /** The window's floor when the stream holds nothing yet (the slot's position). */
   emptyFloor: () => Promise<Position>;
+  /** The node's --history-age: older messages are not read at start (they would be evicted at once). */
+  historyAgeMs?: number;
   log: Logger;
 }
 
@@ -141,30 +143,77 @@ export class Follower {
     await this.running?.catch(() => {});
   }
 
-  /** The window at start: the stream's first message is its floor, its last one the start of news. */
+  /**
+   * The window at start. Its floor is just before the first message young enough for the node's
+   * history window (`historyAgeMs`; older ones would be evicted as soon as read, so they are not
+   * read at all), and news starts at the stream's last message. Returns the sequence to read from.
+   */
   private async bounds(): Promise<number> {
     const { jsm, stream, sink } = this.o;
     for (let attempt = 0; ; attempt++) {
-      const info = await jsm.streams.info(stream);
-      const s = info.state;
+      const s = (await jsm.streams.info(stream)).state;
       if (s.messages === 0) {
         const floor = await this.o.emptyFloor();
         sink.reset(floor, null);
         sink.liveFrom(floor);
         return s.last_seq + 1;
       }
-      const [firstMsg, lastMsg] = await Promise.all([jsm.streams.getMessage(stream, { seq: s.first_seq }), jsm.streams.getMessage(stream, { seq: s.last_seq })]);
-      const floor = firstMsg ? this.floorBefore({ subject: firstMsg.subject, data: firstMsg.data, header: firstMsg.header?.get(CLUSTER_HEADERS.position) }) : null;
-      const news = lastMsg ? readPositionHeader(lastMsg.header?.get(CLUSTER_HEADERS.position)) : null;
+      const start = await this.firstYoung(s.first_seq, s.last_seq);
+      const first = start === null ? null : await this.positioned(start, s.last_seq, 1);
+      const last = await this.positioned(s.last_seq, s.first_seq, -1);
+      if (!last) {
+        // Nothing walcast wrote near the end (foreign messages only): read from the end.
+        const floor = await this.o.emptyFloor();
+        sink.reset(floor, null);
+        sink.liveFrom(floor);
+        return s.last_seq + 1;
+      }
+      const news = readPositionHeader(last.header?.get(CLUSTER_HEADERS.position)) as Position;
+      if (start === null || !first) {
+        // Every message is older than the history window: none is read, the window starts after the last.
+        sink.reset(news, null);
+        sink.liveFrom(news);
+        return s.last_seq + 1;
+      }
+      const floor = this.floorBefore({ subject: first.subject, data: first.data, header: first.header?.get(CLUSTER_HEADERS.position) });
       // The first message aged out in between: read the bounds again.
-      if (!floor || !news) {
+      if (!floor) {
         if (attempt < 5) continue;
-        throw new ClusterMessageError(`the stream ${stream} has messages without a ${CLUSTER_HEADERS.position} header (seq ${s.first_seq} or ${s.last_seq})`);
+        throw new ClusterMessageError(`the stream ${stream} changed under this node at start too often (seq ${first.seq})`);
       }
       sink.reset(floor, null);
       sink.liveFrom(news);
-      return s.first_seq;
+      return first.seq;
     }
+  }
+
+  /** The first sequence whose message is younger than the history window (binary search by store time); null when none. */
+  private async firstYoung(lo: number, hi: number): Promise<number | null> {
+    const maxAge = this.o.historyAgeMs;
+    if (maxAge === undefined) return lo;
+    const cutoff = Date.now() - maxAge;
+    const young = async (seq: number) => {
+      const m = await this.o.jsm.streams.getMessage(this.o.stream, { seq }).catch(() => null);
+      return m !== null && m.time.getTime() >= cutoff;
+    };
+    if (await young(lo)) return lo;
+    if (!(await young(hi))) return null;
+    // young(lo) false, young(hi) true: the boundary is in (lo, hi].
+    while (hi - lo > 1) {
+      const mid = lo + Math.floor((hi - lo) / 2);
+      if (await young(mid)) hi = mid;
+      else lo = mid;
+    }
+    return hi;
+  }
+
+  /** The message at `seq` or the nearest one towards `limit` that walcast wrote (it has a position); null within a few hundred none. */
+  private async positioned(seq: number, limit: number, step: 1 | -1): Promise<StoredMsg | null> {
+    for (let n = 0; n < CLUSTER_FOLLOWER.scanForPosition && (step > 0 ? seq <= limit : seq >= limit); n++, seq += step) {
+      const m = await this.o.jsm.streams.getMessage(this.o.stream, { seq }).catch(() => null);
+      if (m && readPositionHeader(m.header?.get(CLUSTER_HEADERS.position))) return m;
+    }
+    return null;
   }
 
   /** The last position before a stored message: the window's floor when it is the first. */

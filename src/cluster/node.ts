@@ -56,6 +56,8 @@ export interface ClusterRunOptions {
   publication: string;
   authTables: ReadonlySet<string>;
   maxTransactionBytes: number;
+  /** --history-age: the node's window; older stream messages are not read at start. */
+  historyAgeMs: number;
   sink: FollowerSink;
 }
 
@@ -162,6 +164,7 @@ class Node implements ClusterNode {
       stream: names.stream,
       sink: o.sink,
       emptyFloor: () => this.slotFloor(o.slot),
+      historyAgeMs: o.historyAgeMs,
       log: this.log,
     });
     this.follower = follower;

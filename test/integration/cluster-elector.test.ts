@@ -227,7 +227,7 @@ t.test('capture lease', async (t) => {
     t.comment(`NATS stopped: leader deposed after ${took} ms (stale ${E.staleMs})`);
     // Its last good renew was sent before the server was down: the deadline timer, not the
     // next tick (up to renewMs later), deposes it.
-    t.ok(took <= down + E.staleMs + 250, `within staleMs of its last renew (server down after ${down} ms)`);
+    t.ok(took <= down + E.staleMs + 1_000, `within staleMs of its last renew (server down after ${down} ms)`);
     t.match(l.events.at(-1), { kind: 'deposed', reason: 'stale' }, 'onDeposed(stale)');
     t.equal(g.leaders().length, 0, 'no leader while NATS is away');
     const tb = performance.now();
