@@ -66,14 +66,8 @@ class Grow {
   }
 }
 
-interface Group {
+interface Group extends Omit<GroupStats, 'tag' | 'open'> {
   conns: Set<MiniWs>;
-  closed: number;
-  closeCodes: Record<string, number>;
-  deliveries: number;
-  bytes: number;
-  stale: number;
-  lastAt: number;
   lat: Grow;
   at: Grow;
   id: Grow;
