@@ -14,15 +14,15 @@
 import { DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg, type StoredMsg } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import type { Relation } from '../capture/pgoutput.types.js';
-import type { CapturedChange, Transaction, TransactionHead } from '../capture/types.js';
+import type { Transaction } from '../capture/types.js';
 import { CLUSTER_FOLLOWER } from '../constants.js';
 import { ClusterMessageError, ClusterMessageVersionError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { formatLsn } from '../protocol/lsn.js';
 import type { ResyncReason } from '../protocol/types.js';
-import { compareWalPositions, floorAt, formatWalPosition, MAX_POSITION_INDEX, type Position } from '../protocol/position.js';
+import { floorAt, formatWalPosition, type Position } from '../protocol/position.js';
 import { RetryBackoff } from '../util/backoff.js';
 import { decodeChange, decodeRelation, toCaptured } from './codec.js';
+import { Regrouper } from './regroup.js';
 import { CLUSTER_HEADERS, decodeCtl, readPositionHeader, type CtlMessage } from './ctl.js';
 import { parseSubject, relationKey } from './subjects.js';
 
@@ -56,11 +56,6 @@ export interface FollowerOptions {
   log: Logger;
 }
 
-interface OpenTx {
-  head: TransactionHead & { endLsn: bigint };
-  changes: CapturedChange[];
-}
-
 export interface FollowerStats {
   /** The last stream sequence handled. */
   seq: number;
@@ -77,8 +72,7 @@ export interface FollowerStats {
 
 export class Follower {
   private seq = 0;
-  private last: Position | null = null;
-  private open: OpenTx | null = null;
+  private readonly regroup: Regrouper;
   private readonly relations = new Map<string, Relation>();
   /** The current shape reference per table OID: a new one means the table changed. */
   private readonly shapes = new Map<number, string>();
@@ -98,10 +92,12 @@ export class Follower {
 
   constructor(private readonly o: FollowerOptions) {
     this.failed = new Promise((resolve) => (this.fatal = resolve));
+    this.regroup = new Regrouper((tx) => o.sink.transaction(tx));
   }
 
   get stats(): FollowerStats {
-    return { seq: this.seq, position: this.last ? formatWalPosition(this.last.lsn, this.last.index) : null, epoch: this.epoch, gaps: this.gaps, skipped: this.skipped, reopens: this.reopens };
+    const last = this.regroup.last;
+    return { seq: this.seq, position: last ? formatWalPosition(last.lsn, last.index) : null, epoch: this.epoch, gaps: this.gaps, skipped: this.skipped + this.regroup.skipped, reopens: this.reopens };
   }
 
   /** Whether it is reading (or about to, after a retry). */
@@ -281,7 +277,7 @@ export class Follower {
     const parts = parseSubject(this.o.ns, m.subject);
     try {
       if (parts?.kind === 'ctl') {
-        this.flushOpen();
+        this.regroup.flush();
         this.control(decodeCtl(m.data), m);
       } else if (parts?.kind === 'change') {
         await this.change(m);
@@ -299,8 +295,8 @@ export class Follower {
   /** Sequences between the last one and this one are gone (the stream evicted them under us). */
   private gap(m: JsMsg): void {
     this.gaps++;
-    this.open = null; // its missing part is gone too
-    const floor = this.floorBefore({ subject: m.subject, data: m.data, header: m.headers?.get(CLUSTER_HEADERS.position) }) ?? this.last;
+    this.regroup.drop(); // the open transaction's missing part is gone too
+    const floor = this.floorBefore({ subject: m.subject, data: m.data, header: m.headers?.get(CLUSTER_HEADERS.position) }) ?? this.regroup.last;
     this.o.log.warn({ from: this.seq + 1, to: m.seq - 1 }, 'messages of the cluster stream were gone before this node read them: subscriptions resync');
     if (floor) this.o.sink.reset(floor, 'position_outside_window');
   }
@@ -318,41 +314,18 @@ export class Follower {
       case 'reset':
         sink.reset(c.floor, c.reason);
         if (c.reason === 'slot_recreated') sink.reloadPolicies();
-        this.last = c.floor;
+        this.regroup.resetTo(c.floor);
         return;
-      case 'oversize': {
-        const pos = { lsn: c.lsn, index: MAX_POSITION_INDEX };
-        if (this.last && compareWalPositions(pos, this.last) <= 0) return void this.skipped++;
-        this.last = pos;
-        sink.transaction({ xid: c.xid, lsn: c.lsn, lsnText: formatLsn(c.lsn), endLsn: c.end, commitTime: c.t, changes: [], oversize: { tables: c.tables, changes: c.changes, bytes: c.bytes } });
+      case 'oversize':
+        this.regroup.oversize(c);
         return;
-      }
     }
   }
 
   private async change(m: JsMsg): Promise<void> {
     const msg = decodeChange(m.data);
-    const relation = await this.relationOf(msg.rel);
-    const { head, change } = toCaptured(msg, relation);
-    const pos = { lsn: head.lsn, index: change.index };
-    if (this.last && compareWalPositions(pos, this.last) <= 0) {
-      this.skipped++;
-      return;
-    }
-    this.last = pos;
-    if (this.open && this.open.head.lsn !== head.lsn) this.flushOpen();
-    this.open ??= { head, changes: [] };
-    this.open.changes.push(change);
-    if (m.headers?.get(CLUSTER_HEADERS.last) === '1') this.flushOpen();
-  }
-
-  /** Hands on the open transaction: whole, or the part before a capture failover (the rest follows in order). */
-  private flushOpen(): void {
-    const open = this.open;
-    if (!open) return;
-    this.open = null;
-    const h = open.head;
-    this.o.sink.transaction({ xid: h.xid, lsn: h.lsn, lsnText: h.lsnText, endLsn: h.endLsn, commitTime: h.commitTime, changes: open.changes });
+    const { head, change } = toCaptured(msg, await this.relationOf(msg.rel));
+    this.regroup.change(head, change, m.headers?.get(CLUSTER_HEADERS.last) === '1');
   }
 
   private async relationOf(ref: string): Promise<Relation> {
