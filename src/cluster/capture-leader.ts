@@ -79,16 +79,10 @@ export class CaptureLeader {
   async start(): Promise<void> {
     const o = this.o;
     const client = await connect(o.db);
-    let slotFloor: Position;
-    let slotConfirmed: bigint;
-    try {
-      const slot = await breakSlotHolder(client, o.slot);
-      slotFloor = slot.floor;
-      slotConfirmed = slot.confirmed;
-      if (slot.terminated) o.log.warn({ slot: o.slot, epoch: o.epoch }, 'ended the walsender of the previous capture node');
-    } finally {
-      await client.end().catch(() => {});
-    }
+    const slot = await breakSlotHolder(client, o.slot).finally(() => client.end().catch(() => {}));
+    if (slot.terminated) o.log.warn({ slot: o.slot, epoch: o.epoch }, 'ended the walsender of the previous capture node');
+    const slotConfirmed = slot.confirmed;
+    const slotFloor = floorAt(slotConfirmed);
     const { publisher, tail } = await this.fence(slotFloor);
     // Deposed while taking over: stop() found no capture to stop, so none may start now.
     if (this.stopped) {

@@ -148,29 +148,16 @@ export class Follower {
     const { jsm, stream, sink } = this.o;
     for (let attempt = 0; ; attempt++) {
       const s = (await jsm.streams.info(stream)).state;
-      if (s.messages === 0) {
-        const floor = await this.o.emptyFloor();
-        sink.reset(floor, null);
-        sink.liveFrom(floor);
-        return s.last_seq + 1;
-      }
+      // Nothing in the stream: the window starts where the slot is.
+      if (s.messages === 0) return this.startAt(await this.o.emptyFloor(), s.last_seq + 1);
       const start = await this.firstYoung(s.first_seq, s.last_seq);
       const first = start === null ? null : await this.positioned(start, s.last_seq, 1);
       const last = await this.positioned(s.last_seq, s.first_seq, -1);
-      if (!last) {
-        // Nothing walcast wrote near the end (foreign messages only): read from the end.
-        const floor = await this.o.emptyFloor();
-        sink.reset(floor, null);
-        sink.liveFrom(floor);
-        return s.last_seq + 1;
-      }
+      // Nothing walcast wrote near the end (foreign messages only): read from the end.
+      if (!last) return this.startAt(await this.o.emptyFloor(), s.last_seq + 1);
       const news = readPositionHeader(last.header?.get(CLUSTER_HEADERS.position)) as Position;
-      if (start === null || !first) {
-        // Every message is older than the history window: none is read, the window starts after the last.
-        sink.reset(news, null);
-        sink.liveFrom(news);
-        return s.last_seq + 1;
-      }
+      // Every message is older than the history window: none is read, the window starts after the last.
+      if (start === null || !first) return this.startAt(news, s.last_seq + 1);
       const floor = this.floorBefore({ subject: first.subject, data: first.data, header: first.header?.get(CLUSTER_HEADERS.position) });
       // The first message aged out in between: read the bounds again.
       if (!floor) {
@@ -181,6 +168,13 @@ export class Follower {
       sink.liveFrom(news);
       return first.seq;
     }
+  }
+
+  /** An empty window at `floor`, news from there on, reading from `seq`. */
+  private startAt(floor: Position, seq: number): number {
+    this.o.sink.reset(floor, null);
+    this.o.sink.liveFrom(floor);
+    return seq;
   }
 
   /** The first sequence whose message is younger than the history window (binary search by store time); null when none. */

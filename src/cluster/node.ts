@@ -15,7 +15,6 @@ import type { Capture } from '../capture/capture.js';
 import type { ClusterConfig } from '../config.js';
 import { CLUSTER, CLUSTER_NODES } from '../constants.js';
 import type { Logger } from '../log.js';
-import { parseLsn } from '../protocol/lsn.js';
 import { floorAt, type Position } from '../protocol/position.js';
 import { CaptureLeader } from './capture-leader.js';
 import { connectNats, type NatsLink } from './connect.js';
@@ -24,6 +23,7 @@ import { Elector } from './elector.js';
 import { Follower, type FollowerSink, type FollowerStats } from './follower.js';
 import { listNodes, NodeRegistry, type NodeSeen } from './registry.js';
 import { StreamWatch, type StreamFigures } from './stream-watch.js';
+import { readSlot } from './takeover.js';
 import { clusterNames, ensureBucket, ensureStream, jetStreamError, readDatabaseIdentity, streamDescription, wantedStream } from './stream.js';
 
 export type ClusterRole = 'capture' | 'edge';
@@ -227,11 +227,7 @@ class Node implements ClusterNode {
 
   /** The slot's confirmed position (or the WAL's, before there is a slot): the floor of an empty stream. */
   private async slotFloor(slot: string): Promise<Position> {
-    const { rows } = await this.pool.query<{ lsn: string }>(
-      'select coalesce((select confirmed_flush_lsn from pg_replication_slots where slot_name = $1), pg_current_wal_lsn())::text as lsn',
-      [slot],
-    );
-    return floorAt(parseLsn(rows[0].lsn));
+    return floorAt((await readSlot(this.pool, slot)).confirmed);
   }
 
   private lead(epoch: number, o: ClusterRunOptions, stream: string): void {

@@ -151,36 +151,31 @@ export class Publisher {
    * control message: its changes were not kept.
    */
   publish(tx: Transaction): Promise<void> {
-    if (!tx.oversize && this.opts.maxPayload !== undefined) {
-      const over = this.oversizeOf(tx, this.opts.maxPayload);
-      if (over) return this.publish({ ...tx, changes: [], oversize: over });
-    }
-    if (tx.oversize) {
-      const o = tx.oversize;
-      return this.publishCtl(
-        { type: 'oversize', xid: tx.xid, lsn: tx.lsn, end: tx.endLsn, t: tx.commitTime, tables: o.tables, changes: o.changes, bytes: o.bytes },
-        { lsn: tx.lsn, index: MAX_POSITION_INDEX },
-        tx.lsn,
-        `${tx.lsnText}:x`,
-        tx.endLsn,
-      );
-    }
+    if (tx.oversize) return this.publishOversize(tx, tx.oversize);
     if (this.state !== 'open') return Promise.reject(this.error ?? new ClusterPublishError('the cluster publisher is closed'));
     const head = { xid: tx.xid, lsnText: tx.lsnText, endLsn: tx.endLsn, commitTime: tx.commitTime };
+    // Encode everything first: a throw, or a change too large for a message, leaves no sequence taken.
+    const encoded = tx.changes.map((c) => {
+      const ref = this.refOf(c.relation);
+      return { c, ref, data: encodeChange(head, c, ref) };
+    });
+    const max = this.opts.maxPayload;
+    if (max !== undefined && encoded.some((e) => e.data.length > max)) {
+      this.opts.log.warn({ lsn: tx.lsnText, changes: tx.changes.length, maxPayload: max }, 'a change is larger than NATS max_payload: published as an oversize marker (subscribers of its tables get resync)');
+      const bytes = encoded.reduce((n, e) => n + e.data.length, 0);
+      return this.publishOversize(tx, { tables: [...new Set(tx.changes.map((c) => c.relation.qualified))], changes: tx.changes.length, bytes });
+    }
     const out: Array<Omit<Outgoing, 'waiter'>> = [];
     const entries: LedgerMessage[] = [];
     let seq = this.seq;
-    // Encode everything first: a throw here leaves no sequence taken.
     let gate: Gate | null = null;
-    for (let i = 0; i < tx.changes.length; i++) {
-      const c = tx.changes[i];
+    for (let i = 0; i < encoded.length; i++) {
+      const { c, ref, data } = encoded[i];
       const route = c.tag === 'truncate' ? CLUSTER_TOKENS.truncate : this.routeOf(c);
       const subject = changeSubject(this.opts.ns, this.areaOf(c), c.relation.schema, c.relation.name, route);
-      const ref = this.refOf(c.relation);
       gate = this.gateFor(ref, c.relation) ?? gate;
-      const data = encodeChange(head, c, ref);
       const pos = { lsn: tx.lsn, index: c.index };
-      out.push({ seq, subject, data, msgID: `${tx.lsnText}:${c.index}`, pos, last: i === tx.changes.length - 1, gate: null });
+      out.push({ seq, subject, data, msgID: `${tx.lsnText}:${c.index}`, pos, last: i === encoded.length - 1, gate: null });
       entries.push({ seq, pos });
       seq++;
     }
@@ -190,6 +185,17 @@ export class Publisher {
     this.ledger.append(tx.lsn, entries, this.now(), tx.endLsn);
     if (out.length === 0) return Promise.resolve();
     return this.enqueue(out);
+  }
+
+  /** One `oversize` control message in place of the transaction's changes. */
+  private publishOversize(tx: Transaction, o: NonNullable<Transaction['oversize']>): Promise<void> {
+    return this.publishCtl(
+      { type: 'oversize', xid: tx.xid, lsn: tx.lsn, end: tx.endLsn, t: tx.commitTime, tables: o.tables, changes: o.changes, bytes: o.bytes },
+      { lsn: tx.lsn, index: MAX_POSITION_INDEX },
+      tx.lsn,
+      `${tx.lsnText}:x`,
+      tx.endLsn,
+    );
   }
 
   /**
@@ -213,23 +219,6 @@ export class Publisher {
       for (const m of out) this.queue.push({ ...m, waiter });
       this.pump();
     });
-  }
-
-  /**
-   * What a transaction touched when one of its changes would not fit in a message; null when
-   * every one fits. The size is an upper bound from the decoded values (JSON), not encoded twice.
-   */
-  private oversizeOf(tx: Transaction, max: number): Transaction['oversize'] | null {
-    let big = false;
-    let bytes = 0;
-    for (const c of tx.changes) {
-      const size = c.tag === 'truncate' ? 0 : approxJsonBytes(c.tag === 'delete' ? c.old : c.new) + (c.tag === 'update' && c.old ? approxJsonBytes(c.old) : 0);
-      bytes += size;
-      if (size > max) big = true;
-    }
-    if (!big) return null;
-    this.opts.log.warn({ lsn: tx.lsnText, changes: tx.changes.length, maxPayload: max }, 'a change is larger than NATS max_payload: published as an oversize marker (subscribers of its tables get resync)');
-    return { tables: [...new Set(tx.changes.map((c) => c.relation.qualified))], changes: tx.changes.length, bytes };
   }
 
   /** The gate of a relation's metadata put, started now if it was never stored; null when stored. */
@@ -383,15 +372,3 @@ function isTimeout(err: unknown): boolean {
   return err instanceof TimeoutError || (err instanceof Error && err.cause instanceof TimeoutError);
 }
 
-/** Bytes of a row as JSON, bounded above closely enough to decide whether it fits a message (strings counted at 3 bytes a character at most). */
-function approxJsonBytes(row: Record<string, unknown>): number {
-  let n = 2;
-  for (const [k, v] of Object.entries(row)) n += k.length * 3 + 4 + valueBytes(v);
-  return n;
-}
-
-function valueBytes(v: unknown): number {
-  if (typeof v === 'string') return v.length * 3 + 2;
-  if (v === null || typeof v !== 'object') return 24;
-  return Buffer.byteLength(JSON.stringify(v));
-}

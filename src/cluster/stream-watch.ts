@@ -5,8 +5,7 @@ import type { JetStreamManager } from '@nats-io/jetstream';
 import { CLUSTER_NODES } from '../constants.js';
 import { formatWalPosition } from '../protocol/position.js';
 import { CLUSTER_HEADERS, readPositionHeader } from './ctl.js';
-
-const NS_PER_MS = 1_000_000;
+import { NS_PER_MS } from './stream.js';
 
 export interface StreamFigures {
   name: string;

@@ -15,7 +15,8 @@ import { streamSubjects } from './subjects.js';
 /** JetStream API error codes (nats-server errors.json): no such stream, too few servers or too little room, JetStream off. */
 const API = { streamNotFound: 10059, noSuitablePeers: 10005, insufficientResources: 10023, jetStreamNotEnabled: 10039 } as const;
 
-const NS_PER_MS = 1_000_000;
+/** JetStream durations are nanoseconds. */
+export const NS_PER_MS = 1_000_000;
 
 /**
  * The names of one namespace. The namespace is `[A-Za-z0-9_-]{1,48}` (src/config.ts), every

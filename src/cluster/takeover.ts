@@ -3,7 +3,7 @@
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type pg from 'pg';
 import { parseLsn } from '../protocol/lsn.js';
-import { floorAt, type Position } from '../protocol/position.js';
+import type { Position } from '../protocol/position.js';
 import { decodeChange } from './codec.js';
 import { CLUSTER_HEADERS, decodeCtl, readPositionHeader } from './ctl.js';
 
@@ -53,8 +53,6 @@ export async function readTail(jsm: JetStreamManager, stream: string): Promise<S
 
 /** The slot as a takeover finds it. */
 export interface SlotAtTakeover {
-  /** The slot's confirmed position, or the current WAL position when there is no slot yet. */
-  floor: Position;
   /** The slot's confirmed_flush_lsn (the WAL position when there is no slot yet). */
   confirmed: bigint;
   /** Whether a walsender was serving it (and was told to end). */
@@ -67,17 +65,24 @@ export interface SlotAtTakeover {
  * wal_sender_timeout. Our role may end its own backends (or needs pg_signal_backend).
  */
 export async function breakSlotHolder(client: pg.Client, slot: string): Promise<SlotAtTakeover> {
-  const { rows } = await client.query<{ confirmed: string | null; pid: number | null; wal: string }>(
-    `select s.confirmed_flush_lsn::text as confirmed, s.active_pid as pid, pg_current_wal_lsn()::text as wal
-       from (select 1) one left join pg_replication_slots s on s.slot_name = $1`,
-    [slot],
-  );
-  const r = rows[0];
+  const r = await readSlot(client, slot);
   let terminated = false;
   if (r.pid !== null) {
     const t = await client.query<{ ok: boolean }>('select pg_terminate_backend($1) as ok', [r.pid]);
     terminated = t.rows[0]?.ok === true;
   }
-  const confirmed = parseLsn(r.confirmed ?? r.wal);
-  return { floor: floorAt(confirmed), confirmed, terminated };
+  return { confirmed: r.confirmed, terminated };
+}
+
+/**
+ * The slot's confirmed position (the current WAL position while there is no slot yet: nothing
+ * before it will ever be read) and the pid of the walsender serving it.
+ */
+export async function readSlot(db: Pick<pg.ClientBase, 'query'>, slot: string): Promise<{ confirmed: bigint; pid: number | null }> {
+  const { rows } = await db.query<{ confirmed: string; pid: number | null }>(
+    `select coalesce(s.confirmed_flush_lsn, pg_current_wal_lsn())::text as confirmed, s.active_pid as pid
+       from (select 1) one left join pg_replication_slots s on s.slot_name = $1`,
+    [slot],
+  );
+  return { confirmed: parseLsn(rows[0].confirmed), pid: rows[0].pid };
 }

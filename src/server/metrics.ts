@@ -121,7 +121,7 @@ export function createMetrics(src: MetricsSources): MetricsText {
   });
   // Registered on a single node too (reading 0): one set of metric names whatever the mode.
   {
-    const cluster = src.cluster ?? (() => null);
+    const cluster = perTurn(src.cluster ?? (() => null));
     const read = (f: (c: ClusterFigures) => number) => () => {
       const c = cluster();
       return c ? f(c) : 0;
@@ -142,7 +142,7 @@ export function createMetrics(src: MetricsSources): MetricsText {
   }
   {
     const none: BridgeFigures = { rooms: 0, nodes: 0, published: 0, received: 0, dropped: {}, expiredNodes: 0 };
-    const bridge = src.bridge ?? (() => none);
+    const bridge = perTurn(src.bridge ?? (() => none));
     gauge('walcast_cluster_channels_open', 'cluster: channels with members on this node (followed on NATS)', () => bridge().rooms);
     gauge('walcast_cluster_nodes_alive', 'cluster: other nodes heard from lately (channels and presence)', () => bridge().nodes);
     counter('walcast_cluster_channel_messages_total', 'cluster: broadcast and presence messages sent to and received from other nodes', () => bridge().published + bridge().received);
@@ -184,5 +184,17 @@ function sharedRendering(own: client.Registry, processMetrics: client.Registry):
       const [a, b] = await Promise.all([ownText(), processText()]);
       return a.endsWith('\n') || a === '' ? a + b : `${a}\n${b}`;
     },
+  };
+}
+
+/** `read` called once per event-loop turn: a scrape reads one snapshot for all its gauges. */
+function perTurn<T>(read: () => T): () => T {
+  let held: { v: T } | null = null;
+  return () => {
+    if (!held) {
+      held = { v: read() };
+      setImmediate(() => (held = null));
+    }
+    return held.v;
   };
 }
