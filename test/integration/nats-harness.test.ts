@@ -9,6 +9,9 @@ import { startThrowawayNats } from '../../src/nats/throwaway.js';
 import { withNats } from '../helpers/nats.js';
 import { waitUntil } from '../helpers/capture.js';
 
+/** How long one message may take to be stored, elections included (they take a few seconds). */
+const PUBLISH_WITHIN_MS = 60_000;
+
 const refused = (port: number): Promise<boolean> =>
   new Promise((resolve) => {
     const s = net.connect(port, '127.0.0.1');
@@ -20,7 +23,7 @@ t.test('one server: named connections show in its monitoring; destroy leaves not
   const nats = await startThrowawayNats();
   t.not(nats.servers[0]!.port, 4222, 'never the shared server');
   const nc = await connect({ servers: nats.urls, name: 'walcast test-node' });
-  const sub = nc.subscribe('x.y', { max: 1 });
+  const sub = nc.subscribe('x.y', { max: 1, timeout: 10_000 });
   nc.publish('x.y', 'hello');
   for await (const m of sub) t.equal(m.string(), 'hello');
   const connz = await nats.servers[0]!.monitor<{ connections: { name?: string }[] }>('connz');
@@ -35,19 +38,27 @@ t.test('one server: named connections show in its monitoring; destroy leaves not
 t.test('three servers: an R3 file stream keeps every message through its leader SIGKILLed', async (t) => {
   const nats = await withNats(t, { size: 3 });
   t.equal(nats.urls.split(',').length, 3);
-  const nc = await connect({ servers: nats.urls, name: 'walcast harness' });
+  // Never give up reconnecting: the server this client is on may be the one killed.
+  const nc = await connect({ servers: nats.urls, name: 'walcast harness', maxReconnectAttempts: -1, reconnectTimeWait: 250 });
   t.teardown(() => nc.close());
   const jsm = await jetstreamManager(nc);
   await jsm.streams.add({ name: 'T', subjects: ['t.>'], storage: StorageType.File, num_replicas: 3 });
   const js = jetstream(nc, { timeout: 2_000 });
+  // Retries while the stream has no leader (an election), within a bound: a stream that never
+  // recovers fails with what the servers said, rather than hanging until the runner's timeout.
   const publish = async (i: number): Promise<boolean> => {
-    for (;;) {
+    const deadline = Date.now() + PUBLISH_WITHIN_MS;
+    let lastErr = '';
+    while (Date.now() < deadline) {
       try {
         return (await js.publish(`t.${i % 3}`, String(i), { msgID: `m${i}` })).duplicate;
-      } catch {
-        await new Promise((r) => setTimeout(r, 100)); // no leader during the election
+      } catch (err) {
+        lastErr = (err as Error).message;
+        await new Promise((r) => setTimeout(r, 100));
       }
     }
+    const logs = nats.servers.map((s) => `--- ${s.name} (${s.running ? 'running' : 'down'})\n${s.logTail(15)}`).join('\n');
+    throw new Error(`publishing message ${i} failed for ${PUBLISH_WITHIN_MS} ms (last error: ${lastErr}; client closed: ${nc.isClosed()})\n${logs}`);
   };
   for (let i = 0; i < 50; i++) await publish(i);
   const before = await jsm.streams.info('T');
