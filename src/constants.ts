@@ -323,6 +323,23 @@ export const CLUSTER_FOLLOWER = {
 } as const;
 
 /**
+ * Catch-ups from the cluster's stream (src/cluster/stream-segment.ts): a resume position older
+ * than a node's history window is read from the stream, a bounded buffer ahead of the client.
+ */
+export const CLUSTER_CATCHUP = {
+  /** Segments reading at once per node; more catch-ups wait for one to finish. */
+  maxSegments: 16,
+  /** Read ahead per segment: entries and bytes (the last entry may go past the bytes). */
+  bufferEntries: 256,
+  bufferBytes: 1024 * 1024,
+  /** Messages per pull (a pull's messages are received whole: batch × max_payload at most), and how long a pull waits at the stream's end. */
+  batch: 32,
+  fetchExpiresMs: 2_000,
+  retryBaseMs: 250,
+  retryCapMs: 5_000,
+} as const;
+
+/**
  * Channels across cluster nodes (src/cluster/channels-bridge.ts, docs/dev/cluster-plan.md §9):
  * client broadcasts and presence on core NATS, node liveness by heartbeat.
  */

@@ -102,6 +102,8 @@ export async function startDaemon(given: ServeConfig, log: Logger, extras: Daemo
     auth,
     channels,
     sqlBroadcasts,
+    // In a cluster, positions older than the window are read from the stream.
+    older: cluster?.history ?? null,
   });
   // Tables whose changes the policies follow: an oversized transaction touching one resets them.
   const authTables = new Set(auth ? [POLICY_TABLE, ...cfg.relations.map((r) => parseRelation(r).table)] : []);

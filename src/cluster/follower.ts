@@ -11,20 +11,20 @@
 //
 // Interest routing (a node reading only what its clients want) replaces the whole-stream read in
 // a later increment (plan §5, §12 #6).
-import { DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg, type StoredMsg } from '@nats-io/jetstream';
-import type { KV } from '@nats-io/kv';
+import { DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import type { Relation } from '../capture/pgoutput.types.js';
 import type { Transaction } from '../capture/types.js';
 import { CLUSTER_FOLLOWER } from '../constants.js';
 import { ClusterMessageError, ClusterMessageVersionError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ResyncReason } from '../protocol/types.js';
-import { floorAt, formatWalPosition, type Position } from '../protocol/position.js';
+import { formatWalPosition, type Position } from '../protocol/position.js';
 import { RetryBackoff } from '../util/backoff.js';
-import { decodeChange, decodeRelation, toCaptured } from './codec.js';
+import { readStreamMessage } from './stream-message.js';
+import type { RelationCache } from './relations.js';
+import type { StreamPositions } from './stream-positions.js';
 import { Regrouper } from './regroup.js';
-import { CLUSTER_HEADERS, decodeCtl, readPositionHeader, type CtlMessage } from './ctl.js';
-import { parseSubject, relationKey } from './subjects.js';
+import { CLUSTER_HEADERS, readPositionHeader, type CtlMessage } from './ctl.js';
 
 /** Where a follower's input goes: the hub, as capture's would on a single node. */
 export interface FollowerSink {
@@ -44,8 +44,10 @@ export interface FollowerSink {
 export interface FollowerOptions {
   js: JetStreamClient;
   jsm: JetStreamManager;
-  /** The cluster bucket (relation metadata). */
-  kv: KV;
+  /** Table shapes, from the cluster bucket. */
+  relations: RelationCache;
+  /** Positions of stored messages, by sequence. */
+  positions: StreamPositions;
   ns: string;
   stream: string;
   sink: FollowerSink;
@@ -73,7 +75,6 @@ export interface FollowerStats {
 export class Follower {
   private seq = 0;
   private readonly regroup: Regrouper;
-  private readonly relations = new Map<string, Relation>();
   /** The current shape reference per table OID: a new one means the table changed. */
   private readonly shapes = new Map<number, string>();
   private messages: ConsumerMessages | null = null;
@@ -151,14 +152,14 @@ export class Follower {
       // Nothing in the stream: the window starts where the slot is.
       if (s.messages === 0) return this.startAt(await this.o.emptyFloor(), s.last_seq + 1);
       const start = await this.firstYoung(s.first_seq, s.last_seq);
-      const first = start === null ? null : await this.positioned(start, s.last_seq, 1);
-      const last = await this.positioned(s.last_seq, s.first_seq, -1);
+      const first = start === null ? null : await this.o.positions.positioned(start, s.last_seq, 1);
+      const last = await this.o.positions.positioned(s.last_seq, s.first_seq, -1);
       // Nothing walcast wrote near the end (foreign messages only): read from the end.
       if (!last) return this.startAt(await this.o.emptyFloor(), s.last_seq + 1);
       const news = readPositionHeader(last.header?.get(CLUSTER_HEADERS.position)) as Position;
       // Every message is older than the history window: none is read, the window starts after the last.
       if (start === null || !first) return this.startAt(news, s.last_seq + 1);
-      const floor = this.floorBefore({ subject: first.subject, data: first.data, header: first.header?.get(CLUSTER_HEADERS.position) });
+      const floor = this.o.positions.floorOf(first);
       // The first message aged out in between: read the bounds again.
       if (!floor) {
         if (attempt < 5) continue;
@@ -183,7 +184,7 @@ export class Follower {
     if (maxAge === undefined) return lo;
     const cutoff = Date.now() - maxAge;
     const young = async (seq: number) => {
-      const m = await this.o.jsm.streams.getMessage(this.o.stream, { seq }).catch(() => null);
+      const m = await this.o.positions.get(seq);
       return m !== null && m.time.getTime() >= cutoff;
     };
     if (await young(lo)) return lo;
@@ -195,31 +196,6 @@ export class Follower {
       else lo = mid;
     }
     return hi;
-  }
-
-  /** The message at `seq` or the nearest one towards `limit` that walcast wrote (it has a position); null within a few hundred none. */
-  private async positioned(seq: number, limit: number, step: 1 | -1): Promise<StoredMsg | null> {
-    for (let n = 0; n < CLUSTER_FOLLOWER.scanForPosition && (step > 0 ? seq <= limit : seq >= limit); n++, seq += step) {
-      const m = await this.o.jsm.streams.getMessage(this.o.stream, { seq }).catch(() => null);
-      if (m && readPositionHeader(m.header?.get(CLUSTER_HEADERS.position))) return m;
-    }
-    return null;
-  }
-
-  /** The last position before a stored message: the window's floor when it is the first. */
-  private floorBefore(m: { subject: string; data: Uint8Array; header: string | undefined }): Position | null {
-    const pos = readPositionHeader(m.header);
-    if (!pos) return null;
-    const parts = parseSubject(this.o.ns, m.subject);
-    if (parts?.kind === 'change') return pos.index > 0 ? { lsn: pos.lsn, index: pos.index - 1 } : floorAt(pos.lsn);
-    // Marks, epoch markers and resets stand for "everything up to pos"; an oversize marker is its
-    // whole transaction, which is after the floor.
-    try {
-      if (decodeCtl(m.data).type === 'oversize') return floorAt(pos.lsn);
-    } catch {
-      return null;
-    }
-    return pos;
   }
 
   private async open_(fromSeq: number): Promise<void> {
@@ -268,15 +244,13 @@ export class Follower {
     const seq = m.seq;
     if (seq <= this.seq) return; // read again after a reopen
     if (seq !== this.seq + 1) this.gap(m);
-    const parts = parseSubject(this.o.ns, m.subject);
     try {
-      if (parts?.kind === 'ctl') {
+      const item = await readStreamMessage(this.o.ns, m, (ref) => this.relationOf(ref));
+      if (item.tag === 'ctl') {
         this.regroup.flush();
-        this.control(decodeCtl(m.data), m);
-      } else if (parts?.kind === 'change') {
-        await this.change(m);
+        this.control(item.ctl, m);
       } else {
-        throw new ClusterMessageError(`unexpected subject ${m.subject}`);
+        this.regroup.change(item.head, item.change, item.last);
       }
     } catch (err) {
       if (!(err instanceof ClusterMessageError)) throw err;
@@ -290,7 +264,7 @@ export class Follower {
   private gap(m: JsMsg): void {
     this.gaps++;
     this.regroup.drop(); // the open transaction's missing part is gone too
-    const floor = this.floorBefore({ subject: m.subject, data: m.data, header: m.headers?.get(CLUSTER_HEADERS.position) }) ?? this.regroup.last;
+    const floor = this.o.positions.floorBefore({ subject: m.subject, data: m.data, header: m.headers?.get(CLUSTER_HEADERS.position) }) ?? this.regroup.last;
     this.o.log.warn({ from: this.seq + 1, to: m.seq - 1 }, 'messages of the cluster stream were gone before this node read them: subscriptions resync');
     if (floor) this.o.sink.reset(floor, 'position_outside_window');
   }
@@ -316,21 +290,8 @@ export class Follower {
     }
   }
 
-  private async change(m: JsMsg): Promise<void> {
-    const msg = decodeChange(m.data);
-    const { head, change } = toCaptured(msg, await this.relationOf(msg.rel));
-    this.regroup.change(head, change, m.headers?.get(CLUSTER_HEADERS.last) === '1');
-  }
-
   private async relationOf(ref: string): Promise<Relation> {
-    let rel = this.relations.get(ref);
-    if (!rel) {
-      const entry = await this.o.kv.get(relationKey(ref));
-      if (!entry || entry.operation !== 'PUT') throw new ClusterMessageError(`no metadata for relation ${ref} in the cluster bucket`);
-      rel = decodeRelation(entry.value);
-      if (this.relations.size >= CLUSTER_FOLLOWER.maxRelations) this.relations.clear();
-      this.relations.set(ref, rel);
-    }
+    const rel = await this.o.relations.get(ref);
     if (this.shapes.get(rel.oid) !== ref) {
       this.shapes.set(rel.oid, ref);
       this.o.sink.relation(rel);

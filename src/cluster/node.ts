@@ -23,6 +23,9 @@ import { Elector } from './elector.js';
 import { Follower, type FollowerSink, type FollowerStats } from './follower.js';
 import { listNodes, NodeRegistry, type NodeSeen } from './registry.js';
 import { StreamWatch, type StreamFigures } from './stream-watch.js';
+import { StreamHistory, type StreamHistoryStats } from './stream-history.js';
+import { StreamPositions } from './stream-positions.js';
+import { RelationCache } from './relations.js';
 import { readSlot } from './takeover.js';
 import { clusterNames, ensureBucket, ensureStream, jetStreamError, readDatabaseIdentity, streamDescription, wantedStream } from './stream.js';
 
@@ -46,6 +49,8 @@ export interface ClusterStatus {
     publishBacklog: number;
   };
   follower: FollowerStats | null;
+  /** Catch-ups read from the stream (positions older than this node's window). */
+  streamCatchUps: StreamHistoryStats;
   /** Times this node took over capture. */
   takeovers: number;
 }
@@ -71,6 +76,8 @@ export interface ClusterNode {
   readonly capture: Capture | null;
   /** Whether the node reads the stream (its /healthz). */
   readonly following: boolean;
+  /** The stream as history older than the node's window, for catch-ups. */
+  readonly history: StreamHistory;
   /** Follows the stream into the sink, then stands for election. */
   run(o: ClusterRunOptions): Promise<void>;
   /** The WebSocket listener's address, for the node list. */
@@ -123,6 +130,9 @@ class Node implements ClusterNode {
   private takeovers = 0;
   private fatal: (err: Error) => void = () => {};
   readonly failed: Promise<Error>;
+  private readonly relations: RelationCache;
+  private readonly positions: StreamPositions;
+  readonly history: StreamHistory;
 
   constructor(
     private readonly cfg: ClusterConfig,
@@ -136,6 +146,11 @@ class Node implements ClusterNode {
     private readonly claim: Subscription,
   ) {
     this.failed = new Promise((resolve) => (this.fatal = resolve));
+    const ns = cfg.namespace;
+    const name = clusterNames(ns).stream;
+    this.relations = new RelationCache(kv);
+    this.positions = new StreamPositions(jsm, name, ns);
+    this.history = new StreamHistory({ js, jsm, positions: this.positions, relations: this.relations, ns, stream: name, figures: () => this.watch?.current ?? null, log });
   }
 
   get nodeId(): string {
@@ -159,7 +174,8 @@ class Node implements ClusterNode {
     const follower = new Follower({
       js: this.js,
       jsm: this.jsm,
-      kv: this.kv,
+      relations: this.relations,
+      positions: this.positions,
       ns: this.cfg.namespace,
       stream: names.stream,
       sink: o.sink,
@@ -204,6 +220,7 @@ class Node implements ClusterNode {
       stream,
       lag: { followerMessages: stream && follower ? Math.max(0, stream.lastSeq - follower.seq) : 0, publishBacklog: this.leader?.backlog ?? 0 },
       follower,
+      streamCatchUps: this.history.stats,
       takeovers: this.takeovers,
     };
   }

@@ -30,6 +30,21 @@ export interface RingEntry {
   bodies: (Buffer | undefined)[] | null;
 }
 
+/** A transaction's entry (also for history read from elsewhere than the ring: seq is then the caller's). */
+export function transactionEntry(seq: number, tx: Transaction, bytes: number): RingEntry {
+  let lastIndex = tx.changes.length > 0 ? tx.changes[tx.changes.length - 1].index : 0;
+  // An oversized transaction (src/hub/oversize.ts) is a marker covering its change indexes; it
+  // holds no WAL on the slot, since replaying it would bring back no change.
+  if (tx.oversize) lastIndex = Math.max(0, tx.oversize.changes - 1);
+  const lsn = tx.oversize ? tx.endLsn : tx.lsn;
+  return { seq, lsn, last: { lsn: tx.lsn, index: lastIndex }, tx, bytes, time: Date.parse(tx.commitTime), bodies: null };
+}
+
+/** A mark's entry: everything before WAL position `walEnd` is done. */
+export function markEntry(seq: number, walEnd: bigint, time: number): RingEntry {
+  return { seq, lsn: walEnd, last: { lsn: walEnd - 1n, index: LAST_INDEX }, tx: null, bytes: 64, time, bodies: null };
+}
+
 export interface RingOptions {
   maxBytes: number;
   maxAgeMs: number;
@@ -88,13 +103,7 @@ export class HistoryRing {
   }
 
   appendTransaction(tx: Transaction, bytes: number): RingEntry {
-    let lastIndex = tx.changes.length > 0 ? tx.changes[tx.changes.length - 1].index : 0;
-    // An oversized transaction (src/hub/oversize.ts) is a marker covering its change indexes; it
-    // holds no WAL on the slot, since replaying it would bring back no change.
-    if (tx.oversize) lastIndex = Math.max(0, tx.oversize.changes - 1);
-    const lsn = tx.oversize ? tx.endLsn : tx.lsn;
-    const time = Date.parse(tx.commitTime);
-    const entry: RingEntry = { seq: this.nextSeq++, lsn, last: { lsn: tx.lsn, index: lastIndex }, tx, bytes, time, bodies: null };
+    const entry = transactionEntry(this.nextSeq++, tx, bytes);
     this.push(entry);
     this.txCount++;
     return entry;
@@ -102,9 +111,9 @@ export class HistoryRing {
 
   /** The stream is past WAL position `walEnd` with nothing more for us. */
   appendMark(walEnd: bigint): RingEntry | null {
-    const last = { lsn: walEnd - 1n, index: LAST_INDEX };
-    if (compareWalPositions(last, this.headPos) <= 0) return null;
-    const entry: RingEntry = { seq: this.nextSeq++, lsn: walEnd, last, tx: null, bytes: 64, time: this.now(), bodies: null };
+    const entry = markEntry(this.nextSeq, walEnd, this.now());
+    if (compareWalPositions(entry.last, this.headPos) <= 0) return null;
+    this.nextSeq++;
     this.push(entry);
     return entry;
   }

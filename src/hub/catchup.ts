@@ -1,18 +1,22 @@
 // Catching up resumed subscriptions from the history window. The scheduler (catchup-scheduler.ts)
-// decides who works in a turn and how much; this walks the ring for one subscription within its
-// share: change by change (a cursor inside a transaction, so a large one is spread over turns
-// too), pausing while its socket has too much unsent, and turning it live in the same step that
-// delivers the ring's last change, so the seam has no gap and no duplicate.
+// decides who works in a turn and how much; this walks the ring (after older history when the
+// position is before the ring: older-history.ts) for one subscription within its share: change
+// by change (a cursor inside a transaction, so a large one is spread over turns too), pausing
+// while its socket has too much unsent, and turning it live in the same step that delivers the
+// ring's last change, so the seam has no gap and no duplicate.
 import type { CapturedChange, Transaction } from '../capture/types.js';
 import type { HistoryRing, RingEntry } from '../history/ring.js';
 import { CatchUpScheduler, type CatchUpLimits, type CatchUpStats } from './catchup-scheduler.js';
 import { crossesOversized } from './oversize-crossing.js';
 import type { HubSubscription } from './subscriptions.js';
+import type { OlderHistory } from './older-history.js';
 import type { ResyncReason } from '../protocol/types.js';
 
 /** What catching up needs of the hub. */
 export interface CatchUpHost {
   readonly ring: HistoryRing;
+  /** History before the ring's floor (a cluster's stream), null when there is none. */
+  readonly older: OlderHistory | null;
   /** Sends one change of the window to a catching-up subscription if it may and wants it: the frame's bytes, 0 if none. */
   deliverPast(entry: RingEntry, tx: Transaction, c: CapturedChange, sub: HubSubscription): number;
   /** The subscription has everything in the ring: `subscribed`, then live dispatch. */
@@ -64,6 +68,7 @@ export class CatchUp {
   }
 
   remove(sub: HubSubscription): void {
+    this.closeSegment(sub);
     if (this.scheduler.size === 0) return;
     this.scheduler.remove(sub);
     // A waiting subscription may have taken the freed slot.
@@ -87,23 +92,47 @@ export class CatchUp {
   };
 
   /**
-   * Delivers up to `units` of the ring to one subscription (a change examined, or an entry
+   * Delivers up to `units` of history to one subscription (a change examined, or an entry
    * without changes, is one unit; each KiB sent one more, so the last change may go past
-   * `units`); returns the units spent.
+   * `units`); returns the units spent. History is the ring from the cursor on, or first an older
+   * segment (older-history.ts) until the ring covers the segment's position.
    */
   private readonly step = (sub: HubSubscription, units: number): number => {
     const peer = sub.peer;
     if (sub.state !== 'catching_up' || peer.closed) return 0;
     const ring = this.host.ring;
-    if (sub.cursor < ring.startSeq) {
-      this.host.resync(sub, 'position_outside_window');
-      return 1;
+    // Opened when the catch-up first runs: only running catch-ups hold a segment.
+    if (sub.older && !sub.segment) {
+      sub.segment = this.host.older?.open(sub.after, this.wake) ?? null;
+      if (!sub.segment) return 0; // as many open as allowed: wake() comes when one closes
     }
     if (peer.backlog() > this.highWater) return 0;
     let spent = 0;
     let queued = 0;
-    while (spent < units && sub.cursor < ring.endSeq) {
-      const entry = ring.get(sub.cursor) as RingEntry;
+    while (spent < units) {
+      let entry: RingEntry | undefined;
+      const seg = sub.segment;
+      if (seg) {
+        if (seg.failure) {
+          this.host.resync(sub, seg.failure);
+          return spent + 1;
+        }
+        // The ring has everything after the segment's position: on from its next entry.
+        if (sub.within === 0 && ring.covers(seg.position)) {
+          sub.cursor = ring.seqAfter(seg.position);
+          this.closeSegment(sub);
+          continue;
+        }
+        entry = seg.peek();
+        if (!entry) break; // refilling: wake() comes
+      } else {
+        if (sub.cursor < ring.startSeq) {
+          this.host.resync(sub, 'position_outside_window');
+          return spent + 1;
+        }
+        if (sub.cursor >= ring.endSeq) break;
+        entry = ring.get(sub.cursor) as RingEntry;
+      }
       const tx = entry.tx;
       spent++;
       // A transaction skipped for its size (hub/oversize.ts) that changed this table: refetch.
@@ -112,18 +141,14 @@ export class CatchUp {
         return spent;
       }
       if (!tx || sub.within >= tx.changes.length) {
-        sub.cursor++;
-        sub.within = 0;
+        this.advance(sub);
         continue;
       }
       const bytes = this.host.deliverPast(entry, tx, tx.changes[sub.within++], sub);
       // Large rows cost their copying too: a unit per KiB sent.
       spent += bytes >> 10;
       queued += bytes;
-      if (sub.within >= tx.changes.length) {
-        sub.cursor++;
-        sub.within = 0;
-      }
+      if (sub.within >= tx.changes.length) this.advance(sub);
       if (queued >= WRITE_BYTES) {
         queued = 0;
         peer.flush();
@@ -131,11 +156,28 @@ export class CatchUp {
         if (peer.closed || peer.backlog() > this.highWater) break;
       }
     }
-    if (!peer.closed && sub.cursor >= ring.endSeq) {
+    if (!peer.closed && !sub.segment && sub.cursor >= ring.endSeq) {
       this.host.goLive(sub);
       spent = Math.max(1, spent);
     }
     peer.flush();
     return spent;
   };
+
+  /** Past the entry being read: the next one of the segment, or of the ring. */
+  private advance(sub: HubSubscription): void {
+    sub.within = 0;
+    if (sub.segment) sub.segment.shift();
+    else sub.cursor++;
+  }
+
+  private closeSegment(sub: HubSubscription): void {
+    const seg = sub.segment;
+    sub.segment = null;
+    sub.older = false;
+    if (seg) seg.close();
+  }
+
+  /** A segment has more, or one closed (room for another): run a turn. */
+  private readonly wake = (): void => this.schedule();
 }

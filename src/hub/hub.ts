@@ -20,6 +20,7 @@ import { Delivery } from './delivery.js';
 import { ProgressSweep } from './progress.js';
 import { CatchUp } from './catchup.js';
 import type { CatchUpStats } from './catchup-scheduler.js';
+import type { OlderHistory } from './older-history.js';
 import { PrefixTable } from './prefixes.js';
 import { forWindow, notForWindow, type SqlBroadcasts } from './sql-broadcast.js';
 import { HubSubscription, SubscriptionIndex, type SubscriptionInit } from './subscriptions.js';
@@ -51,6 +52,8 @@ export interface HubOptions {
   channels?: Channels | null;
   /** Inserts into walcast.broadcasts, sent on to channels; without it they are ignored. */
   sqlBroadcasts?: SqlBroadcasts | null;
+  /** History before the ring's floor (a cluster's stream): positions in it are caught up from there. */
+  older?: OlderHistory | null;
 }
 
 export interface HubCounters {
@@ -89,18 +92,21 @@ export class Hub {
   readonly auth: Authorizer | null;
   readonly channels: Channels | null;
   readonly sqlBroadcasts: SqlBroadcasts | null;
+  private readonly older: OlderHistory | null;
 
   constructor(opts: HubOptions) {
     this.auth = opts.auth ?? null;
     this.channels = opts.channels ?? null;
     this.sqlBroadcasts = opts.sqlBroadcasts ?? null;
     this.ring = opts.ring;
+    this.older = opts.older ?? null;
     this.progress = new ProgressSweep(this.ring, this.peers, this.touched);
     this.delivery = new Delivery(this.ring, this.auth, this.touched, this.counters);
     this.frames = this.delivery.frames;
     this.decisions = this.delivery.decisions;
     const host = {
       ring: this.ring,
+      older: this.older,
       deliverPast: (entry: RingEntry, tx: Transaction, c: CapturedChange, sub: HubSubscription) => this.deliver(entry, tx, c, sub, false),
       goLive: (sub: HubSubscription) => this.goLive(sub),
       resync: (sub: HubSubscription, reason: ResyncReason) => this.resyncOne(sub, reason),
@@ -162,8 +168,16 @@ export class Hub {
     const oldest = this.ring.oldestLsn();
     const shrink = oldest !== null && oldest < minLsn && this.ring.evict(minLsn) > 0;
     if (shrink) this.counters.windowShrinks++;
-    this.auth?.forget(this.ring.floor);
+    this.auth?.forget(this.historyFloor());
     return shrink;
+  }
+
+  /** The oldest position catch-ups may start from: the ring's floor, or older history's. */
+  private historyFloor(): Position {
+    if (!this.older) return this.ring.floor;
+    const f = this.older.floor();
+    if (!f) return { lsn: 0n, index: 0 }; // not known yet: forget nothing
+    return compareWalPositions(f, this.ring.floor) < 0 ? f : this.ring.floor;
   }
 
   /** The stream moved on with nothing for us (idle keepalive). */
@@ -241,8 +255,16 @@ export class Hub {
   subscribe(init: Omit<SubscriptionInit, 'after' | 'prefix'> & { since: Position | null }): HubSubscription | null {
     const peer = init.peer;
     if (init.since && !this.ring.covers(init.since)) {
-      this.counters.resyncs++;
       const recreated = this.recreatedAt !== null && compareWalPositions(init.since, this.recreatedAt) <= 0;
+      // Older than the ring, maybe not than the stream: caught up from there (older-history.ts).
+      if (!recreated && this.older?.mayCover(init.since)) {
+        const sub = new HubSubscription({ ...init, after: init.since, prefix: this.prefixes.acquire(init.id) });
+        sub.older = true;
+        this.subscriptionsOf(peer).set(key(init.id), sub);
+        this.catchingUp.add(sub);
+        return sub;
+      }
+      this.counters.resyncs++;
       peer.push(resync(init.id, recreated ? 'slot_recreated' : 'position_outside_window', init.ref));
       peer.flush();
       return null;

@@ -2,6 +2,7 @@
 // of them: per table, those without an equality filter, and those with one hashed by
 // column → value (a subscriber is registered under one `eq` term; the whole filter is then
 // evaluated on candidates only).
+import type { OlderSegment } from './older-history.js';
 import type { Position } from '../protocol/position.js';
 import type { Row } from '../capture/pgoutput.types.js';
 import { eqTermKeys, rowValueKey, type FilterTerm, type RowPredicate } from './filter.js';
@@ -43,6 +44,10 @@ export class HubSubscription {
   cursor = 0;
   /** Next change index within the entry at `cursor` (a large transaction spans catch-up turns). */
   within = 0;
+  /** Catching up from before the ring's floor: the older history read (null until opened, and once in the ring). */
+  segment: OlderSegment | null = null;
+  /** Whether it starts in older history (a segment is opened when its catch-up first runs). */
+  older = false;
   /** Dispatch stamp: a subscriber found twice for one change (old and new row) is visited once. */
   stamp = 0;
   /** The index slot it is registered in, for removal. */

@@ -1,0 +1,34 @@
+// History older than the ring's floor, read from elsewhere for catch-ups: in a cluster, the
+// stream (src/cluster/stream-history.ts) holds more than a node keeps in memory. A catch-up whose
+// position is before the ring's floor reads a segment of it in position order, then moves to
+// the ring where the ring covers the segment's position (the same seam rule as going live: the
+// next entry is the first one after the last position delivered).
+import type { RingEntry } from '../history/ring.js';
+import type { Position } from '../protocol/position.js';
+import type { ResyncReason } from '../protocol/types.js';
+
+/** One catch-up's read of older history, buffered ahead (bounded) and refilled asynchronously. */
+export interface OlderSegment {
+  /** The next entry; undefined while none is buffered (the segment calls its `wake` when some are). */
+  peek(): RingEntry | undefined;
+  /** Done with the entry peek() returned. */
+  shift(): void;
+  /** The last position of the entries shifted; the resume position at first. */
+  readonly position: Position;
+  /** Set when it cannot go on: the subscription gets `resync` with this reason. */
+  readonly failure: ResyncReason | null;
+  /** Stops reading; idempotent. */
+  close(): void;
+}
+
+export interface OlderHistory {
+  /** Whether `since` may be in it: a cheap check on cached figures (the segment finds out for sure). */
+  mayCover(since: Position): boolean;
+  /**
+   * A segment from `since` on; null when as many are open as allowed (`wake` is then called when
+   * one closes). `wake` is called whenever the segment has more to give.
+   */
+  open(since: Position, wake: () => void): OlderSegment | null;
+  /** The oldest position it serves (policy history older than it may go), null when unknown. */
+  floor(): Position | null;
+}
