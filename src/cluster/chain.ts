@@ -104,7 +104,7 @@ export interface ChainMessage<T> {
   epoch: number;
   /** This edge's prevSeq from the message's chain header (prevFor); undefined: the header does not name it, or there is none. */
   prev: number | undefined;
-  /** An epoch marker (ctl `epoch`): concerns every node, starts every chain of its epoch. */
+  /** An epoch marker (ctl `epoch`): concerns every node, starts every chain of its epoch. Set it on a fetched or scanned marker too (it names nobody: unflagged, a fetched one would break the chain). */
   marker?: boolean;
   payload: T;
 }
