@@ -122,7 +122,7 @@ export type ChainOutcome<T> =
   | { tag: 'process'; seq: number; epoch: number; marker: boolean; payload: T }
   /** Get this seq from the stream; offer() it back, or missing(seq) when the stream has it no more. */
   | { tag: 'fetch'; seq: number }
-  /** Read the stream's headers over [from, to]: offer every message naming this edge and every epoch marker, then scanned(to) (in parts: scanned(x) as it goes). */
+  /** Read the stream's headers over [from, to]: offer every message naming this edge and every epoch marker, then scanned(to) (in parts: scanned(x) as it goes); a range starting below the stream's first seq: missing(first - 1) first. */
   | { tag: 'scan'; from: number; to: number }
   /** Messages concerning this edge with seq in [from, to] may never be processed: resync what they cover (the follower goes on after `to`). */
   | { tag: 'reset'; reason: ChainResetReason; from: number; to: number };
