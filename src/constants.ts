@@ -402,3 +402,26 @@ export const CLUSTER_ELECTION = {
  * into stream and bucket names; 64 so that any Postgres slot name (at most 63) fits.
  */
 export const NAMESPACE_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * Per-node chains (src/cluster/chain.ts, chain-codec.ts; docs/dev/cluster-plan.md §6): the
+ * `Walcast-Chain` header capture writes, and an edge's reorder buffer.
+ */
+export const CLUSTER_CHAIN = {
+  /** A longer `Walcast-Chain` header is refused unread. */
+  maxHeaderLength: 64 * 1024,
+  /**
+   * An incarnation token as a chain header names it (capture's are 8 characters; up to 16 parse,
+   * so that a longer token later still reads). No `=`, `,` or `;`: links split without escapes.
+   */
+  incPattern: /^[a-z0-9]{1,16}$/,
+  /** Incarnations capture chains at once: with 16-character tokens and 16-digit seqs the header stays under maxHeaderLength. */
+  maxIncs: 1_000,
+  /** Messages an edge holds ahead of a hole, by count and by payload bytes; past either, a reset. */
+  maxPending: 10_000,
+  maxPendingBytes: 16 * 1024 * 1024,
+  /** A heartbeat naming a seq past the edge's head, with nothing arriving for this long: fetch it. */
+  quietMs: 300,
+  /** A new epoch's scan of the old epoch's tail longer than this many seqs: a reset instead. */
+  maxScanSeqs: 50_000,
+} as const;
