@@ -21,7 +21,7 @@ export interface InterestWatchOptions {
   retryCapMs?: number;
 }
 
-export function watchInterest(kv: KV, table: InterestTable, log: Logger, opts: InterestWatchOptions = {}): InterestWatch {
+export function watchInterest(kv: Pick<KV, 'watch' | 'status'>, table: InterestTable, log: Logger, opts: InterestWatchOptions = {}): InterestWatch {
   const backoff = new RetryBackoff(opts.retryBaseMs ?? CLUSTER_INTEREST.watchRetryBaseMs, opts.retryCapMs ?? CLUSTER_INTEREST.watchRetryCapMs);
   let stopped = false;
   let stopIter: (() => void) | null = null;

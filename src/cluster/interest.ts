@@ -189,7 +189,7 @@ export class InterestRegistry {
         st.gen.resolve(null);
         if (key !== this.presence) this.enqueue(key);
       }
-      // The presence key last: the incarnation stays known while its interests go.
+      // The presence key queued last: the incarnation stays known while its interests go.
       this.queue.delete(this.presence);
       if (this.keys.has(this.presence)) this.enqueue(this.presence);
       this.wake?.();
