@@ -425,3 +425,36 @@ export const CLUSTER_CHAIN = {
   /** A new epoch's scan of the old epoch's tail longer than this many seqs: a reset instead. */
   maxScanSeqs: 50_000,
 } as const;
+
+/**
+ * Interest routing's registry (src/cluster/interest.ts, interest-table.ts; docs/dev/cluster-plan.md
+ * §2 and "Next increments in detail", item 6): KV bucket `walcast_<ns>_interest`, keys
+ * `<inc>.d.<schema>.<table>.<route or =a>` and `<inc>.node`.
+ */
+export const CLUSTER_INTEREST = {
+  /** A process's incarnation id: this many of [a-z0-9], random at start. */
+  incLength: 8,
+  /** Presence key suffix: `<inc>.node` says the incarnation exists even with no data interest. */
+  presenceToken: 'node',
+  /** After its last subscription goes, an interest key stays this long (a resubscribe keeps it: no KV churn). */
+  lingerMs: 30_000,
+  /**
+   * Route keys one incarnation holds at most. Beyond it, a route subscription follows its whole
+   * table instead: a node whose clients filter on very many distinct routes of a table would
+   * otherwise put a KV key (and a capture-side set entry and chain work) per route; the whole
+   * table costs bandwidth but is one key. Whole-table keys are at most one per table, not counted.
+   */
+  maxRouteKeys: 10_000,
+  /** KV writes (puts, deletes) in flight at most: a burst of subscriptions is queued, not fired at once. */
+  writeConcurrency: 16,
+  /** A failed KV write is retried after a backoff between these. */
+  retryBaseMs: 250,
+  retryCapMs: 5_000,
+  /** At close, deleting this incarnation's keys gets this long (the capture also expires dead incarnations). */
+  closeTimeoutMs: 2_000,
+  /** The capture's KV watch, ended or failed, is reopened after a backoff between these. */
+  watchRetryBaseMs: 250,
+  watchRetryCapMs: 5_000,
+  /** Dropped (dead) incarnations remembered, so their late writes stay ignored: a bound against restarts piling up. */
+  droppedRemembered: 10_000,
+} as const;
