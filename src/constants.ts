@@ -326,6 +326,23 @@ export const CLUSTER_FOLLOWER = {
  * Catch-ups from the cluster's stream (src/cluster/stream-segment.ts): a resume position older
  * than a node's history window is read from the stream, a bounded buffer ahead of the client.
  */
+/**
+ * A node's feed with interest routing (src/cluster/routed-follower.ts): core NATS for what
+ * concerns it, the stream for what core NATS lost.
+ */
+export const CLUSTER_ROUTING = {
+  /** The chain's timers (a heartbeat's tail fetched after quiet) are looked at this often. */
+  tickMs: 100,
+  /** Core messages kept while booting (past it they are dropped: the chain fetches them). */
+  maxEarly: 10_000,
+  /** Replaying policy changes at boot: messages per pull, and how long a pull waits at the end. */
+  replayBatch: 256,
+  replayExpiresMs: 1_000,
+  /** A fetched seq not stored yet (a lagging replica, a publish in flight): tries, and the wait between. */
+  fetchAttempts: 20,
+  fetchRetryMs: 50,
+} as const;
+
 export const CLUSTER_CATCHUP = {
   /** Segments reading at once per node; more catch-ups wait for one to finish. */
   maxSegments: 16,

@@ -104,6 +104,8 @@ export async function startDaemon(given: ServeConfig, log: Logger, extras: Daemo
     sqlBroadcasts,
     // In a cluster, positions older than the window are read from the stream.
     older: cluster?.history ?? null,
+    // …and a node follows only the tables its clients subscribe to (interest routing).
+    interests: cluster?.interests ?? null,
   });
   // Tables whose changes the policies follow: an oversized transaction touching one resets them.
   const authTables = new Set(auth ? [POLICY_TABLE, ...cfg.relations.map((r) => parseRelation(r).table)] : []);

@@ -21,10 +21,11 @@ import type { ResyncReason } from '../protocol/types.js';
 import { formatWalPosition, type Position } from '../protocol/position.js';
 import { RetryBackoff } from '../util/backoff.js';
 import { readStreamMessage } from './stream-message.js';
+import { readStartBounds } from './stream-bounds.js';
 import type { RelationCache } from './relations.js';
 import type { StreamPositions } from './stream-positions.js';
 import { Regrouper } from './regroup.js';
-import { CLUSTER_HEADERS, readPositionHeader, type CtlMessage } from './ctl.js';
+import { CLUSTER_HEADERS, type CtlMessage } from './ctl.js';
 
 /** Where a follower's input goes: the hub, as capture's would on a single node. */
 export interface FollowerSink {
@@ -140,62 +141,12 @@ export class Follower {
     await this.running?.catch(() => {});
   }
 
-  /**
-   * The window at start. Its floor is just before the first message young enough for the node's
-   * history window (`historyAgeMs`; older ones would be evicted as soon as read, so they are not
-   * read at all), and news starts at the stream's last message. Returns the sequence to read from.
-   */
+  /** Sets the window from what the stream holds; returns the sequence to read from. */
   private async bounds(): Promise<number> {
-    const { jsm, stream, sink } = this.o;
-    for (let attempt = 0; ; attempt++) {
-      const s = (await jsm.streams.info(stream)).state;
-      // Nothing in the stream: the window starts where the slot is.
-      if (s.messages === 0) return this.startAt(await this.o.emptyFloor(), s.last_seq + 1);
-      const start = await this.firstYoung(s.first_seq, s.last_seq);
-      const first = start === null ? null : await this.o.positions.positioned(start, s.last_seq, 1);
-      const last = await this.o.positions.positioned(s.last_seq, s.first_seq, -1);
-      // Nothing walcast wrote near the end (foreign messages only): read from the end.
-      if (!last) return this.startAt(await this.o.emptyFloor(), s.last_seq + 1);
-      const news = readPositionHeader(last.header?.get(CLUSTER_HEADERS.position)) as Position;
-      // Every message is older than the history window: none is read, the window starts after the last.
-      if (start === null || !first) return this.startAt(news, s.last_seq + 1);
-      const floor = this.o.positions.floorOf(first);
-      // The first message aged out in between: read the bounds again.
-      if (!floor) {
-        if (attempt < 5) continue;
-        throw new ClusterMessageError(`the stream ${stream} changed under this node at start too often (seq ${first.seq})`);
-      }
-      sink.reset(floor, null);
-      sink.liveFrom(news);
-      return first.seq;
-    }
-  }
-
-  /** An empty window at `floor`, news from there on, reading from `seq`. */
-  private startAt(floor: Position, seq: number): number {
-    this.o.sink.reset(floor, null);
-    this.o.sink.liveFrom(floor);
-    return seq;
-  }
-
-  /** The first sequence whose message is younger than the history window (binary search by store time); null when none. */
-  private async firstYoung(lo: number, hi: number): Promise<number | null> {
-    const maxAge = this.o.historyAgeMs;
-    if (maxAge === undefined) return lo;
-    const cutoff = Date.now() - maxAge;
-    const young = async (seq: number) => {
-      const m = await this.o.positions.get(seq);
-      return m !== null && m.time.getTime() >= cutoff;
-    };
-    if (await young(lo)) return lo;
-    if (!(await young(hi))) return null;
-    // young(lo) false, young(hi) true: the boundary is in (lo, hi].
-    while (hi - lo > 1) {
-      const mid = lo + Math.floor((hi - lo) / 2);
-      if (await young(mid)) hi = mid;
-      else lo = mid;
-    }
-    return hi;
+    const b = await readStartBounds(this.o);
+    this.o.sink.reset(b.floor, null);
+    this.o.sink.liveFrom(b.news);
+    return b.from;
   }
 
   private async open_(fromSeq: number): Promise<void> {

@@ -20,7 +20,11 @@ import { CaptureLeader } from './capture-leader.js';
 import { connectNats, type NatsLink } from './connect.js';
 import { claimNodeId } from './node-id.js';
 import { Elector } from './elector.js';
-import { Follower, type FollowerSink, type FollowerStats } from './follower.js';
+import type { FollowerSink, FollowerStats } from './follower.js';
+import { RoutedFollower, type RoutedFollowerStats } from './routed-follower.js';
+import { EdgeInterests, type EdgeInterestsStats } from './edge-interests.js';
+import { InterestRegistry, type InterestRegistryStats } from './interest.js';
+import { tableSubjects } from './subjects.js';
 import { listNodes, NodeRegistry, type NodeSeen } from './registry.js';
 import { StreamWatch, type StreamFigures } from './stream-watch.js';
 import { StreamHistory, type StreamHistoryStats } from './stream-history.js';
@@ -48,7 +52,7 @@ export interface ClusterStatus {
     /** On the capture node: messages sent and not yet PubAck'ed. */
     publishBacklog: number;
   };
-  follower: FollowerStats | null;
+  follower: (FollowerStats & { routing: RoutedFollowerStats & { interests: EdgeInterestsStats; registry: InterestRegistryStats } }) | null;
   /** Catch-ups read from the stream (positions older than this node's window). */
   streamCatchUps: StreamHistoryStats;
   /** Times this node took over capture. */
@@ -78,6 +82,8 @@ export interface ClusterNode {
   readonly following: boolean;
   /** The stream as history older than the node's window, for catch-ups. */
   readonly history: StreamHistory;
+  /** What the node follows for its subscriptions (interest routing). */
+  readonly interests: EdgeInterests;
   /** Follows the stream into the sink, then stands for election. */
   run(o: ClusterRunOptions): Promise<void>;
   /** The WebSocket listener's address, for the node list. */
@@ -108,10 +114,12 @@ export async function startClusterNode(opts: ClusterNodeOptions, log: Logger): P
     const stream = await ensureStream(jsm, want, opts.slot, log);
     await ensureBucket(link.nc, jsm, want.names.clusterBucket, cfg.streamReplicas, log);
     await ensureBucket(link.nc, jsm, want.names.interestBucket, cfg.streamReplicas, log);
-    const kv = await new Kvm(link.nc).open(want.names.clusterBucket);
+    const kvm = new Kvm(link.nc);
+    const kv = await kvm.open(want.names.clusterBucket);
+    const interestKv = await kvm.open(want.names.interestBucket);
     const claim = await claimNodeId(link.nc, cfg.namespace, cfg.nodeId);
     log.info({ node: cfg.nodeId, stream: want.names.stream, replicas: stream.config.num_replicas }, 'cluster node ready');
-    return new Node(cfg, link, jetstream(link.nc, { timeout: CLUSTER.apiTimeoutMs }), jsm, kv, stream, opts.pool, log, claim);
+    return new Node(cfg, link, jetstream(link.nc, { timeout: CLUSTER.apiTimeoutMs }), jsm, kv, interestKv, stream, opts.pool, log, claim);
   } catch (err) {
     await link.close().catch(() => {});
     throw err;
@@ -119,7 +127,7 @@ export async function startClusterNode(opts: ClusterNodeOptions, log: Logger): P
 }
 
 class Node implements ClusterNode {
-  private follower: Follower | null = null;
+  private follower: RoutedFollower | null = null;
   private elector: Elector | null = null;
   private leader: CaptureLeader | null = null;
   private closing = false;
@@ -133,6 +141,10 @@ class Node implements ClusterNode {
   private readonly relations: RelationCache;
   private readonly positions: StreamPositions;
   readonly history: StreamHistory;
+  readonly interests: EdgeInterests;
+  private readonly interestRegistry: InterestRegistry;
+  /** Tables every node follows whole (policy and relation tables), known at run(). */
+  private readonly always = new Set<string>();
 
   constructor(
     private readonly cfg: ClusterConfig,
@@ -140,6 +152,7 @@ class Node implements ClusterNode {
     private readonly js: JetStreamClient,
     private readonly jsm: JetStreamManager,
     private readonly kv: KV,
+    interestKv: KV,
     readonly stream: StreamInfo,
     private readonly pool: pg.Pool,
     private readonly log: Logger,
@@ -151,6 +164,12 @@ class Node implements ClusterNode {
     this.relations = new RelationCache(kv);
     this.positions = new StreamPositions(jsm, name, ns);
     this.history = new StreamHistory({ js, jsm, positions: this.positions, relations: this.relations, ns, stream: name, figures: () => this.watch?.current ?? null, log });
+    this.interestRegistry = new InterestRegistry({ kv: interestKv, nodeId: cfg.nodeId, log });
+    this.interests = new EdgeInterests({
+      registry: this.interestRegistry,
+      subscribe: (schema, table) => this.follower?.subscribe(tableSubjects(ns, 'd', schema, table, true)) ?? (() => {}),
+      always: this.always,
+    });
   }
 
   get nodeId(): string {
@@ -171,9 +190,13 @@ class Node implements ClusterNode {
 
   async run(o: ClusterRunOptions): Promise<void> {
     const names = clusterNames(this.cfg.namespace);
-    const follower = new Follower({
+    for (const t of o.authTables) this.always.add(t);
+    const follower = new RoutedFollower({
+      nc: this.link.nc,
       js: this.js,
       jsm: this.jsm,
+      registry: this.interestRegistry,
+      interests: this.interests,
       relations: this.relations,
       positions: this.positions,
       ns: this.cfg.namespace,
@@ -210,7 +233,8 @@ class Node implements ClusterNode {
 
   status(): ClusterStatus {
     const stream = this.watch?.current ?? null;
-    const follower = this.follower?.stats ?? null;
+    const routed = this.follower?.stats ?? null;
+    const follower = routed ? { seq: routed.head, position: routed.position, epoch: routed.epoch, gaps: routed.resets, skipped: routed.skipped, reopens: 0, routing: { ...routed, interests: this.interests.stats, registry: this.interestRegistry.stats() } } : null;
     return {
       node: this.cfg.nodeId,
       role: this.role,
@@ -218,7 +242,7 @@ class Node implements ClusterNode {
       capture: this.elector?.holder ?? null,
       nodes: this.nodes,
       stream,
-      lag: { followerMessages: stream && follower ? Math.max(0, stream.lastSeq - follower.seq) : 0, publishBacklog: this.leader?.backlog ?? 0 },
+      lag: { followerMessages: routed ? routed.behind : 0, publishBacklog: this.leader?.backlog ?? 0 },
       follower,
       streamCatchUps: this.history.stats,
       takeovers: this.takeovers,
@@ -239,6 +263,8 @@ class Node implements ClusterNode {
     await within(this.registry?.stop(), CLUSTER.drainTimeoutMs / 2);
     this.claim.unsubscribe();
     await within(this.follower?.stop(), CLUSTER.drainTimeoutMs / 2);
+    this.interests.close();
+    await within(this.interestRegistry.close(), CLUSTER.drainTimeoutMs / 2);
     await this.link.close();
   }
 

@@ -65,7 +65,7 @@ export class StreamHistory implements OlderHistory {
     }
   }
 
-  open(since: Position, wake: () => void): OlderSegment | null {
+  open(since: Position, wake: () => void, strict: boolean): OlderSegment | null {
     if (this.open_ >= this.max) {
       this.waited++;
       this.waiting.add(wake);
@@ -85,6 +85,7 @@ export class StreamHistory implements OlderHistory {
       ns,
       stream,
       since,
+      strict,
       wake,
       onClose: () => this.closed(),
       log,

@@ -40,6 +40,8 @@ export interface StreamSegmentOptions {
   ns: string;
   stream: string;
   since: Position;
+  /** `since` is before the node's window: the stream must hold what follows it (else: read from its end on when empty). */
+  strict: boolean;
   /** It has more to give (or failed). */
   wake: () => void;
   /** Closed: called once. */
@@ -152,6 +154,11 @@ export class StreamSegment implements OlderSegment {
     const { positions, since } = this.o;
     const b = await this.o.bounds();
     const first = b.messages > 0 ? await positions.positioned(b.first, b.last, 1) : null;
+    // Nothing in the stream: what comes next is all there is to read (a table just followed).
+    if (!first && !this.o.strict) {
+      this.seq = b.last;
+      return b.last + 1;
+    }
     const floor = first ? positions.floorOf(first) : null;
     if (!first || !floor || compareWalPositions(since, floor) < 0) {
       this.failWith('position_outside_window', 'the position is older than the stream');

@@ -83,6 +83,11 @@ export function sqlBroadcastSubject(ns: string, channel: string, republished = f
   return `${storedPrefix(ns, republished)}${S.sqlBroadcast}.${token(channel)}`;
 }
 
+/** `walcast.<ns>.s.x.>`: every SQL broadcast (or `.r.x.>`). */
+export function sqlBroadcastSubjects(ns: string, republished = false): string {
+  return `${storedPrefix(ns, republished)}${S.sqlBroadcast}.>`;
+}
+
 /** `walcast.<ns>.s.ctl`: epoch markers, marks, resets, relation metadata. */
 export function ctlSubject(ns: string, republished = false): string {
   return storedPrefix(ns, republished) + S.ctl;

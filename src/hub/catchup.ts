@@ -10,6 +10,7 @@ import { CatchUpScheduler, type CatchUpLimits, type CatchUpStats } from './catch
 import { crossesOversized } from './oversize-crossing.js';
 import type { HubSubscription } from './subscriptions.js';
 import type { OlderHistory } from './older-history.js';
+import { compareWalPositions, type Position } from '../protocol/position.js';
 import type { ResyncReason } from '../protocol/types.js';
 
 /** What catching up needs of the hub. */
@@ -17,6 +18,8 @@ export interface CatchUpHost {
   readonly ring: HistoryRing;
   /** History before the ring's floor (a cluster's stream), null when there is none. */
   readonly older: OlderHistory | null;
+  /** Whether the ring holds every change of `table` after `pos` (what the node follows). */
+  covered(table: string, pos: Position): boolean;
   /** Sends one change of the window to a catching-up subscription if it may and wants it: the frame's bytes, 0 if none. */
   deliverPast(entry: RingEntry, tx: Transaction, c: CapturedChange, sub: HubSubscription): number;
   /** The subscription has everything in the ring: `subscribed`, then live dispatch. */
@@ -103,7 +106,7 @@ export class CatchUp {
     const ring = this.host.ring;
     // Opened when the catch-up first runs: only running catch-ups hold a segment.
     if (sub.older && !sub.segment) {
-      sub.segment = this.host.older?.open(sub.after, this.wake) ?? null;
+      sub.segment = this.host.older?.open(sub.after, this.wake, sub.beforeRing) ?? null;
       if (!sub.segment) return 0; // as many open as allowed: wake() comes when one closes
     }
     if (peer.backlog() > this.highWater) return 0;
@@ -118,7 +121,7 @@ export class CatchUp {
           return spent + 1;
         }
         // The ring has everything after the segment's position: on from its next entry.
-        if (sub.within === 0 && ring.covers(seg.position)) {
+        if (sub.within === 0 && ring.covers(seg.position) && this.host.covered(sub.table, seg.position)) {
           sub.cursor = ring.seqAfter(seg.position);
           this.closeSegment(sub);
           continue;
@@ -173,9 +176,13 @@ export class CatchUp {
 
   private closeSegment(sub: HubSubscription): void {
     const seg = sub.segment;
+    if (!seg) return;
     sub.segment = null;
     sub.older = false;
-    if (seg) seg.close();
+    // The ring may still be behind what the segment delivered (the node's feed lags the stream):
+    // live dispatch skips what is at or before it.
+    if (compareWalPositions(seg.position, sub.after) > 0) sub.after = seg.position;
+    seg.close();
   }
 
   /** A segment has more, or one closed (room for another): run a turn. */

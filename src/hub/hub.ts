@@ -20,7 +20,7 @@ import { Delivery } from './delivery.js';
 import { ProgressSweep } from './progress.js';
 import { CatchUp } from './catchup.js';
 import type { CatchUpStats } from './catchup-scheduler.js';
-import type { OlderHistory } from './older-history.js';
+import type { Interests, OlderHistory } from './older-history.js';
 import { PrefixTable } from './prefixes.js';
 import { forWindow, notForWindow, type SqlBroadcasts } from './sql-broadcast.js';
 import { HubSubscription, SubscriptionIndex, type SubscriptionInit } from './subscriptions.js';
@@ -54,6 +54,8 @@ export interface HubOptions {
   sqlBroadcasts?: SqlBroadcasts | null;
   /** History before the ring's floor (a cluster's stream): positions in it are caught up from there. */
   older?: OlderHistory | null;
+  /** What the node follows (a cluster with interest routing); absent: everything, always. */
+  interests?: Interests | null;
 }
 
 export interface HubCounters {
@@ -93,6 +95,7 @@ export class Hub {
   readonly channels: Channels | null;
   readonly sqlBroadcasts: SqlBroadcasts | null;
   private readonly older: OlderHistory | null;
+  private readonly interests: Interests | null;
 
   constructor(opts: HubOptions) {
     this.auth = opts.auth ?? null;
@@ -100,6 +103,7 @@ export class Hub {
     this.sqlBroadcasts = opts.sqlBroadcasts ?? null;
     this.ring = opts.ring;
     this.older = opts.older ?? null;
+    this.interests = opts.interests ?? null;
     this.progress = new ProgressSweep(this.ring, this.peers, this.touched);
     this.delivery = new Delivery(this.ring, this.auth, this.touched, this.counters);
     this.frames = this.delivery.frames;
@@ -107,6 +111,7 @@ export class Hub {
     const host = {
       ring: this.ring,
       older: this.older,
+      covered: (table: string, pos: Position) => this.covered(table, pos),
       deliverPast: (entry: RingEntry, tx: Transaction, c: CapturedChange, sub: HubSubscription) => this.deliver(entry, tx, c, sub, false),
       goLive: (sub: HubSubscription) => this.goLive(sub),
       resync: (sub: HubSubscription, reason: ResyncReason) => this.resyncOne(sub, reason),
@@ -118,6 +123,7 @@ export class Hub {
       highWater: opts.catchUpHighWater ?? 1024 * 1024,
     });
     this.markIntervalMs = opts.markIntervalMs ?? 1_000;
+    this.interests?.onCovered(() => this.scheduleCatchUp());
   }
 
   get subscriptionCount(): number {
@@ -257,13 +263,7 @@ export class Hub {
     if (init.since && !this.ring.covers(init.since)) {
       const recreated = this.recreatedAt !== null && compareWalPositions(init.since, this.recreatedAt) <= 0;
       // Older than the ring, maybe not than the stream: caught up from there (older-history.ts).
-      if (!recreated && this.older?.mayCover(init.since)) {
-        const sub = new HubSubscription({ ...init, after: init.since, prefix: this.prefixes.acquire(init.id) });
-        sub.older = true;
-        this.subscriptionsOf(peer).set(key(init.id), sub);
-        this.catchingUp.add(sub);
-        return sub;
-      }
+      if (!recreated && this.older?.mayCover(init.since)) return this.fromOlder(init, init.since, true);
       this.counters.resyncs++;
       peer.push(resync(init.id, recreated ? 'slot_recreated' : 'position_outside_window', init.ref));
       peer.flush();
@@ -271,7 +271,11 @@ export class Hub {
     }
     const head = this.ring.head;
     const now = compareWalPositions(this.nowFloor, head) > 0 ? this.nowFloor : head;
+    // A table the node does not follow yet (or not since that position): from older history
+    // until its feed carries the table.
+    if (this.interests && this.older && !this.covered(init.table, init.since ?? now)) return this.fromOlder(init, init.since ?? now, false);
     const sub = new HubSubscription({ ...init, after: init.since ?? now, prefix: this.prefixes.acquire(init.id) });
+    sub.release = this.interests?.follow(sub.table) ?? null;
     this.subscriptionsOf(peer).set(key(init.id), sub);
     if (!init.since) {
       this.goLive(sub);
@@ -281,6 +285,24 @@ export class Hub {
     sub.cursor = this.ring.seqAfter(init.since);
     this.catchingUp.add(sub);
     return sub;
+  }
+
+  /** A subscription caught up from older history first (a segment opens when its catch-up runs). */
+  private fromOlder(init: Omit<SubscriptionInit, 'after' | 'prefix'>, from: Position, beforeRing: boolean): HubSubscription {
+    const sub = new HubSubscription({ ...init, after: from, prefix: this.prefixes.acquire(init.id) });
+    sub.release = this.interests?.follow(sub.table) ?? null;
+    sub.older = true;
+    sub.beforeRing = beforeRing;
+    this.subscriptionsOf(init.peer).set(key(init.id), sub);
+    this.catchingUp.add(sub);
+    return sub;
+  }
+
+  /** Whether the ring holds every change of `table` after `pos` (always, but for what the node does not follow). */
+  private covered(table: string, pos: Position): boolean {
+    if (!this.interests) return true;
+    const from = this.interests.coveredFrom(table);
+    return from !== null && compareWalPositions(pos, from) >= 0;
   }
 
   unsubscribe(peer: Peer, id: string | number): boolean {
@@ -410,6 +432,8 @@ export class Hub {
     if (sub.state === 'live') this.index.remove(sub);
     else this.catchingUp.remove(sub);
     this.prefixes.release(sub.id);
+    sub.release?.();
+    sub.release = null;
     sub.state = 'ended';
   }
 }

@@ -26,9 +26,24 @@ export interface OlderHistory {
   mayCover(since: Position): boolean;
   /**
    * A segment from `since` on; null when as many are open as allowed (`wake` is then called when
-   * one closes). `wake` is called whenever the segment has more to give.
+   * one closes). `wake` is called whenever the segment has more to give. `strict`: `since` is
+   * before the ring's floor, so an empty history cannot honour it (else: read from its end on).
    */
-  open(since: Position, wake: () => void): OlderSegment | null;
+  open(since: Position, wake: () => void, strict: boolean): OlderSegment | null;
   /** The oldest position it serves (policy history older than it may go), null when unknown. */
   floor(): Position | null;
+}
+
+/**
+ * What a node follows (a cluster with interest routing: docs/dev/cluster-plan.md §5): a
+ * subscription makes the node follow its table, and until the node's feed carries the table (and
+ * past the position from which it does), the subscription is caught up from older history.
+ */
+export interface Interests {
+  /** A subscription to `table` starts: the node follows it. Returns the release (idempotent). */
+  follow(table: string): () => void;
+  /** From which position on the ring holds every change of `table`; null: not (yet) followed. */
+  coveredFrom(table: string): Position | null;
+  /** Calls `listener` whenever a table becomes covered (catch-ups waiting for it go on). */
+  onCovered(listener: () => void): void;
 }

@@ -48,6 +48,10 @@ export class HubSubscription {
   segment: OlderSegment | null = null;
   /** Whether it starts in older history (a segment is opened when its catch-up first runs). */
   older = false;
+  /** Whether its position is before the ring's floor (not merely before its table is followed). */
+  beforeRing = false;
+  /** Lets go of what the node follows for it (Interests.follow). */
+  release: (() => void) | null = null;
   /** Dispatch stamp: a subscriber found twice for one change (old and new row) is visited once. */
   stamp = 0;
   /** The index slot it is registered in, for removal. */

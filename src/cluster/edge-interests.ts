@@ -1,0 +1,165 @@
+// What this node follows (interest routing, docs/dev/cluster-plan.md §5 and "Next increments in
+// detail" item 6): subscriptions make it follow their tables. Following a table means an interest
+// key in the bucket (interest.ts), which capture applies to the chains it stamps, and a core NATS
+// subscription to the table's republished subjects. The node's feed (routed-follower.ts) carries
+// the table from the first heartbeat whose applied revision covers the key's (at stream seq S)
+// once its chain has passed S: from then on the ring holds every change of the table, and
+// subscriptions move from stream catch-ups to the ring (hub/older-history.ts).
+//
+//   follow ──► pending (key written, rev R) ──heartbeat appliedRev ≥ R──► applied (seq S)
+//                                                                          │ chain head ≥ S
+//   released, after lingerMs ◄── covered (from the position handed on then) ◄┘
+//
+// A released table lingers (lingerMs) so that clients resubscribing cause no churn; once dropped,
+// the key goes and the ring stops receiving it: a later follow starts over at pending.
+import { CLUSTER_INTEREST } from '../constants.js';
+import type { Interests } from '../hub/older-history.js';
+import type { Position } from '../protocol/position.js';
+import type { Interest, InterestRegistry } from './interest.js';
+
+/** Everything: for tables every node follows whole (policy and relation tables). */
+const ALWAYS: Position = { lsn: 0n, index: 0 };
+
+interface Followed {
+  readonly schema: string;
+  readonly name: string;
+  refs: number;
+  interest: Interest;
+  rev: number | null;
+  /** The heartbeat's appliedSeq once capture applied the key. */
+  appliedSeq: number | null;
+  from: Position | null;
+  linger: NodeJS.Timeout | null;
+  /** Ends the core subscription to the table's subjects. */
+  unsubscribe: () => void;
+}
+
+export interface EdgeInterestsOptions {
+  registry: Pick<InterestRegistry, 'acquire'>;
+  /** Core NATS subscription to a table's republished subjects; returns its end. */
+  subscribe: (schema: string, table: string) => () => void;
+  /** Tables every node follows whole, from its start (policy and relation tables). */
+  always: ReadonlySet<string>;
+  lingerMs?: number;
+}
+
+export interface EdgeInterestsStats {
+  tables: number;
+  pending: number;
+  covered: number;
+}
+
+export class EdgeInterests implements Interests {
+  private readonly tables = new Map<string, Followed>();
+  private readonly lingerMs: number;
+  private closed = false;
+  private appliedRev = 0;
+  private appliedSeq = 0;
+  private wake: () => void = () => {};
+
+  constructor(private readonly o: EdgeInterestsOptions) {
+    this.lingerMs = o.lingerMs ?? CLUSTER_INTEREST.lingerMs;
+  }
+
+  get stats(): EdgeInterestsStats {
+    let covered = 0;
+    for (const f of this.tables.values()) if (f.from) covered++;
+    return { tables: this.tables.size, pending: this.tables.size - covered, covered };
+  }
+
+  follow(table: string): () => void {
+    if (this.o.always.has(table) || this.closed) return () => {};
+    let f = this.tables.get(table);
+    if (!f) {
+      const dot = table.indexOf('.');
+      const schema = table.slice(0, dot);
+      const name = table.slice(dot + 1);
+      // Subscribed before the key is written: nothing capture routes here is missed on the way.
+      const unsubscribe = this.o.subscribe(schema, name);
+      const interest = this.o.registry.acquire(schema, name, null);
+      const rec: Followed = { schema, name, refs: 0, interest, rev: null, appliedSeq: null, from: null, linger: null, unsubscribe };
+      f = rec;
+      this.tables.set(table, rec);
+      void interest.revision.then((rev) => {
+        if (this.tables.get(table) !== rec || rev === null) return;
+        rec.rev = rev;
+        // A heartbeat may already have said so.
+        if (this.appliedRev >= rev) rec.appliedSeq = this.appliedSeq;
+      });
+    }
+    const rec = f;
+    rec.refs++;
+    if (rec.linger) {
+      clearTimeout(rec.linger);
+      rec.linger = null;
+    }
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      if (--rec.refs > 0 || this.tables.get(table) !== rec) return;
+      rec.linger = setTimeout(() => this.drop(table, rec), this.lingerMs);
+      rec.linger.unref?.();
+    };
+  }
+
+  onCovered(listener: () => void): void {
+    this.wake = listener;
+  }
+
+  coveredFrom(table: string): Position | null {
+    if (this.o.always.has(table)) return ALWAYS;
+    return this.tables.get(table)?.from ?? null;
+  }
+
+  /**
+   * Capture's heartbeat: every message after `appliedSeq` was routed with the interests at
+   * revision `appliedRev` or later. The first one at or past a key's revision is the one that counts.
+   */
+  applied(appliedRev: number, appliedSeq: number): void {
+    if (appliedRev < this.appliedRev) return;
+    if (appliedRev > this.appliedRev) {
+      this.appliedRev = appliedRev;
+      this.appliedSeq = appliedSeq;
+    }
+    for (const f of this.tables.values()) {
+      if (f.rev !== null && f.appliedSeq === null && f.rev <= appliedRev) f.appliedSeq = appliedSeq;
+    }
+  }
+
+  /** The node's feed has handed on everything concerning it up to stream seq `head`, position `pos`. */
+  advanced(head: number, pos: Position): void {
+    let moved = false;
+    for (const f of this.tables.values()) {
+      if (f.from === null && f.appliedSeq !== null && head >= f.appliedSeq) {
+        f.from = pos;
+        moved = true;
+      }
+    }
+    if (moved) this.wake();
+  }
+
+  /** The feed lost messages: nothing is covered until capture's next heartbeats say so again. */
+  uncover(): void {
+    for (const f of this.tables.values()) {
+      f.from = null;
+      f.appliedSeq = null;
+    }
+    this.appliedRev = 0;
+    this.appliedSeq = 0;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const [table, f] of this.tables) this.drop(table, f);
+  }
+
+  private drop(table: string, f: Followed): void {
+    if (this.tables.get(table) !== f) return;
+    if (f.linger) clearTimeout(f.linger);
+    this.tables.delete(table);
+    // Uncovered first: the ring stops receiving the table once capture applies the delete.
+    f.unsubscribe();
+    f.interest.release();
+  }
+}

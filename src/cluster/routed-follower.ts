@@ -1,0 +1,400 @@
+// A node's input with interest routing (docs/dev/cluster-plan.md §5–§6): instead of the whole
+// stream, the node receives over core NATS the republished copies of what concerns it — the
+// tables its clients follow (edge-interests.ts), policy and relation tables, control messages —
+// and capture's per-node chain (chain.ts) in each message's headers tells it what it missed: a
+// missing message is fetched from the stream by sequence, so that it hands the hub exactly the
+// messages concerning it, in stream order, each once. Core NATS is only the fast path.
+//
+//   booting ──heartbeat naming its presence key's revision (seq S)──► replaying
+//   (presence key written;                                             (policy changes from the
+//    core messages kept, bounded)                                       window's start up to S)
+//                                                                           │
+//   stopped ◄── stop() ── following (chain from S: offer/fetch/scan/reset) ◄┘
+import { DeliverPolicy, type JetStreamClient, type JetStreamManager, type StoredMsg } from '@nats-io/jetstream';
+import type { MsgHdrs, NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Transaction } from '../capture/types.js';
+import { CLUSTER_ROUTING } from '../constants.js';
+import { ClusterMessageError, ClusterMessageVersionError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { formatWalPosition, type Position } from '../protocol/position.js';
+import { CHAIN_HEADER, prevFor } from './chain-codec.js';
+import { ChainFollower, type ChainOutcome } from './chain.js';
+import { CLUSTER_HEADERS, decodeCtl, readPositionHeader, type CtlMessage } from './ctl.js';
+import type { EdgeInterests } from './edge-interests.js';
+import type { FollowerSink } from './follower.js';
+import { parseHeartbeat, type CaptureHeartbeat } from './heartbeat.js';
+import type { InterestRegistry } from './interest.js';
+import { Regrouper } from './regroup.js';
+import type { RelationCache } from './relations.js';
+import { readStartBounds, type StartBounds } from './stream-bounds.js';
+import { readStreamMessage } from './stream-message.js';
+import type { StreamPositions } from './stream-positions.js';
+import { authSubjects, ctlSubject, heartbeatSubject, sqlBroadcastSubjects } from './subjects.js';
+
+/** Capture's list of the incarnations whose part of a transaction ends with this message (the capture side defines it). */
+const ENDS_HEADER = 'Walcast-Ends';
+
+/** A stream message as received: a republished copy, or one read from the stream. */
+interface Raw {
+  subject: string;
+  data: Uint8Array;
+  headers?: MsgHdrs;
+}
+
+export interface RoutedFollowerOptions {
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  positions: StreamPositions;
+  relations: RelationCache;
+  ns: string;
+  stream: string;
+  sink: FollowerSink;
+  registry: InterestRegistry;
+  interests: EdgeInterests;
+  emptyFloor: () => Promise<Position>;
+  historyAgeMs?: number;
+  log: Logger;
+}
+
+export interface RoutedFollowerStats {
+  state: 'booting' | 'replaying' | 'following' | 'stopped';
+  inc: string;
+  /** Every message concerning this node up to this stream seq is handed on. */
+  head: number;
+  position: string | null;
+  epoch: number | null;
+  /** Messages fetched from the stream (lost or late on core NATS), scans, resets. */
+  fetched: number;
+  scans: number;
+  resets: number;
+  /** Messages skipped: malformed, or at or before a position already handed on. */
+  skipped: number;
+  /** Messages concerning it that capture stored and it has not handed on yet (by the last heartbeat). */
+  behind: number;
+}
+
+export class RoutedFollower {
+  private state: RoutedFollowerStats['state'] = 'booting';
+  private early: Raw[] = [];
+  private chain: ChainFollower<Raw> | null = null;
+  private readonly regroup: Regrouper;
+  private presenceRev: number | null = null;
+  private bounds: StartBounds | null = null;
+  private readonly subs: Subscription[] = [];
+  private work: Promise<void> = Promise.resolve();
+  private tick: NodeJS.Timeout | null = null;
+  private resetPending = false;
+  private fetched = 0;
+  private scans = 0;
+  private resets = 0;
+  private skipped = 0;
+  private epoch: number | null = null;
+  /** The last heartbeat's last seq concerning this node. */
+  private lastNamed = 0;
+  private fatal: ((err: Error) => void) | null = null;
+  readonly failed: Promise<Error>;
+
+  constructor(private readonly o: RoutedFollowerOptions) {
+    this.failed = new Promise((resolve) => (this.fatal = resolve));
+    this.regroup = new Regrouper((tx) => this.handOn(tx));
+  }
+
+  get stats(): RoutedFollowerStats {
+    const last = this.regroup.last;
+    return {
+      state: this.state,
+      inc: this.o.registry.inc,
+      head: this.chain?.head ?? 0,
+      position: last ? formatWalPosition(last.lsn, last.index) : null,
+      epoch: this.epoch,
+      fetched: this.fetched,
+      scans: this.scans,
+      resets: this.resets,
+      skipped: this.skipped + this.regroup.skipped,
+      behind: this.chain ? Math.max(0, this.lastNamed - this.chain.head) : 0,
+    };
+  }
+
+  /** Whether it follows (its /healthz): booted, and its connection is up. */
+  get reading(): boolean {
+    return this.state === 'following' && !this.o.nc.isClosed();
+  }
+
+  /** Sets the window, subscribes, and writes the presence key; following begins with capture's heartbeat. */
+  async start(): Promise<void> {
+    const b = await readStartBounds(this.o);
+    this.bounds = b;
+    this.o.sink.reset(b.floor, null);
+    this.o.sink.liveFrom(b.news);
+    const { nc, ns } = this.o;
+    this.subs.push(nc.subscribe(heartbeatSubject(ns), { callback: (err, m) => void (err || this.onHeartbeat(m.data)) }));
+    // What concerns every node: policy and relation tables, control messages, SQL broadcasts.
+    for (const subject of [authSubjects(ns, true), ctlSubject(ns, true), sqlBroadcastSubjects(ns, true)]) this.subs.push(nc.subscribe(subject, { callback: (err, m) => void (err || this.onCore(m)) }));
+    this.presenceRev = await this.o.registry.start();
+    this.tick = setInterval(() => this.chain && this.run(this.chain.tick(Date.now())), CLUSTER_ROUTING.tickMs);
+  }
+
+  /** A core subscription for a table's republished subjects (edge-interests.ts). */
+  subscribe(subject: string): () => void {
+    const sub = this.o.nc.subscribe(subject, { callback: (err, m) => void (err || this.onCore(m)) });
+    return () => sub.unsubscribe();
+  }
+
+  async stop(): Promise<void> {
+    this.state = 'stopped';
+    if (this.tick) clearInterval(this.tick);
+    for (const s of this.subs) s.unsubscribe();
+    await this.work.catch(() => {});
+  }
+
+  private onHeartbeat(data: Uint8Array): void {
+    const hb = parseHeartbeat(data);
+    if (!hb || this.state === 'stopped') return;
+    this.o.interests.applied(hb.appliedRev, hb.appliedSeq);
+    this.lastNamed = hb.last[this.o.registry.inc] ?? this.lastNamed;
+    if (this.state === 'booting') {
+      if (this.presenceRev !== null && hb.appliedRev >= this.presenceRev) this.boot(hb);
+      return;
+    }
+    if (this.chain) this.run(this.chain.heartbeat({ epoch: hb.epoch, markerSeq: hb.markerSeq, last: hb.last[this.o.registry.inc] }, Date.now()));
+  }
+
+  private onCore(m: Raw): void {
+    if (this.state === 'following') return this.offer(m);
+    if (this.state === 'stopped') return;
+    // Kept until following starts; past the bound, dropped: the chain fetches what it misses.
+    if (this.early.length < CLUSTER_ROUTING.maxEarly) this.early.push(m);
+  }
+
+  /** Capture routes to this node from seq S on: policy changes up to S from the stream, then the chain. */
+  private boot(hb: CaptureHeartbeat): void {
+    this.state = 'replaying';
+    this.epoch = hb.epoch;
+    this.work = this.work
+      .then(() => this.replay(hb.appliedSeq))
+      .then(() => {
+        if (this.state !== 'replaying') return;
+        this.regroup.flush();
+        const chain = new ChainFollower<Raw>({ inc: this.o.registry.inc, head: hb.appliedSeq, epoch: hb.epoch, sizeOf: (r) => r.data.length });
+        chain.expectStart();
+        this.chain = chain;
+        this.state = 'following';
+        this.o.log.info({ inc: chain.inc, head: hb.appliedSeq, epoch: hb.epoch }, 'following the cluster stream (interest routing)');
+        const early = this.early;
+        this.early = [];
+        for (const m of early) this.offer(m);
+      })
+      .catch((err: unknown) => this.fail(err));
+  }
+
+  /**
+   * Changes of the policy and relation tables from the window's start up to `to`: before capture
+   * routed to this node, it still needs them (the policies loaded at start may predate some).
+   */
+  private async replay(to: number): Promise<void> {
+    const from = this.bounds?.from ?? to + 1;
+    if (from > to) return;
+    const consumer = await this.o.js.consumers.get(this.o.stream, {
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: from,
+      filter_subjects: authSubjects(this.o.ns), // one subject: nats-server 2.9 takes no more
+    });
+    for (;;) {
+      const batch = await consumer.fetch({ max_messages: CLUSTER_ROUTING.replayBatch, expires: CLUSTER_ROUTING.replayExpiresMs });
+      let n = 0;
+      let done = false;
+      for await (const m of batch) {
+        n++;
+        if (m.seq > to) {
+          done = true;
+          break;
+        }
+        await this.handle(m.seq, { subject: m.subject, data: m.data, headers: m.headers });
+        if (m.info.pending === 0 || m.seq === to) done = true;
+      }
+      if (done || n === 0 || this.state !== 'replaying') return;
+    }
+  }
+
+  private offer(m: Raw): void {
+    const chain = this.chain as ChainFollower<Raw>;
+    const h = m.headers;
+    const seq = Number(h?.get('Nats-Sequence'));
+    if (!Number.isSafeInteger(seq) || seq <= 0) return void this.skipped++;
+    const link = h?.get(CHAIN_HEADER);
+    let prev: number | undefined;
+    try {
+      prev = link ? prevFor(link, chain.inc) : undefined;
+    } catch {
+      return void this.skipped++;
+    }
+    const epoch = Number(h?.get(CLUSTER_HEADERS.epoch)) || chain.epoch;
+    this.run(chain.offer({ seq, epoch, prev, marker: !link && isMarker(this.o.ns, m), payload: m }));
+  }
+
+  private run(outcomes: ChainOutcome<Raw>[]): void {
+    for (const out of outcomes) {
+      switch (out.tag) {
+        case 'process':
+          this.work = this.work.then(() => this.handle(out.seq, out.payload)).catch((err: unknown) => this.fail(err));
+          break;
+        case 'fetch':
+          this.fetched++;
+          void this.fetch(out.seq);
+          break;
+        case 'scan':
+          this.scans++;
+          void this.scan(out.from, out.to);
+          break;
+        case 'reset':
+          this.resets++;
+          this.o.log.warn({ reason: out.reason, from: out.from, to: out.to }, 'messages concerning this node may be lost: its subscriptions resync');
+          // The window restarts after the next message handed on; what the node follows is
+          // covered again once capture's heartbeats say so.
+          this.resetPending = true;
+          this.o.interests.uncover();
+          break;
+      }
+    }
+  }
+
+  private async fetch(seq: number): Promise<void> {
+    const m = await this.get(seq);
+    if (!this.chain || this.state !== 'following') return;
+    this.run(m ? this.chain.offer(this.fromStored(m)) : this.chain.missing(seq));
+  }
+
+  /** Reads [from, to] for what names this node (and epoch markers): a new epoch's scan of the old one's tail. */
+  private async scan(from: number, to: number): Promise<void> {
+    const inc = this.o.registry.inc;
+    for (let seq = from; seq <= to && this.state === 'following'; seq++) {
+      const m = await this.get(seq);
+      if (!m) continue;
+      const link = m.header?.get(CHAIN_HEADER);
+      let names: boolean;
+      try {
+        names = link ? prevFor(link, inc) !== undefined : false;
+      } catch {
+        names = false;
+      }
+      const raw = { subject: m.subject, data: m.data, headers: m.header };
+      if (names || (!link && isMarker(this.o.ns, raw))) this.run((this.chain as ChainFollower<Raw>).offer(this.fromStored(m)));
+    }
+    if (this.chain && this.state === 'following') this.run(this.chain.scanned(to));
+  }
+
+  private fromStored(m: StoredMsg) {
+    const raw: Raw = { subject: m.subject, data: m.data, headers: m.header };
+    const link = m.header?.get(CHAIN_HEADER);
+    let prev: number | undefined;
+    try {
+      prev = link ? prevFor(link, this.o.registry.inc) : undefined;
+    } catch {
+      prev = undefined;
+    }
+    const epoch = Number(m.header?.get(CLUSTER_HEADERS.epoch)) || (this.chain?.epoch ?? 0);
+    return { seq: m.seq, epoch, prev, marker: !link && isMarker(this.o.ns, raw), payload: raw };
+  }
+
+  /** A stored message by seq: any replica first (direct get), the stream leader if it has not got it yet. */
+  private async get(seq: number): Promise<StoredMsg | null> {
+    for (let attempt = 0; attempt < CLUSTER_ROUTING.fetchAttempts; attempt++) {
+      const m = await this.o.positions.get(seq);
+      if (m) return m;
+      const st = await this.o.jsm.streams.info(this.o.stream).catch(() => null);
+      // Before the first seq: evicted. Past the last: not stored yet (a lagging replica answered).
+      if (st && seq < st.state.first_seq) return null;
+      await new Promise((r) => setTimeout(r, CLUSTER_ROUTING.fetchRetryMs));
+    }
+    return null;
+  }
+
+  /** One message, in chain order: like the whole-stream follower's, with its part of a transaction ending where capture said. */
+  private async handle(seq: number, m: Raw): Promise<void> {
+    if (this.state === 'stopped') return;
+    try {
+      if (this.resetPending) {
+        this.resetPending = false;
+        this.regroup.drop();
+        const floor = this.o.positions.floorBefore({ subject: m.subject, data: m.data, header: m.headers?.get(CLUSTER_HEADERS.position) }) ?? this.regroup.last;
+        if (floor) {
+          this.o.sink.reset(floor, 'position_outside_window');
+          this.regroup.resetTo(floor);
+        }
+      }
+      const item = await readStreamMessage(this.o.ns, m, (ref) => this.relationOf(ref));
+      if (item.tag === 'ctl') {
+        this.regroup.flush();
+        this.control(item.ctl);
+      } else {
+        const ends = m.headers?.get(ENDS_HEADER);
+        const last = item.last || (ends !== undefined && ends.split(',').includes(this.o.registry.inc));
+        this.regroup.change(item.head, item.change, last);
+      }
+    } catch (err) {
+      if (!(err instanceof ClusterMessageError)) throw err;
+      this.skipped++;
+      this.o.log.error({ err: err.message, seq }, 'malformed message in the cluster stream skipped');
+    }
+    const pos = readPositionHeader(m.headers?.get(CLUSTER_HEADERS.position));
+    if (pos && this.state === 'following') this.o.interests.advanced(seq, pos);
+  }
+
+  private control(c: CtlMessage): void {
+    const sink = this.o.sink;
+    switch (c.type) {
+      case 'epoch':
+        this.epoch = c.epoch;
+        return;
+      case 'mark':
+        sink.progress(c.wal);
+        return;
+      case 'reset':
+        sink.reset(c.floor, c.reason);
+        if (c.reason === 'slot_recreated') sink.reloadPolicies();
+        this.regroup.resetTo(c.floor);
+        return;
+      case 'oversize':
+        this.regroup.oversize(c);
+        return;
+    }
+  }
+
+  private readonly shapes = new Map<number, string>();
+
+  private async relationOf(ref: string) {
+    const rel = await this.o.relations.get(ref);
+    if (this.shapes.get(rel.oid) !== ref) {
+      this.shapes.set(rel.oid, ref);
+      this.o.sink.relation(rel);
+    }
+    return rel;
+  }
+
+  private handOn(tx: Transaction): void {
+    this.o.sink.transaction(tx);
+  }
+
+  private fail(err: unknown): void {
+    if (this.state === 'stopped') return;
+    if (err instanceof ClusterMessageVersionError) {
+      this.o.log.error({ err: err.message }, 'cluster stream written by a newer walcast: this node stops following');
+      this.fatal?.(err);
+      return;
+    }
+    this.o.log.error({ err: (err as Error).message }, 'following the cluster stream failed');
+    this.fatal?.(err as Error);
+  }
+}
+
+/** An epoch marker: a control message of type `epoch` (it names nobody: every chain of its epoch starts at it). */
+function isMarker(ns: string, m: Raw): boolean {
+  if (m.subject !== ctlSubject(ns) && m.subject !== ctlSubject(ns, true)) return false;
+  try {
+    return decodeCtl(m.data).type === 'epoch';
+  } catch {
+    return false;
+  }
+}
+

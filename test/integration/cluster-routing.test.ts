@@ -1,0 +1,105 @@
+// Interest routing (issue 13 item 2, docs/dev/cluster-plan.md §5–§6): a node receives only the
+// tables its clients subscribe to — measured by NATS itself (/connz, per named connection) —
+// and still hands its clients every change of them once, in order, including a subscription
+// made while rows are being written (the seam between the stream and the node's feed).
+import t from 'tap';
+import { resolveServeConfig, type ServeFlags } from '../../src/config.js';
+import { startDaemon, type Daemon } from '../../src/daemon.js';
+import { silentLogger } from '../../src/log.js';
+import { migrate } from '../../src/sql/migrate.js';
+import { query, sleep, waitUntil } from '../helpers/capture.js';
+import { withNats } from '../helpers/nats.js';
+import { withPostgres } from '../helpers/pg.js';
+import { comparePos, duplicates, orderViolations, WsClient } from '../helpers/ws.js';
+
+type Conn = { name?: string; out_msgs: number; out_bytes: number; subscriptions_list?: string[] };
+
+t.test('interest routing', async (t) => {
+  const [db, nats] = await Promise.all([withPostgres(t), withNats(t, { size: 1 })]);
+  await migrate(db.url);
+  await query(db.url, "create table ta (id int primary key, body text); create table tb (id int primary key, body text); select walcast.enable('ta'); select walcast.enable('tb')");
+  const config = (flags: ServeFlags) =>
+    resolveServeConfig({ db: db.url, port: '0', auth: false, nats: nats.urls, cluster: 'rt', streamReplicas: '1', streamMaxBytes: '64MiB', natsAckDelay: '0', ...flags }, {});
+  const start = async (id: string): Promise<Daemon> => {
+    const d = await startDaemon(config({ nodeId: id }), silentLogger);
+    t.teardown(() => d.stop());
+    return d;
+  };
+  const a = await start('rt-a');
+  await waitUntil(() => a.cluster?.capture?.current === 'streaming', 15_000, () => 'capture streaming');
+  const [b, c] = [await start('rt-b'), await start('rt-c')];
+  for (const d of [b, c]) await waitUntil(() => d.cluster?.following === true, 15_000, () => `${d.cluster?.nodeId} following`);
+  const client = async (d: Daemon) => {
+    const w = await WsClient.connect(`ws://127.0.0.1:${d.port}/ws`);
+    t.teardown(() => w.close());
+    return w;
+  };
+  const ids = (w: WsClient, sub: string) => w.changes(sub).map((m) => (m.new as { id: number }).id);
+  const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+  const conn = async (node: string): Promise<Conn> => {
+    const z = await nats.servers[0].monitor<{ connections: Conn[] }>('connz?subs=1&limit=1024');
+    const found = z.connections.find((x) => x.name === `walcast ${node}`);
+    if (!found) throw new Error(`no connection named walcast ${node}`);
+    return found;
+  };
+
+  const onB = await client(b);
+  const onC = await client(c);
+  await onB.subscribe({ id: 'a', table: 'ta' }, { timeoutMs: 20_000 });
+  await onC.subscribe({ id: 'b', table: 'tb' }, { timeoutMs: 20_000 });
+
+  await t.test('each node receives the table its clients follow, and every change of it once, in order', async (t) => {
+    const before = { b: await conn('rt-b'), c: await conn('rt-c') };
+    const body = 'x'.repeat(500);
+    for (let i = 0; i < 20; i++) {
+      await query(db.url, `insert into ta select g, '${body}' from generate_series(${i * 10 + 1}, ${i * 10 + 10}) g`);
+      await query(db.url, `insert into tb select g, '${body}' from generate_series(${i * 10 + 1}, ${i * 10 + 10}) g`);
+    }
+    // One transaction touching both tables: each node gets its part, whole.
+    await query(db.url, `begin; insert into ta values (201, 'mixed'); insert into tb values (201, 'mixed'); insert into ta values (202, 'mixed'); commit`);
+    await onB.waitChanges('a', 202, 20_000);
+    await onC.waitChanges('b', 201, 20_000);
+    await sleep(300);
+    t.same(ids(onB, 'a'), range(1, 202), 'node b: every row of ta once, in order');
+    t.same(ids(onC, 'b'), range(1, 201), 'node c: every row of tb once, in order');
+    const after = { b: await conn('rt-b'), c: await conn('rt-c') };
+    const got = { b: after.b.out_bytes - before.b.out_bytes, c: after.c.out_bytes - before.c.out_bytes };
+    // Each table is about 100 KiB of rows: a node that received both would have twice its share.
+    const share = 200 * 500;
+    t.ok(got.b < share * 1.6, `node b received ${got.b} bytes for a share of about ${share}`);
+    t.ok(got.c < share * 1.6, `node c received ${got.c} bytes for a share of about ${share}`);
+    t.ok(got.b > share * 0.9 && got.c > share * 0.9, 'and at least its share');
+    const subsB = (await conn('rt-b')).subscriptions_list ?? [];
+    t.ok(subsB.some((s) => s.endsWith('.r.d.public.ta.*')), 'b subscribes to ta');
+    t.notOk(subsB.some((s) => s.includes('.r.d.public.tb.')), 'b does not subscribe to tb');
+  });
+
+  await t.test('a subscription made while rows are written: everything after its position, once', async (t) => {
+    const ref = await client(a);
+    await ref.subscribe({ id: 'r', table: 'tb' }, { timeoutMs: 20_000 });
+    let stop = false;
+    const writer = (async () => {
+      for (let i = 1000; !stop && i < 1400; i++) await query(db.url, `insert into tb values (${i}, 'seam')`);
+    })();
+    await sleep(150);
+    // b does not follow tb yet: its subscription starts from the stream, then b's feed carries it.
+    const late = await client(b);
+    const reply = await late.subscribe({ id: 'l', table: 'tb' }, { timeoutMs: 20_000 });
+    await sleep(500);
+    stop = true;
+    await writer;
+    await query(db.url, "insert into tb values (1500, 'end')");
+    await ref.waitFor(() => ids(ref, 'r').includes(1500), 10_000, 'the last row on a');
+    await late.waitFor(() => ids(late, 'l').includes(1500), 10_000, 'the last row on b');
+    const want = ref.changes('r').filter((m) => comparePos(m.pos, reply.position as string) > 0).map((m) => (m.new as { id: number }).id);
+    t.same(ids(late, 'l'), want, `exactly the ${want.length} rows after its subscribed position`);
+    t.same(duplicates(late.changes('l').map((m) => m.pos)), []);
+    t.same(orderViolations(late.changes('l').map((m) => m.pos)), []);
+  });
+
+  await t.test('status shows what a node follows', async (t) => {
+    const st = (await (await fetch(`http://127.0.0.1:${b.port}/status`)).json()) as { cluster: { follower: { routing: { state: string; interests: { tables: number; covered: number } } } } };
+    t.equal(st.cluster.follower.routing.state, 'following');
+    t.ok(st.cluster.follower.routing.interests.covered >= 2, 'ta and tb covered on b');
+  });
+});
