@@ -2,13 +2,13 @@
 // detail" item 6): subscriptions make it follow their tables. Following a table means an interest
 // key in the bucket (interest.ts), which capture applies to the chains it stamps, and a core NATS
 // subscription to the table's republished subjects. The node's feed (routed-follower.ts) carries
-// the table from the first heartbeat whose applied revision covers the key's (at stream seq S)
-// once its chain has passed S: from then on the ring holds every change of the table, and
+// the table once a heartbeat's applied revision covers the key's (at stream seq S), from the
+// first message it hands on past S: from then on the ring holds every change of the table, and
 // subscriptions move from stream catch-ups to the ring (hub/older-history.ts).
 //
 //   follow ──► pending (key written, rev R) ──heartbeat appliedRev ≥ R──► applied (seq S)
-//                                                                          │ chain head ≥ S
-//   released, after lingerMs ◄── covered (from the position handed on then) ◄┘
+//                                                                          │ a message past S
+//   released, after lingerMs ◄── covered (from that message's position) ◄──┘
 //
 // A released table lingers (lingerMs) so that clients resubscribing cause no churn; once dropped,
 // the key goes and the ring stops receiving it: a later follow starts over at pending.
@@ -127,11 +127,15 @@ export class EdgeInterests implements Interests {
     }
   }
 
-  /** The node's feed has handed on everything concerning it up to stream seq `head`, position `pos`. */
-  advanced(head: number, pos: Position): void {
+  /**
+   * The node's feed handed on the message at stream seq `seq`, position `pos`. The first one past
+   * a table's applied seq starts its coverage at its own position: changes of the table after it
+   * were all routed here, those before it (back to the applied seq) perhaps not all.
+   */
+  advanced(seq: number, pos: Position): void {
     let moved = false;
     for (const f of this.tables.values()) {
-      if (f.from === null && f.appliedSeq !== null && head >= f.appliedSeq) {
+      if (f.from === null && f.appliedSeq !== null && seq > f.appliedSeq) {
         f.from = pos;
         moved = true;
       }
