@@ -321,6 +321,9 @@ export class CaptureLeader {
   private fail(err: Error): void {
     if (this.failed || this.stopped) return;
     this.failed = true;
+    // What this leadership acknowledged is final: no more heartbeats from it.
+    if (this.beat) clearInterval(this.beat);
+    this.beat = null;
     this.o.onFailed(err);
   }
 }

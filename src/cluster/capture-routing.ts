@@ -53,7 +53,7 @@ export class CaptureChain {
     return this.stamper.markerSeq;
   }
 
-  /** Incs the stamper refused (over CLUSTER_CHAIN.maxIncs): they get no chain. */
+  /** Joins the stamper refused (over CLUSTER_CHAIN.maxIncs; each retry counts): those incs get no chain. */
   get refusedIncs(): number {
     return this.refused;
   }
