@@ -475,3 +475,17 @@ export const CLUSTER_INTEREST = {
   /** Dropped (dead) incarnations remembered, so their late writes stay ignored: a bound against restarts piling up. */
   droppedRemembered: 10_000,
 } as const;
+
+/**
+ * Capture's side of interest routing (src/cluster/capture-routing.ts, capture-heartbeat.ts;
+ * docs/dev/cluster-plan.md, "Next increments in detail", item 6): the chain headers and the
+ * heartbeat on core NATS `walcast.<ns>.hb`.
+ */
+export const CLUSTER_CAPTURE_CHAIN = {
+  /** The capture heartbeat (acked seq, each inc's last seq, the applied interest revision), this often. */
+  heartbeatMs: 500,
+  /** A takeover waits this long at most for the interest watch's first contents before the epoch marker; then goes on with what it has. */
+  interestReadyMs: 5_000,
+  /** Version of the heartbeat's JSON body. */
+  heartbeatVersion: 1,
+} as const;

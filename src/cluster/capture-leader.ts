@@ -11,19 +11,34 @@
 //      changes at or before P): what the stream holds is not published twice.
 // Any publish failure or capture failure afterwards ends this leadership (onFailed): the node
 // resigns and the election, possibly this node again, starts over with a new epoch.
+//
+// Interest routing (docs/dev/cluster-plan.md, "Next increments in detail", item 6): before the
+// marker, the interest bucket is watched into an InterestTable (its first contents awaited, at
+// most CLUSTER_CAPTURE_CHAIN.interestReadyMs); every incarnation known then is chained from the
+// marker on, and every other message carries `Walcast-Chain` (capture-routing.ts). Once the
+// marker is PubAck'ed, a heartbeat goes to core NATS `walcast.<ns>.hb` every 0.5 s
+// (capture-heartbeat.ts). Rows of tables enabled with route_by go to their route's subject
+// (capture-routes.ts).
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
-import type { KV } from '@nats-io/kv';
+import { Kvm, type KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { Capture } from '../capture/capture.js';
 import type { CapturedChange, Transaction } from '../capture/types.js';
-import { CLUSTER, CLUSTER_LEADER } from '../constants.js';
+import { CLUSTER, CLUSTER_CAPTURE_CHAIN, CLUSTER_LEADER, ROUTES_TABLE } from '../constants.js';
 import { ClusterFencedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { connect } from '../pg/connect.js';
 import { formatLsn } from '../protocol/lsn.js';
 import { floorAt, type Position } from '../protocol/position.js';
+import { encodeHeartbeat } from './capture-heartbeat.js';
+import { RouteColumns, ROUTES_QUERY, UNDEFINED_TABLE } from './capture-routes.js';
+import { CaptureChain } from './capture-routing.js';
 import { encodeRelation } from './codec.js';
+import { InterestTable } from './interest-table.js';
+import { watchInterest, type InterestWatch } from './interest-watch.js';
 import { Publisher } from './publisher.js';
-import { relationKey, type ChangeArea } from './subjects.js';
+import { clusterNames } from './stream.js';
+import { heartbeatSubject, relationKey, type ChangeArea } from './subjects.js';
 import { breakSlotHolder, readTail, type StreamTail } from './takeover.js';
 
 export interface CaptureLeaderOptions {
@@ -34,6 +49,10 @@ export interface CaptureLeaderOptions {
   jsm: JetStreamManager;
   /** The cluster bucket: relation metadata goes there. */
   kv: KV;
+  /** Core NATS for the heartbeat; default: the connection `js` was made on. */
+  nc?: NatsConnection;
+  /** The interest bucket; default: `walcast_<ns>_interest` opened through `js`. */
+  interestKv?: Pick<KV, 'watch' | 'status'>;
   ns: string;
   stream: string;
   /** The election revision that made this node leader. */
@@ -58,8 +77,19 @@ export class CaptureLeader {
   private lastMarkAt = 0;
   private lastMarkWal = 0n;
   private marks = 0;
+  private readonly interest = new InterestTable();
+  private watch: InterestWatch | null = null;
+  private chain: CaptureChain | null = null;
+  private routes = new RouteColumns();
+  private beat: NodeJS.Timeout | null = null;
+  private beats = 0;
 
   constructor(private readonly o: CaptureLeaderOptions) {}
+
+  /** Interest routing as capture sees it (status, tests). */
+  get routing(): { incs: number; appliedRevision: number; markerSeq: number; heartbeats: number } {
+    return { incs: this.interest.everyInc().size, appliedRevision: this.interest.appliedRevision, markerSeq: this.chain?.markerSeq ?? 0, heartbeats: this.beats };
+  }
 
   /** Messages queued or awaiting their PubAck. */
   get backlog(): number {
@@ -79,10 +109,15 @@ export class CaptureLeader {
   async start(): Promise<void> {
     const o = this.o;
     const client = await connect(o.db);
-    const slot = await breakSlotHolder(client, o.slot).finally(() => client.end().catch(() => {}));
+    const slot = await (async () => {
+      const s = await breakSlotHolder(client, o.slot);
+      this.routes = new RouteColumns(await readRoutes(client));
+      return s;
+    })().finally(() => client.end().catch(() => {}));
     if (slot.terminated) o.log.warn({ slot: o.slot, epoch: o.epoch }, 'ended the walsender of the previous capture node');
     const slotConfirmed = slot.confirmed;
     const slotFloor = floorAt(slotConfirmed);
+    await this.watchInterest();
     const { publisher, tail } = await this.fence(slotFloor);
     // Deposed while taking over: stop() found no capture to stop, so none may start now.
     if (this.stopped) {
@@ -138,12 +173,16 @@ export class CaptureLeader {
     for (let attempt = 1; ; attempt++) {
       if (this.stopped) throw new Error('capture leadership ended during takeover');
       const tail = await readTail(o.jsm, o.stream);
-      const publisher = this.newPublisher(tail.lastSeq + 1);
+      // A fresh chain per attempt: the known incarnations join it before the marker (publishCtl).
+      const chain = new CaptureChain(this.interest, o.epoch, o.log);
+      const publisher = this.newPublisher(tail.lastSeq + 1, chain);
       // An empty stream starts where the slot is: nothing before it will be read again.
       const marker = tail.position ?? slotFloor;
       try {
         await publisher.publishCtl({ type: 'epoch', epoch: o.epoch, node: o.nodeId, after: marker, end: tail.end }, marker, null, `epoch-${o.epoch}`);
         this.publisher = publisher;
+        this.chain = chain;
+        this.startHeartbeat();
         return { publisher, tail };
       } catch (err) {
         publisher.close();
@@ -156,7 +195,12 @@ export class CaptureLeader {
   /** Ends this leadership: capture stops (its last acknowledgement bounded by the stream's), publishing stops. */
   async stop(): Promise<void> {
     this.stopped = true;
+    if (this.beat) clearInterval(this.beat);
+    this.beat = null;
+    const watch = this.watch;
+    this.watch = null;
     await this.capture?.stop().catch(() => {});
+    await watch?.stop().catch(() => {});
     const p = this.publisher;
     if (p) {
       p.close();
@@ -166,7 +210,52 @@ export class CaptureLeader {
     }
   }
 
-  private newPublisher(nextSeq: number): Publisher {
+  /** Step 5 of the plan's takeover, before the marker: the interest table filled from the bucket (bounded wait). */
+  private async watchInterest(): Promise<void> {
+    const o = this.o;
+    const kv = o.interestKv ?? (await new Kvm(o.js).open(clusterNames(o.ns).interestBucket));
+    if (this.stopped) throw new Error('capture leadership ended during takeover');
+    const watch = watchInterest(kv, this.interest, o.log);
+    this.watch = watch;
+    let timer: NodeJS.Timeout | undefined;
+    const ready = await Promise.race([
+      watch.ready.then(() => true),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), CLUSTER_CAPTURE_CHAIN.interestReadyMs))),
+    ]).finally(() => clearTimeout(timer));
+    if (!ready) o.log.warn({ ms: CLUSTER_CAPTURE_CHAIN.interestReadyMs, incs: this.interest.everyInc().size }, 'the interest bucket was not read in time: chaining the incarnations known so far');
+    if (this.stopped) {
+      this.watch = null;
+      await watch.stop();
+      throw new Error('capture leadership ended during takeover');
+    }
+  }
+
+  /** The heartbeat on core NATS, once now (the marker is PubAck'ed) and every CLUSTER_CAPTURE_CHAIN.heartbeatMs. */
+  private startHeartbeat(): void {
+    const o = this.o;
+    if (this.stopped) return;
+    const nc = o.nc ?? (o.js as unknown as { nc?: NatsConnection }).nc;
+    if (!nc) {
+      o.log.warn('no NATS connection for the capture heartbeat');
+      return;
+    }
+    const subject = heartbeatSubject(o.ns);
+    const send = (): void => {
+      const body = this.chain?.heartbeat(o.nodeId);
+      if (!body || this.stopped) return;
+      try {
+        nc.publish(subject, encodeHeartbeat(body));
+        this.beats++;
+      } catch (err) {
+        o.log.warn({ err: (err as Error).message }, 'publishing the capture heartbeat');
+      }
+    };
+    send();
+    this.beat = setInterval(send, CLUSTER_CAPTURE_CHAIN.heartbeatMs);
+    this.beat.unref();
+  }
+
+  private newPublisher(nextSeq: number, chain: CaptureChain): Publisher {
     const o = this.o;
     const publisher: Publisher = new Publisher({
       js: o.js,
@@ -177,6 +266,9 @@ export class CaptureLeader {
       log: o.log,
       maxPayload: o.maxPayload,
       areaOf: (c: CapturedChange): ChangeArea => (o.authTables.has(c.relation.qualified) ? 'a' : 'd'),
+      routeOf: (c) => this.routes.routeOf(c),
+      oldRouteOf: (c) => this.routes.oldRouteOf(c),
+      chain,
       putRelation: async (ref, relation) => {
         await o.kv.put(relationKey(ref), encodeRelation(relation));
       },
@@ -192,6 +284,9 @@ export class CaptureLeader {
   private onTransaction(tx: Transaction): Promise<void> | undefined {
     const p = this.publisher;
     if (!p) return Promise.reject(new Error('no publisher'));
+    // A change of routing applies from its transaction on (rows of that transaction included).
+    for (const c of tx.changes) if (c.relation.qualified === ROUTES_TABLE) this.routes.apply(c);
+    if (tx.oversize?.tables.includes(ROUTES_TABLE)) this.reloadRoutes();
     const done = p.publish(tx);
     if (p.backlog > CLUSTER_LEADER.maxBacklog) return done;
     // Not awaited: the ledger holds the slot until PubAck; a failure ends the leadership through onLeave.
@@ -209,9 +304,37 @@ export class CaptureLeader {
     void p.publishCtl({ type: 'mark', wal: walEnd }, floorAt(walEnd), null, `mark-${this.o.epoch}-${++this.marks}`, walEnd).catch(() => {});
   }
 
+  /** The routing changes of an oversized transaction were not kept: read the table again (now's state). */
+  private reloadRoutes(): void {
+    const o = this.o;
+    o.log.warn('an oversized transaction changed walcast.routes: reading it again');
+    void (async () => {
+      const client = await connect(o.db);
+      try {
+        this.routes = new RouteColumns(await readRoutes(client));
+      } finally {
+        await client.end().catch(() => {});
+      }
+    })().catch((err: unknown) => o.log.error({ err: (err as Error).message }, 'reading walcast.routes'));
+  }
+
   private fail(err: Error): void {
     if (this.failed || this.stopped) return;
     this.failed = true;
+    // What this leadership acknowledged is final: no more heartbeats from it.
+    if (this.beat) clearInterval(this.beat);
+    this.beat = null;
     this.o.onFailed(err);
+  }
+}
+
+/** walcast.routes as (table oid, route column) pairs; none without migration 005. */
+async function readRoutes(client: { query: (q: string) => Promise<{ rows: Array<{ oid: string; column: string }> }> }): Promise<Array<[number, string]>> {
+  try {
+    const { rows } = await client.query(ROUTES_QUERY);
+    return rows.map((r) => [Number(r.oid), r.column]);
+  } catch (err) {
+    if ((err as { code?: string }).code === UNDEFINED_TABLE) return [];
+    throw err;
   }
 }

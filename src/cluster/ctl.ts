@@ -10,6 +10,7 @@
 import { ClusterMessageError } from '../errors.js';
 import { formatLsn, isLsn, parseLsn } from '../protocol/lsn.js';
 import { formatWalPosition, parseWalPosition, type Position } from '../protocol/position.js';
+import { CHAIN_HEADER } from './chain-codec.js';
 import { CODEC_VERSION } from './codec.js';
 
 /** Headers of stream messages. */
@@ -23,6 +24,10 @@ export const CLUSTER_HEADERS = {
   last: 'Walcast-Last',
   /** The epoch (the leader's election revision) of the capture that wrote the message. */
   epoch: 'Walcast-Epoch',
+  /** `<epoch>;<inc>=<prevSeq>,…`: the incarnations a message concerns and each one's previous seq (chain-codec.ts); absent when it concerns nobody, and on epoch markers. */
+  chain: CHAIN_HEADER,
+  /** `<inc>,<inc>`: this change is the last of its transaction concerning these incs (not on the transaction's last change: `Walcast-Last` ends it for everyone). */
+  ends: 'Walcast-Ends',
 } as const;
 
 /** Why a reset: the slot was recreated, or the stream lost messages the slot no longer holds. */

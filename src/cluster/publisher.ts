@@ -7,14 +7,18 @@
 // Control messages (epoch markers, marks, resets, oversize markers: ctl.ts) take a sequence of
 // the same chain. A table's metadata is put into KV (`rel.<ref>`) before the first message that
 // refers to it is sent, so a follower can always look it up.
+// With a `chain` (interest routing, capture-routing.ts), each message's `Walcast-Chain` and
+// `Walcast-Ends` headers are computed once when it is queued (a retried publish carries the same
+// headers), in seq order; PubAcks are reported back for the heartbeat's bookkeeping.
 import { JetStreamApiError, type JetStreamClient, type PubAck } from '@nats-io/jetstream';
 import { headers as natsHeaders, TimeoutError, type MsgHdrs } from '@nats-io/transport-node';
-import type { Relation } from '../capture/pgoutput.types.js';
+import type { MsgUpdate, Relation } from '../capture/pgoutput.types.js';
 import type { CapturedChange, Transaction } from '../capture/types.js';
 import { CLUSTER, CLUSTER_TOKENS } from '../constants.js';
 import { ClusterFencedError, ClusterPublishError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { MAX_POSITION_INDEX, type Position } from '../protocol/position.js';
+import type { ChangeRoute } from './capture-routing.js';
 import { encodeChange, relationRef } from './codec.js';
 import { CLUSTER_HEADERS, encodeCtl, positionHeader, type CtlMessage } from './ctl.js';
 import { PublishLedger, type LedgerMessage } from './ledger.js';
@@ -41,6 +45,10 @@ export interface PublisherOptions {
   timeoutMs?: number;
   /** The route token of a row change (route.ts rowRouteToken on its table's route column); default `=n`. Truncates go to `=t`. */
   routeOf?: (change: CapturedChange) => string;
+  /** The route token of an update's old row: when it differs from routeOf's, the row moved between routes. */
+  oldRouteOf?: (change: MsgUpdate) => string;
+  /** Interest routing: the chain headers (capture-routing.ts CaptureChain); none: no chain headers. */
+  chain?: PublisherChain;
   /** `a` for the policy and relation tables; default `d`. */
   areaOf?: (change: CapturedChange) => ChangeArea;
   /** Clock for the ledger (ms). */
@@ -54,6 +62,20 @@ export interface PublisherOptions {
   maxPayload?: number;
   /** Called once when the publisher leaves `open` (fenced, failed or closed). */
   onLeave?: (state: PublisherState, err: Error) => void;
+}
+
+/** What the publisher asks of interest routing, in seq order (CaptureChain implements it). */
+export interface PublisherChain {
+  /** A safe point between transactions (incs join and leave). */
+  sync(): void;
+  /** The epoch marker is queued at seq. */
+  marker(seq: number): void;
+  incsOfChange(c: ChangeRoute): ReadonlySet<string>;
+  incsOfCtl(): ReadonlySet<string>;
+  /** The `Walcast-Chain` header of the message queued at seq, or null. */
+  stamp(seq: number, incs: ReadonlySet<string>): string | null;
+  /** A PubAck for seq. */
+  acked(seq: number): void;
 }
 
 interface TxWaiter {
@@ -75,6 +97,9 @@ interface Outgoing {
   msgID: string;
   pos: Position;
   last: boolean;
+  /** `Walcast-Chain`, `Walcast-Ends` (null: none), fixed when queued. */
+  chain: string | null;
+  ends: string | null;
   waiter: TxWaiter;
   gate: Gate | null;
 }
@@ -167,18 +192,30 @@ export class Publisher {
     }
     const out: Array<Omit<Outgoing, 'waiter'>> = [];
     const entries: LedgerMessage[] = [];
+    const chain = this.opts.chain;
+    chain?.sync();
+    const named: Array<ReadonlySet<string>> = [];
     let seq = this.seq;
     let gate: Gate | null = null;
     for (let i = 0; i < encoded.length; i++) {
       const { c, ref, data } = encoded[i];
       const route = c.tag === 'truncate' ? CLUSTER_TOKENS.truncate : this.routeOf(c);
-      const subject = changeSubject(this.opts.ns, this.areaOf(c), c.relation.schema, c.relation.name, route);
+      const area = this.areaOf(c);
+      const subject = changeSubject(this.opts.ns, area, c.relation.schema, c.relation.name, route);
       gate = this.gateFor(ref, c.relation) ?? gate;
       const pos = { lsn: tx.lsn, index: c.index };
-      out.push({ seq, subject, data, msgID: `${tx.lsnText}:${c.index}`, pos, last: i === encoded.length - 1, gate: null });
+      let header: string | null = null;
+      if (chain) {
+        const from = c.tag === 'update' && this.opts.oldRouteOf ? this.opts.oldRouteOf(c) : null;
+        const incs = chain.incsOfChange({ area, relation: c.relation, route, from });
+        named.push(incs);
+        header = chain.stamp(seq, incs);
+      }
+      out.push({ seq, subject, data, msgID: `${tx.lsnText}:${c.index}`, pos, last: i === encoded.length - 1, chain: header, ends: null, gate: null });
       entries.push({ seq, pos });
       seq++;
     }
+    if (chain) setEnds(out, named);
     // Every message of the transaction waits for the last metadata put it needs (puts run in parallel, gates open in order).
     if (gate) for (const m of out) m.gate = gate;
     this.seq = seq;
@@ -208,8 +245,16 @@ export class Publisher {
     if (this.state !== 'open') return Promise.reject(this.error ?? new ClusterPublishError('the cluster publisher is closed'));
     const data = encodeCtl(m);
     const seq = this.seq++;
+    let header: string | null = null;
+    const chain = this.opts.chain;
+    if (chain) {
+      chain.sync();
+      // The epoch marker concerns everyone without naming anyone: it starts every chain.
+      if (m.type === 'epoch') chain.marker(seq);
+      else header = chain.stamp(seq, chain.incsOfCtl());
+    }
     this.ledger.append(holdLsn, [{ seq, pos }], this.now(), end);
-    return this.enqueue([{ seq, subject: ctlSubject(this.opts.ns), data, msgID, pos, last: false, gate: null }]);
+    return this.enqueue([{ seq, subject: ctlSubject(this.opts.ns), data, msgID, pos, last: false, chain: header, ends: null, gate: null }]);
   }
 
   private enqueue(out: Array<Omit<Outgoing, 'waiter'>>): Promise<void> {
@@ -297,6 +342,7 @@ export class Publisher {
       return;
     }
     this.ledger.ack(m.seq, this.now());
+    this.opts.chain?.acked(m.seq);
     const w = m.waiter;
     if (--w.pending === 0 && !w.done) {
       w.done = true;
@@ -339,6 +385,8 @@ export class Publisher {
     h.set(CLUSTER_HEADERS.position, positionHeader(m.pos));
     h.set(CLUSTER_HEADERS.epoch, String(this.opts.epoch));
     if (m.last) h.set(CLUSTER_HEADERS.last, '1');
+    if (m.chain !== null) h.set(CLUSTER_HEADERS.chain, m.chain);
+    if (m.ends !== null) h.set(CLUSTER_HEADERS.ends, m.ends);
     return h;
   }
 
@@ -365,6 +413,24 @@ export class Publisher {
     }
     this.waiters.clear();
     this.opts.onLeave?.(to, err);
+  }
+}
+
+/**
+ * `Walcast-Ends` on each message of a transaction that is the last naming some incs, but not the
+ * transaction's last (its `Walcast-Last` ends it for everyone): `<inc>,<inc>`, so that an edge
+ * knows its part of the transaction is complete without waiting for the next one.
+ */
+export function setEnds(out: ReadonlyArray<{ ends: string | null }>, named: ReadonlyArray<ReadonlySet<string>>): void {
+  const seen = new Set<string>();
+  for (let i = named.length - 1; i >= 0; i--) {
+    let ends: string | null = null;
+    for (const inc of named[i]) {
+      if (seen.has(inc)) continue;
+      seen.add(inc);
+      if (i < named.length - 1) ends = ends === null ? inc : `${ends},${inc}`;
+    }
+    (out[i] as { ends: string | null }).ends = ends;
   }
 }
 
