@@ -143,6 +143,26 @@ export class EdgeInterests implements Interests {
     if (moved) this.wake();
   }
 
+  /**
+   * The feed has handed on every message concerning this node up to stream seq `seq` (capture's
+   * heartbeat named nothing later for it): each table applied at or before `seq` is covered from
+   * its applied message's position on (`positionOf` reads it from the stream).
+   */
+  async caughtUp(seq: number, positionOf: (seq: number) => Promise<Position | null>): Promise<void> {
+    let moved = false;
+    for (const f of [...this.tables.values()]) {
+      if (f.from !== null || f.appliedSeq === null || f.appliedSeq > seq) continue;
+      const s = f.appliedSeq;
+      const pos = s === 0 ? ALWAYS : await positionOf(s);
+      // Still the same state after the read: covered from there.
+      if (pos && f.from === null && f.appliedSeq === s && [...this.tables.values()].includes(f)) {
+        f.from = pos;
+        moved = true;
+      }
+    }
+    if (moved) this.wake();
+  }
+
   /** The feed lost messages: nothing is covered until capture's next heartbeats say so again. */
   uncover(): void {
     for (const f of this.tables.values()) {

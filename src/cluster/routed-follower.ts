@@ -31,9 +31,6 @@ import { readStreamMessage } from './stream-message.js';
 import type { StreamPositions } from './stream-positions.js';
 import { authSubjects, ctlSubject, heartbeatSubject, sqlBroadcastSubjects } from './subjects.js';
 
-/** Capture's list of the incarnations whose part of a transaction ends with this message (the capture side defines it). */
-const ENDS_HEADER = 'Walcast-Ends';
-
 /** A stream message as received: a republished copy, or one read from the stream. */
 interface Raw {
   subject: string;
@@ -157,7 +154,24 @@ export class RoutedFollower {
       if (this.presenceRev !== null && hb.appliedRev >= this.presenceRev) this.boot(hb);
       return;
     }
-    if (this.chain) this.run(this.chain.heartbeat({ epoch: hb.epoch, markerSeq: hb.markerSeq, last: hb.last[this.o.registry.inc] }, Date.now()));
+    const chain = this.chain;
+    if (!chain) return;
+    const last = hb.last[this.o.registry.inc];
+    this.run(chain.heartbeat({ epoch: hb.epoch, markerSeq: hb.markerSeq, last }, Date.now()));
+    // Nothing concerning this node after its head up to `acked`: once what is queued is handed
+    // on, it is caught up to there (tables applied since are covered without waiting for traffic).
+    if (last !== undefined && last <= chain.head && hb.epoch === chain.epoch) {
+      const upTo = Math.max(chain.head, hb.acked);
+      this.work = this.work
+        .then(() => this.o.interests.caughtUp(upTo, (seq) => this.positionAt(seq)))
+        .catch((err: unknown) => this.fail(err));
+    }
+  }
+
+  /** The position of the stored message at `seq` (null when it cannot be read). */
+  private async positionAt(seq: number): Promise<Position | null> {
+    const m = await this.o.positions.get(seq);
+    return readPositionHeader(m?.header?.get(CLUSTER_HEADERS.position));
   }
 
   private onCore(m: Raw): void {
@@ -328,7 +342,7 @@ export class RoutedFollower {
         this.regroup.flush();
         this.control(item.ctl);
       } else {
-        const ends = m.headers?.get(ENDS_HEADER);
+        const ends = m.headers?.get(CLUSTER_HEADERS.ends);
         const last = item.last || (ends !== undefined && ends.split(',').includes(this.o.registry.inc));
         this.regroup.change(item.head, item.change, last);
       }

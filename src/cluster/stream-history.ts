@@ -3,7 +3,7 @@
 // is read from the stream (stream-segment.ts), at most CLUSTER_CATCHUP.maxSegments at once.
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { CLUSTER_CATCHUP } from '../constants.js';
-import type { OlderHistory, OlderSegment } from '../hub/older-history.js';
+import type { OlderHistory, OlderSegment, SegmentStart } from '../hub/older-history.js';
 import type { Logger } from '../log.js';
 import { compareWalPositions, floorAt, parseWalPosition, type Position } from '../protocol/position.js';
 import type { RelationCache } from './relations.js';
@@ -65,7 +65,7 @@ export class StreamHistory implements OlderHistory {
     }
   }
 
-  open(since: Position, wake: () => void, strict: boolean): OlderSegment | null {
+  open(since: Position, wake: () => void, start: SegmentStart): OlderSegment | null {
     if (this.open_ >= this.max) {
       this.waited++;
       this.waiting.add(wake);
@@ -85,7 +85,7 @@ export class StreamHistory implements OlderHistory {
       ns,
       stream,
       since,
-      strict,
+      start,
       wake,
       onClose: () => this.closed(),
       log,

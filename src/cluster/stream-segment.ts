@@ -19,14 +19,14 @@ import type { Transaction } from '../capture/types.js';
 import { CLUSTER_CATCHUP } from '../constants.js';
 import { ClusterMessageError } from '../errors.js';
 import { markEntry, transactionEntry, type RingEntry } from '../history/ring.js';
-import type { OlderSegment } from '../hub/older-history.js';
+import type { OlderSegment, SegmentStart } from '../hub/older-history.js';
 import { estimateBytes } from '../hub/render.js';
 import { forWindow } from '../hub/sql-broadcast.js';
 import type { Logger } from '../log.js';
 import { compareWalPositions, type Position } from '../protocol/position.js';
 import type { ResyncReason } from '../protocol/types.js';
 import { RetryBackoff } from '../util/backoff.js';
-import type { CtlMessage } from './ctl.js';
+import { CLUSTER_HEADERS, readPositionHeader, type CtlMessage } from './ctl.js';
 import { Regrouper } from './regroup.js';
 import { readStreamMessage } from './stream-message.js';
 import type { StreamPositions } from './stream-positions.js';
@@ -40,8 +40,8 @@ export interface StreamSegmentOptions {
   ns: string;
   stream: string;
   since: Position;
-  /** `since` is before the node's window: the stream must hold what follows it (else: read from its end on when empty). */
-  strict: boolean;
+  /** How `since` is taken (hub/older-history.ts). */
+  start: SegmentStart;
   /** It has more to give (or failed). */
   wake: () => void;
   /** Closed: called once. */
@@ -154,8 +154,9 @@ export class StreamSegment implements OlderSegment {
     const { positions, since } = this.o;
     const b = await this.o.bounds();
     const first = b.messages > 0 ? await positions.positioned(b.first, b.last, 1) : null;
+    if (this.o.start === 'now') return this.fromEnd(b.first, b.last);
     // Nothing in the stream: what comes next is all there is to read (a table just followed).
-    if (!first && !this.o.strict) {
+    if (!first && this.o.start !== 'strict') {
       this.seq = b.last;
       return b.last + 1;
     }
@@ -167,6 +168,19 @@ export class StreamSegment implements OlderSegment {
     const from = await positions.firstAfter(since, first.seq, b.last);
     this.seq = from - 1;
     return from;
+  }
+
+  /** "From now": after the stream's last message (the node's own head may lag it for this table). */
+  private async fromEnd(first: number, last: number): Promise<number> {
+    const m = last >= first && last > 0 ? await this.o.positions.positioned(last, first, -1) : null;
+    const end = readPositionHeader(m?.header?.get(CLUSTER_HEADERS.position));
+    if (end && compareWalPositions(end, this.pos) > 0) {
+      this.pos = end;
+      this.buffered = end;
+      this.regroup.resetTo(end);
+    }
+    this.seq = last;
+    return last + 1;
   }
 
   /** Pulls from `from` on while there is room; returns when a pull ends (the caller reads on). */

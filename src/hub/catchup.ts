@@ -106,7 +106,7 @@ export class CatchUp {
     const ring = this.host.ring;
     // Opened when the catch-up first runs: only running catch-ups hold a segment.
     if (sub.older && !sub.segment) {
-      sub.segment = this.host.older?.open(sub.after, this.wake, sub.beforeRing) ?? null;
+      sub.segment = this.host.older?.open(sub.after, this.wake, sub.start) ?? null;
       if (!sub.segment) return 0; // as many open as allowed: wake() comes when one closes
     }
     if (peer.backlog() > this.highWater) return 0;

@@ -20,7 +20,7 @@ import { Delivery } from './delivery.js';
 import { ProgressSweep } from './progress.js';
 import { CatchUp } from './catchup.js';
 import type { CatchUpStats } from './catchup-scheduler.js';
-import type { Interests, OlderHistory } from './older-history.js';
+import type { Interests, OlderHistory, SegmentStart } from './older-history.js';
 import { PrefixTable } from './prefixes.js';
 import { forWindow, notForWindow, type SqlBroadcasts } from './sql-broadcast.js';
 import { HubSubscription, SubscriptionIndex, type SubscriptionInit } from './subscriptions.js';
@@ -263,7 +263,7 @@ export class Hub {
     if (init.since && !this.ring.covers(init.since)) {
       const recreated = this.recreatedAt !== null && compareWalPositions(init.since, this.recreatedAt) <= 0;
       // Older than the ring, maybe not than the stream: caught up from there (older-history.ts).
-      if (!recreated && this.older?.mayCover(init.since)) return this.fromOlder(init, init.since, true);
+      if (!recreated && this.older?.mayCover(init.since)) return this.fromOlder(init, init.since, 'strict');
       this.counters.resyncs++;
       peer.push(resync(init.id, recreated ? 'slot_recreated' : 'position_outside_window', init.ref));
       peer.flush();
@@ -273,7 +273,7 @@ export class Hub {
     const now = compareWalPositions(this.nowFloor, head) > 0 ? this.nowFloor : head;
     // A table the node does not follow yet (or not since that position): from older history
     // until its feed carries the table.
-    if (this.interests && this.older && !this.covered(init.table, init.since ?? now)) return this.fromOlder(init, init.since ?? now, false);
+    if (this.interests && this.older && !this.covered(init.table, init.since ?? now)) return this.fromOlder(init, init.since ?? now, init.since ? 'uncovered' : 'now');
     const sub = new HubSubscription({ ...init, after: init.since ?? now, prefix: this.prefixes.acquire(init.id) });
     sub.release = this.interests?.follow(sub.table) ?? null;
     this.subscriptionsOf(peer).set(key(init.id), sub);
@@ -288,11 +288,11 @@ export class Hub {
   }
 
   /** A subscription caught up from older history first (a segment opens when its catch-up runs). */
-  private fromOlder(init: Omit<SubscriptionInit, 'after' | 'prefix'>, from: Position, beforeRing: boolean): HubSubscription {
+  private fromOlder(init: Omit<SubscriptionInit, 'after' | 'prefix'>, from: Position, start: SegmentStart): HubSubscription {
     const sub = new HubSubscription({ ...init, after: from, prefix: this.prefixes.acquire(init.id) });
     sub.release = this.interests?.follow(sub.table) ?? null;
     sub.older = true;
-    sub.beforeRing = beforeRing;
+    sub.start = start;
     this.subscriptionsOf(init.peer).set(key(init.id), sub);
     this.catchingUp.add(sub);
     return sub;

@@ -7,6 +7,14 @@ import type { RingEntry } from '../history/ring.js';
 import type { Position } from '../protocol/position.js';
 import type { ResyncReason } from '../protocol/types.js';
 
+/**
+ * Where a segment starts: `since` before the ring's floor (`strict`: the history must hold what
+ * follows it), `since` in the ring but the table not followed from there (`uncovered`), or no
+ * position at all (`now`: from the history's end, which the node's ring may lag for a table it
+ * does not follow yet).
+ */
+export type SegmentStart = 'strict' | 'uncovered' | 'now';
+
 /** One catch-up's read of older history, buffered ahead (bounded) and refilled asynchronously. */
 export interface OlderSegment {
   /** The next entry; undefined while none is buffered (the segment calls its `wake` when some are). */
@@ -26,10 +34,9 @@ export interface OlderHistory {
   mayCover(since: Position): boolean;
   /**
    * A segment from `since` on; null when as many are open as allowed (`wake` is then called when
-   * one closes). `wake` is called whenever the segment has more to give. `strict`: `since` is
-   * before the ring's floor, so an empty history cannot honour it (else: read from its end on).
+   * one closes). `wake` is called whenever the segment has more to give.
    */
-  open(since: Position, wake: () => void, strict: boolean): OlderSegment | null;
+  open(since: Position, wake: () => void, start: SegmentStart): OlderSegment | null;
   /** The oldest position it serves (policy history older than it may go), null when unknown. */
   floor(): Position | null;
 }

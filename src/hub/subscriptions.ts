@@ -2,7 +2,7 @@
 // of them: per table, those without an equality filter, and those with one hashed by
 // column → value (a subscriber is registered under one `eq` term; the whole filter is then
 // evaluated on candidates only).
-import type { OlderSegment } from './older-history.js';
+import type { OlderSegment, SegmentStart } from './older-history.js';
 import type { Position } from '../protocol/position.js';
 import type { Row } from '../capture/pgoutput.types.js';
 import { eqTermKeys, rowValueKey, type FilterTerm, type RowPredicate } from './filter.js';
@@ -48,8 +48,8 @@ export class HubSubscription {
   segment: OlderSegment | null = null;
   /** Whether it starts in older history (a segment is opened when its catch-up first runs). */
   older = false;
-  /** Whether its position is before the ring's floor (not merely before its table is followed). */
-  beforeRing = false;
+  /** Where its older-history read starts (older-history.ts). */
+  start: SegmentStart = 'strict';
   /** Lets go of what the node follows for it (Interests.follow). */
   release: (() => void) | null = null;
   /** Dispatch stamp: a subscriber found twice for one change (old and new row) is visited once. */
