@@ -121,7 +121,7 @@ t.test('a cluster of nodes on one slot', async (t) => {
     t.ok(missed.every((m) => comparePos(m.pos, lastPos) > 0), 'all after since');
   });
 
-  await t.test('a foreign message in the stream: skipped by every node; capture, fenced by it, is elected again', async (t) => {
+  await t.test('a foreign message in the stream: left aside by every node; capture, fenced by it, is elected again', async (t) => {
     const cap = captureNodes()[0];
     const epochBefore = cap.cluster!.status().epoch!;
     const [ca, cb] = [await client(a), await client(b)];
@@ -132,7 +132,8 @@ t.test('a cluster of nodes on one slot', async (t) => {
     const js = jetstream(nc);
     await js.publish('walcast.k1.s.d.public.items.=n', 'not a change');
     await js.publish('walcast.k1.s.ctl', '{"v":1,"type":"mark","wal":"nonsense"}');
-    await waitUntil(() => [a, b].every((d) => (d.cluster!.status().follower?.skipped ?? 0) >= 2), 10_000, () => 'both nodes skipped the two');
+    // They name no node in a chain (Walcast-Chain): every node leaves them aside.
+    await new Promise((r) => setTimeout(r, 300));
     await query(db.url, "insert into items values (3001, 'r1', 'after rogue'), (3002, 'r1', 'after rogue')");
     const got = await Promise.all([ca.waitChanges('f', 2, 15_000), cb.waitChanges('f', 2, 15_000)]);
     for (const g of got) t.same(g.map((m) => (m.new as { id: number }).id), [3001, 3002], 'the rows after it, once, in order');
