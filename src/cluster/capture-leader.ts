@@ -14,7 +14,8 @@
 //
 // Interest routing (docs/dev/cluster-plan.md, "Next increments in detail", item 6): before the
 // marker, the interest bucket is watched into an InterestTable (its first contents awaited, at
-// most CLUSTER_CAPTURE_CHAIN.interestReadyMs); every incarnation known then is chained from the
+// most CLUSTER_CAPTURE_CHAIN.interestReadyMs, else the leadership fails: capture never runs on
+// interests it has not read); every incarnation known then is chained from the
 // marker on, and every other message carries `Walcast-Chain` (capture-routing.ts). Once the
 // marker is PubAck'ed, a heartbeat goes to core NATS `walcast.<ns>.hb` every 0.5 s
 // (capture-heartbeat.ts). Rows of tables enabled with route_by go to their route's subject
@@ -25,7 +26,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { Capture } from '../capture/capture.js';
 import type { CapturedChange, Transaction } from '../capture/types.js';
 import { CLUSTER, CLUSTER_CAPTURE_CHAIN, CLUSTER_LEADER, ROUTES_TABLE } from '../constants.js';
-import { ClusterFencedError } from '../errors.js';
+import { ClusterFencedError, JetStreamError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { connect } from '../pg/connect.js';
 import { formatLsn } from '../protocol/lsn.js';
@@ -222,10 +223,12 @@ export class CaptureLeader {
       watch.ready.then(() => true),
       new Promise<boolean>((r) => (timer = setTimeout(() => r(false), CLUSTER_CAPTURE_CHAIN.interestReadyMs))),
     ]).finally(() => clearTimeout(timer));
-    if (!ready) o.log.warn({ ms: CLUSTER_CAPTURE_CHAIN.interestReadyMs, incs: this.interest.everyInc().size }, 'the interest bucket was not read in time: chaining the incarnations known so far');
-    if (this.stopped) {
+    if (this.stopped || !ready) {
       this.watch = null;
       await watch.stop();
+      // Capturing without every node's interests would route nothing to the nodes missing:
+      // the leadership fails instead, and the election starts over.
+      if (!ready) throw new JetStreamError(`the interest bucket was not read within ${CLUSTER_CAPTURE_CHAIN.interestReadyMs} ms`, 'check the NATS servers');
       throw new Error('capture leadership ended during takeover');
     }
   }
