@@ -53,7 +53,7 @@ export interface CaptureLeaderOptions {
   /** Core NATS for the heartbeat; default: the connection `js` was made on. */
   nc?: NatsConnection;
   /** The interest bucket; default: `walcast_<ns>_interest` opened through `js`. */
-  interestKv?: Pick<KV, 'watch' | 'status'>;
+  interestKv?: Pick<KV, 'watch' | 'status' | 'delete'>;
   ns: string;
   stream: string;
   /** The election revision that made this node leader. */
@@ -78,7 +78,14 @@ export class CaptureLeader {
   private lastMarkAt = 0;
   private lastMarkWal = 0n;
   private marks = 0;
-  private readonly interest = new InterestTable();
+  /** The interest bucket, once opened (watchInterest). */
+  private interestBucket: Pick<KV, 'delete'> | null = null;
+  // A dropped incarnation's keys are deleted here: its process is gone, and only capture knows.
+  private readonly interest = new InterestTable(undefined, (inc, keys) => {
+    const kv = this.interestBucket;
+    this.o.log.info({ inc, keys: keys.length }, 'an earlier incarnation of a node is gone: its interests are dropped');
+    for (const key of keys) void kv?.delete(key).catch(() => {});
+  });
   private watch: InterestWatch | null = null;
   private chain: CaptureChain | null = null;
   private routes = new RouteColumns();
@@ -215,6 +222,7 @@ export class CaptureLeader {
   private async watchInterest(): Promise<void> {
     const o = this.o;
     const kv = o.interestKv ?? (await new Kvm(o.js).open(clusterNames(o.ns).interestBucket));
+    this.interestBucket = kv;
     if (this.stopped) throw new Error('capture leadership ended during takeover');
     const watch = watchInterest(kv, this.interest, o.log);
     this.watch = watch;

@@ -135,7 +135,14 @@ export class InterestTable {
   private stale = 0;
   private ofDropped = 0;
 
-  constructor(private readonly maxDropped: number = CLUSTER_INTEREST.droppedRemembered) {}
+  /**
+   * `onDrop`: an incarnation was dropped, with the keys it held (capture deletes them: nobody
+   * else will, its process being gone).
+   */
+  constructor(
+    private readonly maxDropped: number = CLUSTER_INTEREST.droppedRemembered,
+    private readonly onDrop: (inc: string, keys: string[]) => void = () => {},
+  ) {}
 
   /** The highest KV revision applied: every interest put at or below it is in the answers. */
   get appliedRevision(): number {
@@ -216,12 +223,14 @@ export class InterestTable {
    * long enough to be dropped must come back as a new incarnation.
    */
   dropInc(inc: string): void {
-    for (const key of this.keysOf(inc)) this.remove(key);
+    const keys = this.keysOf(inc);
+    for (const key of keys) this.remove(key);
     this.incs.delete(inc);
     this.everySnap = null;
     this.dropped.delete(inc);
     this.dropped.add(inc);
     if (this.dropped.size > this.maxDropped) this.dropped.delete(this.dropped.values().next().value as string);
+    if (keys.length > 0) this.onDrop(inc, keys);
   }
 
   isDropped(inc: string): boolean {
@@ -247,6 +256,9 @@ export class InterestTable {
       const v = presenceOf(value);
       s.node = v?.node ?? null;
       s.started = v?.started ?? null;
+      // One live process per node id (node_id_in_use): an earlier incarnation of the same node
+      // died without cleaning up (SIGKILL, crash). Its keys would be followed for ever.
+      if (s.node !== null) for (const other of this.incsOfNode(s.node)) if (other !== k.inc) this.dropInc(other);
     }
     if (this.held.has(key)) return; // rewritten: same interest
     this.held.set(key, k);

@@ -210,3 +210,21 @@ t.test('the applied revision only grows; replays are ignored', async (t) => {
   t.same([...table.incsFor('d', 'public', 'rooms', '1')], [A]);
   t.equal(table.appliedRevision, 10);
 });
+
+t.test('a new incarnation of a node drops the earlier one (it died without cleaning up), keys handed for deletion', async (t) => {
+  const drops: [string, string[]][] = [];
+  const table = new InterestTable(10, (inc, keys) => drops.push([inc, keys.sort()]));
+  let rev = 0;
+  const feed = (key: string, value?: string) => table.apply({ key, operation: 'PUT', revision: ++rev, value });
+  feed(presenceKey(A), JSON.stringify({ node: 'n1', started: '1' }));
+  feed(dataInterestKey(A, 'public', 'rooms', null));
+  feed(presenceKey(B), JSON.stringify({ node: 'n2', started: '1' }));
+  t.same([...table.everyInc()].sort(), [A, B]);
+  feed(presenceKey(C), JSON.stringify({ node: 'n1', started: '2' })); // n1 restarted as C
+  t.same([...table.everyInc()].sort(), [B, C], 'A is gone');
+  t.same([...table.incsFor('d', 'public', 'rooms', '=n')], [], 'with its interests');
+  t.same(drops, [[A, [dataInterestKey(A, 'public', 'rooms', null), presenceKey(A)].sort()]], 'its keys handed on once');
+  feed(dataInterestKey(A, 'public', 'rooms', null));
+  t.same([...table.everyInc()].sort(), [B, C], 'a late write of the dropped one is ignored');
+  t.equal(drops.length, 1);
+});
