@@ -306,20 +306,12 @@ export const CLUSTER_NODES = {
   streamReadMs: 2_000,
 } as const;
 
-/** Every cluster node's reading of the stream (src/cluster/follower.ts). */
+/** Reading the cluster's stream by sequence (src/cluster/stream-positions.ts, relations.ts). */
 export const CLUSTER_FOLLOWER = {
-  /** Messages pulled per request of the ordered consumer. */
-  batch: 256,
-  /** Reopening the stream after a failure: backoff between these. */
-  retryBaseMs: 250,
-  retryCapMs: 5_000,
   /** Table shapes cached (a bound, not a working-set size: a table has one shape at a time). */
   maxRelations: 10_000,
-  /** At start, messages without a position (foreign) skipped at most, looking for walcast's. */
+  /** Messages without a position (foreign) skipped at most, looking for walcast's. */
   scanForPosition: 256,
-  /** Nothing read for this long while the stream has more: the consumer is reopened. */
-  stallAfterMs: 5_000,
-  stallCheckMs: 2_000,
 } as const;
 
 /**

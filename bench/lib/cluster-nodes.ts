@@ -12,7 +12,7 @@ export interface NodeStatus {
     node: string;
     role: 'capture' | 'edge';
     capture: { node: string; epoch: number } | null;
-    follower: { seq: number; position: string | null; epoch: number | null; gaps: number; skipped: number; reopens: number } | null;
+    follower: { seq: number; position: string | null; epoch: number | null; gaps: number; skipped: number; fetched: number } | null;
   };
 }
 

@@ -5,8 +5,9 @@
 //   edge ──elected──► taking over ──► capture ──(deposed, failure)──► edge (resigned)
 //
 // Exactly one node holds the lease (src/cluster/elector.ts) and reads the slot
-// (src/cluster/capture-leader.ts); every node, the capture one too, reads the stream
-// (src/cluster/follower.ts).
+// (src/cluster/capture-leader.ts); every node, the capture one too, receives what concerns its
+// clients (src/cluster/routed-follower.ts, edge-interests.ts) and reads older history from the
+// stream (stream-history.ts).
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type StreamInfo } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { Subscription } from '@nats-io/transport-node';
@@ -20,8 +21,7 @@ import { CaptureLeader } from './capture-leader.js';
 import { connectNats, type NatsLink } from './connect.js';
 import { claimNodeId } from './node-id.js';
 import { Elector } from './elector.js';
-import type { FollowerSink, FollowerStats } from './follower.js';
-import { RoutedFollower, type RoutedFollowerStats } from './routed-follower.js';
+import { RoutedFollower, type FollowerSink, type RoutedFollowerStats } from './routed-follower.js';
 import { EdgeInterests, type EdgeInterestsStats } from './edge-interests.js';
 import { InterestRegistry, type InterestRegistryStats } from './interest.js';
 import { tableSubjects } from './subjects.js';
@@ -52,7 +52,8 @@ export interface ClusterStatus {
     /** On the capture node: messages sent and not yet PubAck'ed. */
     publishBacklog: number;
   };
-  follower: (FollowerStats & { routing: RoutedFollowerStats & { interests: EdgeInterestsStats; registry: InterestRegistryStats } }) | null;
+  /** This node's feed: `seq` every message concerning it up to there handed on, `gaps` resets (messages lost), `fetched` from the stream. */
+  follower: { seq: number; position: string | null; epoch: number | null; gaps: number; skipped: number; fetched: number; routing: RoutedFollowerStats & { interests: EdgeInterestsStats; registry: InterestRegistryStats } } | null;
   /** Catch-ups read from the stream (positions older than this node's window). */
   streamCatchUps: StreamHistoryStats;
   /** Times this node took over capture. */
@@ -234,7 +235,7 @@ class Node implements ClusterNode {
   status(): ClusterStatus {
     const stream = this.watch?.current ?? null;
     const routed = this.follower?.stats ?? null;
-    const follower = routed ? { seq: routed.head, position: routed.position, epoch: routed.epoch, gaps: routed.resets, skipped: routed.skipped, reopens: 0, routing: { ...routed, interests: this.interests.stats, registry: this.interestRegistry.stats() } } : null;
+    const follower = routed ? { seq: routed.head, position: routed.position, epoch: routed.epoch, gaps: routed.resets, skipped: routed.skipped, fetched: routed.fetched, routing: { ...routed, interests: this.interests.stats, registry: this.interestRegistry.stats() } } : null;
     return {
       node: this.cfg.nodeId,
       role: this.role,

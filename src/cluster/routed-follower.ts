@@ -12,7 +12,9 @@
 //   stopped ◄── stop() ── following (chain from S: offer/fetch/scan/reset) ◄┘
 import { DeliverPolicy, type JetStreamClient, type JetStreamManager, type StoredMsg } from '@nats-io/jetstream';
 import type { MsgHdrs, NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Relation } from '../capture/pgoutput.types.js';
 import type { Transaction } from '../capture/types.js';
+import type { ResyncReason } from '../protocol/types.js';
 import { CLUSTER_ROUTING } from '../constants.js';
 import { ClusterMessageError, ClusterMessageVersionError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -21,7 +23,6 @@ import { CHAIN_HEADER, prevFor } from './chain-codec.js';
 import { ChainFollower, type ChainOutcome } from './chain.js';
 import { CLUSTER_HEADERS, decodeCtl, readPositionHeader, type CtlMessage } from './ctl.js';
 import type { EdgeInterests } from './edge-interests.js';
-import type { FollowerSink } from './follower.js';
 import { parseHeartbeat, type CaptureHeartbeat } from './heartbeat.js';
 import type { InterestRegistry } from './interest.js';
 import { Regrouper } from './regroup.js';
@@ -30,6 +31,21 @@ import { readStartBounds, type StartBounds } from './stream-bounds.js';
 import { readStreamMessage } from './stream-message.js';
 import type { StreamPositions } from './stream-positions.js';
 import { authSubjects, ctlSubject, heartbeatSubject, sqlBroadcastSubjects } from './subjects.js';
+
+/** Where a follower's input goes: the hub, as capture's would on a single node. */
+export interface FollowerSink {
+  /** Positions before `floor` cannot be honoured (start: reason null). */
+  reset(floor: Position, reason: ResyncReason | null): void;
+  /** What committed before `pos` is history, not news (start). */
+  liveFrom(pos: Position): void;
+  transaction(tx: Transaction): void;
+  /** An idle mark: everything before `walEnd` is done. */
+  progress(walEnd: bigint): void;
+  /** A table's shape (as capture's 'relation' event): first seen, or changed. */
+  relation(rel: Relation): void;
+  /** The slot was recreated: changes may have been missed by the policies. */
+  reloadPolicies(): void;
+}
 
 /** A stream message as received: a republished copy, or one read from the stream. */
 interface Raw {

@@ -40,7 +40,7 @@ export interface ClusterFigures {
   takeovers: number;
   stream: { firstSeq: number; lastSeq: number; messages: number; bytes: number } | null;
   lag: { followerMessages: number; publishBacklog: number };
-  follower: { seq: number; gaps: number; skipped: number; reopens: number } | null;
+  follower: { seq: number; gaps: number; skipped: number; fetched: number } | null;
 }
 
 /** What GET /metrics answers; cheap to call often (see createMetrics). */
@@ -138,7 +138,7 @@ export function createMetrics(src: MetricsSources): MetricsText {
     gauge('walcast_follower_lag_messages', 'Stream messages this node has not read yet', read((c) => c.lag.followerMessages));
     counter('walcast_follower_gaps_total', 'Stream messages evicted before this node read them (a window reset each)', read((c) => c.follower?.gaps ?? 0));
     counter('walcast_follower_skipped_total', 'Stream messages skipped as malformed or already read', read((c) => c.follower?.skipped ?? 0));
-    counter('walcast_follower_reopens_total', 'Times this node reopened its reading of the stream', read((c) => c.follower?.reopens ?? 0));
+    counter('walcast_follower_fetches_total', 'Stream messages this node fetched because core NATS lost or delayed them', read((c) => c.follower?.fetched ?? 0));
   }
   {
     const none: BridgeFigures = { rooms: 0, nodes: 0, published: 0, received: 0, dropped: {}, expiredNodes: 0 };

@@ -16,7 +16,9 @@ const files = (JSON.parse(out) as { files: { path: string }[] }[])[0]!.files.map
 t.test('no compiled test, benchmark or source map is packed', async (t) => {
   t.same(files.filter((f) => /^(dist\/(test|bench)|test|bench|examples)\//.test(f)), []);
   t.same(files.filter((f) => f.endsWith('.map')), []);
-  t.ok(files.length < 300, `${files.length} files`);
+  // A bound on what the source tree compiles to (about 310 files with the cluster modules): a
+  // directory packed by mistake shows here.
+  t.ok(files.length < 400, `${files.length} files`);
 });
 
 t.test('every export, the bin and the runtime assets are packed', async (t) => {
