@@ -134,9 +134,9 @@ export function createMetrics(src: MetricsSources): MetricsText {
     gauge('walcast_stream_last_seq', 'The cluster stream\'s last sequence', read((c) => c.stream?.lastSeq ?? 0));
     gauge('walcast_stream_messages', 'Messages in the cluster stream (the resume window)', read((c) => c.stream?.messages ?? 0));
     gauge('walcast_stream_bytes', 'Bytes in the cluster stream', read((c) => c.stream?.bytes ?? 0));
-    gauge('walcast_follower_seq', 'The last stream sequence this node has read', read((c) => c.follower?.seq ?? 0));
-    gauge('walcast_follower_lag_messages', 'Stream messages this node has not read yet', read((c) => c.lag.followerMessages));
-    counter('walcast_follower_gaps_total', 'Stream messages evicted before this node read them (a window reset each)', read((c) => c.follower?.gaps ?? 0));
+    gauge('walcast_follower_seq', 'Every message concerning this node up to this stream sequence is handed on', read((c) => c.follower?.seq ?? 0));
+    gauge('walcast_follower_lag_messages', 'Stream messages concerning this node it has not handed on yet', read((c) => c.lag.followerMessages));
+    counter('walcast_follower_gaps_total', 'Messages concerning this node lost before it handed them on (a window reset each)', read((c) => c.follower?.gaps ?? 0));
     counter('walcast_follower_skipped_total', 'Stream messages skipped as malformed or already read', read((c) => c.follower?.skipped ?? 0));
     counter('walcast_follower_fetches_total', 'Stream messages this node fetched because core NATS lost or delayed them', read((c) => c.follower?.fetched ?? 0));
   }
