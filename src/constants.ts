@@ -330,9 +330,10 @@ export const CLUSTER_ROUTING = {
   /** Replaying policy changes at boot: messages per pull, and how long a pull waits at the end. */
   replayBatch: 256,
   replayExpiresMs: 1_000,
-  /** A fetched seq not stored yet (a lagging replica, a publish in flight): tries, and the wait between. */
-  fetchAttempts: 20,
+  /** A fetched seq not readable yet (a lagging replica, no stream leader): waits between tries (doubling), and when to give up (a reset). */
   fetchRetryMs: 50,
+  fetchRetryCapMs: 1_000,
+  fetchGiveUpMs: 60_000,
 } as const;
 
 export const CLUSTER_CATCHUP = {

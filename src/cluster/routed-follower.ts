@@ -327,15 +327,20 @@ export class RoutedFollower {
     return { seq: m.seq, epoch, prev, marker: !link && isMarker(this.o.ns, raw), payload: raw };
   }
 
-  /** A stored message by seq: any replica first (direct get), the stream leader if it has not got it yet. */
+  /**
+   * A stored message by seq; null only when the stream no longer has it (evicted) or it could not
+   * be read for CLUSTER_ROUTING.fetchGiveUpMs. Not stored yet (a lagging replica answered) or no
+   * stream leader for a while (a NATS server killed): tried again, waiting longer each time.
+   */
   private async get(seq: number): Promise<StoredMsg | null> {
-    for (let attempt = 0; attempt < CLUSTER_ROUTING.fetchAttempts; attempt++) {
+    const until = Date.now() + CLUSTER_ROUTING.fetchGiveUpMs;
+    for (let wait: number = CLUSTER_ROUTING.fetchRetryMs; this.state !== 'stopped'; wait = Math.min(wait * 2, CLUSTER_ROUTING.fetchRetryCapMs)) {
       const m = await this.o.positions.get(seq);
       if (m) return m;
       const st = await this.o.jsm.streams.info(this.o.stream).catch(() => null);
-      // Before the first seq: evicted. Past the last: not stored yet (a lagging replica answered).
-      if (st && seq < st.state.first_seq) return null;
-      await new Promise((r) => setTimeout(r, CLUSTER_ROUTING.fetchRetryMs));
+      if (st && seq < st.state.first_seq) return null; // evicted
+      if (Date.now() > until) break;
+      await new Promise((r) => setTimeout(r, wait));
     }
     return null;
   }
@@ -353,7 +358,7 @@ export class RoutedFollower {
           this.regroup.resetTo(floor);
         }
       }
-      const item = await readStreamMessage(this.o.ns, m, (ref) => this.relationOf(ref));
+      const item = await this.read(seq, m);
       if (item.tag === 'ctl') {
         this.regroup.flush();
         this.control(item.ctl);
@@ -369,6 +374,22 @@ export class RoutedFollower {
     }
     const pos = readPositionHeader(m.headers?.get(CLUSTER_HEADERS.position));
     if (pos && this.state === 'following') this.o.interests.advanced(seq, pos);
+  }
+
+  /**
+   * Decodes a message. A failure that is not the message's fault (its table's shape not readable
+   * from the bucket while NATS is unsettled) is tried again, in place: later messages wait.
+   */
+  private async read(seq: number, m: Raw) {
+    for (let wait: number = CLUSTER_ROUTING.fetchRetryMs; ; wait = Math.min(wait * 2, CLUSTER_ROUTING.fetchRetryCapMs)) {
+      try {
+        return await readStreamMessage(this.o.ns, m, (ref) => this.relationOf(ref));
+      } catch (err) {
+        if (err instanceof ClusterMessageError || err instanceof ClusterMessageVersionError || this.state === 'stopped') throw err;
+        this.o.log.warn({ err: (err as Error).message, seq }, 'reading a cluster message failed; trying again');
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
   }
 
   private control(c: CtlMessage): void {
