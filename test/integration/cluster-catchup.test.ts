@@ -19,7 +19,7 @@ type Status = { window: { floor: string }; cluster: { streamCatchUps: { open: nu
 t.test('catch-ups from the cluster stream', async (t) => {
   const [db, nats] = await Promise.all([withPostgres(t), withNats(t, { size: 1 })]);
   await migrate(db.url);
-  await query(db.url, "create table items (id int primary key, body text); select walcast.enable('items')");
+  await query(db.url, "create table items (id int primary key, body text); create table ticks (id serial primary key); select walcast.enable('items'); select walcast.enable('ticks')");
   const config = (flags: ServeFlags) =>
     resolveServeConfig({ db: db.url, port: '0', auth: false, nats: nats.urls, cluster: 'cu', streamReplicas: '1', streamMaxBytes: '64MiB', natsAckDelay: '0', maxTransactionBytes: '256KiB', ...flags }, {});
   const start = async (id: string, flags: ServeFlags = {}): Promise<Daemon> => {
@@ -40,14 +40,24 @@ t.test('catch-ups from the cluster stream', async (t) => {
   const ids = (c: WsClient, sub: string) => c.changes(sub).map((m) => (m.new as { id: number }).id);
   const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 
+  // b follows both tables (its clients subscribe), so that its window holds them, then forgets
+  // them after a second; rows into `ticks` keep its window moving.
+  const keep = await client(b);
+  await keep.subscribe({ id: 'k', table: 'items' }, { timeoutMs: 20_000 });
+  await keep.subscribe({ id: 't', table: 'ticks' }, { timeoutMs: 20_000 });
+  const forgets = async (what: string, pos: string) =>
+    waitUntil(async () => {
+      await query(db.url, 'insert into ticks default values');
+      return comparePos((await status(b)).window.floor, pos) >= 0;
+    }, 15_000, () => `b forgot ${what}`);
+
   // A position before the rows, as a client got it.
   const first = await client(a);
   const since = (await first.subscribe({ id: 'w', table: 'items' })).position as string;
   await query(db.url, 'insert into items select g, repeat(\'x\', 200) from generate_series(1, 300) g');
   await first.waitChanges('w', 300);
   const lastOld = first.changes('w')[299].pos;
-  // b's window moves past them (marks keep arriving while idle).
-  await waitUntil(async () => comparePos((await status(b)).window.floor, lastOld) >= 0, 15_000, () => 'b forgot the rows');
+  await forgets('the rows', lastOld);
 
   await t.test('a position older than the node\'s window but in the stream resumes exactly', async (t) => {
     const c = await client(b);
@@ -94,7 +104,7 @@ t.test('catch-ups from the cluster stream', async (t) => {
     await query(db.url, "insert into items select g, repeat('y', 2000) from generate_series(1001, 1300) g");
     await query(db.url, "insert into items values (1400, 'after')");
     await w.waitFor(() => w.messages.some((m) => m.type === 'resync') || ids(w, 'o').includes(1400), 15_000, 'the marker reached a live client');
-    await waitUntil(async () => comparePos((await status(b)).window.floor, before) > 0, 15_000, () => 'b forgot the big transaction');
+    await forgets('the big transaction', before);
     const c = await client(b);
     const reply = await c.subscribe({ id: 'big', table: 'items', since: before }, { timeoutMs: 20_000, allowFailure: true });
     t.match(reply, { type: 'resync', reason: 'transaction_too_large' });
