@@ -104,12 +104,14 @@ t.test('interest routing', async (t) => {
     // feed; the rows arrive before `subscribed` (a catch-up), all at or before its position.
     const got = late.changes('l');
     t.ok(got.length > 0, 'rows came');
-    t.ok(got.every((m) => comparePos(m.pos, reply.position as string) <= 0), 'none past its subscribed position');
+    const at = late.messages.findIndex((m) => m.type === 'subscribed' && m.id === 'l');
+    const early = late.messages.slice(0, at).filter((m) => m.type === 'change') as typeof got;
+    t.ok(early.every((m) => comparePos(m.pos, reply.position as string) <= 0), `the ${early.length} rows before \`subscribed\` are at or before its position`);
     const from = ref.changes('r').findIndex((m) => m.pos === got[0].pos);
     t.ok(from >= 0, 'its first row is one a saw');
     const want = ref.changes('r').slice(from).map((m) => (m.new as { id: number }).id);
     t.same(ids(late, 'l'), want, `from there on exactly what a saw (${want.length} rows), no gap at the seam`);
-    t.ok(want.length > 50, 'rows written during and after the subscribe');
+    t.ok(want.length > 5, `rows written during and after the subscribe (${want.length})`);
     t.same(duplicates(late.changes('l').map((m) => m.pos)), []);
     t.same(orderViolations(late.changes('l').map((m) => m.pos)), []);
   });
