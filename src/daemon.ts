@@ -7,7 +7,7 @@ import { floorAt, formatWalPosition } from './protocol/position.js';
 import type { Relation } from './capture/pgoutput.types.js';
 import type { Transaction } from './capture/types.js';
 import type { ServeConfig } from './config.js';
-import { BROADCASTS_TABLE, CLUSTER, PUBLICATION, SERVER_DEFAULTS } from './constants.js';
+import { BROADCASTS_TABLE, CLUSTER, PUBLICATION, ROUTES_TABLE, SERVER_DEFAULTS } from './constants.js';
 import { HistoryRing } from './history/ring.js';
 import { LagGuard } from './history/lag-guard.js';
 import { Catalog } from './hub/catalog.js';
@@ -128,7 +128,18 @@ export async function startDaemon(given: ServeConfig, log: Logger, extras: Daemo
         sink: {
           reset: (floor, reason) => hub.reset(floor, reason),
           liveFrom: (pos) => hub.liveFrom(pos),
-          transaction: onTransaction,
+          transaction: (tx) => {
+            onTransaction(tx);
+            // A table's route_by changed: what nodes follow for route-filtered subscriptions is
+            // keyed by the old column's values. They resubscribe (reading the new one).
+            if (tx.changes.some((c) => c.relation.qualified === ROUTES_TABLE)) {
+              catalog.invalidateAll();
+              void catalog.reload().then(
+                () => hub.resyncAll('position_outside_window', (sub) => sub.routes !== null && catalog.peek(sub.table)?.routeBy !== sub.routeBy),
+                () => {},
+              );
+            }
+          },
           progress: hub.onProgress,
           relation: (rel) => catalog.invalidate(rel.qualified),
           reloadPolicies: () => auth && reloadPolicies(auth, pool, log),

@@ -1,5 +1,6 @@
 // What this node follows (interest routing, docs/dev/cluster-plan.md §5 and "Next increments in
-// detail" item 6): subscriptions make it follow their tables. Following a table means an interest
+// detail" item 6): subscriptions make it follow their tables, or only the route values they
+// filter on of a table enabled with route_by. Following one means an interest
 // key in the bucket (interest.ts), which capture applies to the chains it stamps, and a core NATS
 // subscription to the table's republished subjects. The node's feed (routed-follower.ts) carries
 // the table once a heartbeat's applied revision covers the key's (at stream seq S), from the
@@ -14,7 +15,7 @@
 // the key goes and the ring stops receiving it: a later follow starts over at pending.
 import { CLUSTER_INTEREST } from '../constants.js';
 import type { Interests } from '../hub/older-history.js';
-import type { Position } from '../protocol/position.js';
+import { compareWalPositions, type Position } from '../protocol/position.js';
 import type { Interest, InterestRegistry } from './interest.js';
 
 /** Everything: for tables every node follows whole (policy and relation tables). */
@@ -36,14 +37,20 @@ interface Followed {
 
 export interface EdgeInterestsOptions {
   registry: Pick<InterestRegistry, 'acquire'>;
-  /** Core NATS subscription to a table's republished subjects; returns its end. */
-  subscribe: (schema: string, table: string) => () => void;
+  /** Core NATS subscription to a table's republished subjects (one route's, or all: null); returns its end. */
+  subscribe: (schema: string, table: string, route: string | null) => () => void;
   /** Tables every node follows whole, from its start (policy and relation tables). */
   always: ReadonlySet<string>;
   lingerMs?: number;
 }
 
+/** The record key of an interest: a table, or one route of it. */
+function keyOf(table: string, route: string | null): string {
+  return route === null ? table : `${table}\u0000${route}`;
+}
+
 export interface EdgeInterestsStats {
+  /** Interests followed: whole tables and single routes. */
   tables: number;
   pending: number;
   covered: number;
@@ -67,49 +74,70 @@ export class EdgeInterests implements Interests {
     return { tables: this.tables.size, pending: this.tables.size - covered, covered };
   }
 
-  follow(table: string): () => void {
+  follow(table: string, routes: readonly string[] | null = null): () => void {
     if (this.o.always.has(table) || this.closed) return () => {};
-    let f = this.tables.get(table);
-    if (!f) {
+    const recs = (routes ?? [null]).map((route) => this.acquire(table, route));
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      for (const [key, rec] of recs) {
+        if (--rec.refs > 0 || this.tables.get(key) !== rec) continue;
+        rec.linger = setTimeout(() => this.drop(key, rec), this.lingerMs);
+        rec.linger.unref?.();
+      }
+    };
+  }
+
+  /** The record of one interest (a route of a table, or the whole table), made on first use. */
+  private acquire(table: string, route: string | null): [string, Followed] {
+    const key = keyOf(table, route);
+    let rec = this.tables.get(key);
+    if (!rec) {
       const dot = table.indexOf('.');
       const schema = table.slice(0, dot);
       const name = table.slice(dot + 1);
+      const interest = this.o.registry.acquire(schema, name, route);
       // Subscribed before the key is written: nothing capture routes here is missed on the way.
-      const unsubscribe = this.o.subscribe(schema, name);
-      const interest = this.o.registry.acquire(schema, name, null);
-      const rec: Followed = { schema, name, refs: 0, interest, rev: null, appliedSeq: null, from: null, linger: null, unsubscribe };
-      f = rec;
-      this.tables.set(table, rec);
+      // Past the registry's bound on route keys it follows the whole table (interest.route null).
+      const unsubscribe = this.o.subscribe(schema, name, interest.route);
+      const made: Followed = { schema, name, refs: 0, interest, rev: null, appliedSeq: null, from: null, linger: null, unsubscribe };
+      rec = made;
+      this.tables.set(key, made);
       void interest.revision.then((rev) => {
-        if (this.tables.get(table) !== rec || rev === null) return;
-        rec.rev = rev;
+        if (this.tables.get(key) !== made || rev === null) return;
+        made.rev = rev;
         // A heartbeat may already have said so.
-        if (this.appliedRev >= rev) rec.appliedSeq = this.appliedSeq;
+        if (this.appliedRev >= rev) made.appliedSeq = this.appliedSeq;
       });
     }
-    const rec = f;
     rec.refs++;
     if (rec.linger) {
       clearTimeout(rec.linger);
       rec.linger = null;
     }
-    let released = false;
-    return () => {
-      if (released) return;
-      released = true;
-      if (--rec.refs > 0 || this.tables.get(table) !== rec) return;
-      rec.linger = setTimeout(() => this.drop(table, rec), this.lingerMs);
-      rec.linger.unref?.();
-    };
+    return [key, rec];
   }
 
   onCovered(listener: () => void): void {
     this.wake = listener;
   }
 
-  coveredFrom(table: string): Position | null {
+  /**
+   * The whole table followed and covered: from there. Else every route asked for followed and
+   * covered: from the latest of them (before it, one of them may be missing changes).
+   */
+  coveredFrom(table: string, routes: readonly string[] | null = null): Position | null {
     if (this.o.always.has(table)) return ALWAYS;
-    return this.tables.get(table)?.from ?? null;
+    const whole = this.tables.get(keyOf(table, null))?.from ?? null;
+    if (whole || routes === null) return whole;
+    let latest: Position | null = null;
+    for (const route of routes) {
+      const from = this.tables.get(keyOf(table, route))?.from ?? null;
+      if (!from) return null;
+      if (!latest || compareWalPositions(from, latest) > 0) latest = from;
+    }
+    return latest ?? ALWAYS; // no route at all (`in.()`): it matches no row
   }
 
   /**

@@ -24,7 +24,7 @@ import { Elector } from './elector.js';
 import { RoutedFollower, type FollowerSink, type RoutedFollowerStats } from './routed-follower.js';
 import { EdgeInterests, type EdgeInterestsStats } from './edge-interests.js';
 import { InterestRegistry, type InterestRegistryStats } from './interest.js';
-import { tableSubjects } from './subjects.js';
+import { changeSubject, tableSubjects } from './subjects.js';
 import { listNodes, NodeRegistry, type NodeSeen } from './registry.js';
 import { StreamWatch, type StreamFigures } from './stream-watch.js';
 import { StreamHistory, type StreamHistoryStats } from './stream-history.js';
@@ -168,7 +168,7 @@ class Node implements ClusterNode {
     this.interestRegistry = new InterestRegistry({ kv: interestKv, nodeId: cfg.nodeId, log });
     this.interests = new EdgeInterests({
       registry: this.interestRegistry,
-      subscribe: (schema, table) => this.follower?.subscribe(tableSubjects(ns, 'd', schema, table, true)) ?? (() => {}),
+      subscribe: (schema, table, route) => this.follower?.subscribe(route === null ? tableSubjects(ns, 'd', schema, table, true) : changeSubject(ns, 'd', schema, table, route, true)) ?? (() => {}),
       always: this.always,
     });
   }

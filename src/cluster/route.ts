@@ -9,6 +9,7 @@
 // subscriber filtering on such a column follows the whole table.
 import { CLUSTER_TOKENS } from '../constants.js';
 import type { FilterTerm } from '../hub/filter-parse.js';
+import type { ColumnInfo } from '../hub/filter.js';
 import { canonicalUuid } from '../hub/filter-values.js';
 import { token } from './subjects.js';
 
@@ -105,4 +106,22 @@ export function termRouteTokens(typeOid: number, term: FilterTerm): string[] | n
     if (text !== undefined) out.add(token(text));
   }
   return [...out];
+}
+
+/**
+ * The route tokens a subscription is confined to: those of its first term on the table's
+ * route_by column that names values (`eq`, `in`, `is`), null when it has none (or the table no
+ * route_by): its node then follows the whole table. Terms are ANDed, so any one of them bounds
+ * the rows the subscription can match.
+ */
+export function subscriptionRoutes(routeBy: string | null, columns: readonly ColumnInfo[], terms: readonly FilterTerm[]): string[] | null {
+  if (!routeBy) return null;
+  const col = columns.find((c) => c.name === routeBy);
+  if (!col) return null;
+  for (const term of terms) {
+    if (term.column !== routeBy) continue;
+    const tokens = termRouteTokens(col.typeOid, term);
+    if (tokens) return tokens;
+  }
+  return null;
 }

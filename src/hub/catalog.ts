@@ -3,7 +3,8 @@
 // reread when a name is not found (a table enabled since). Domain columns are typed by their base
 // type, as their values are decoded. walcast.broadcasts is in the publication but carries
 // broadcasts, not rows for subscribers: it is left out (subscribing to it is `unknown_table`);
-// so is walcast.routes (migration 005), the cluster's routing metadata.
+// so is walcast.routes (migration 005), the cluster's routing metadata, read for each table's
+// route_by column (a cluster node follows only the route values its subscribers filter on).
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { BROADCASTS_TABLE, PUBLICATION, ROUTES_TABLE } from '../constants.js';
@@ -12,6 +13,8 @@ import type { ColumnInfo } from './filter.js';
 export interface TableInfo {
   qualified: string;
   columns: ColumnInfo[];
+  /** Its route_by column (walcast.enable(..., route_by => ...)), null without one. */
+  routeBy: string | null;
 }
 
 const TABLES_SQL = `
@@ -24,6 +27,13 @@ select n.nspname as schema, c.relname as name, a.attname as column,
   join pg_type t on t.oid = a.atttypid
  where pt.pubname = $1
  order by n.nspname, c.relname, a.attnum`;
+
+// The route_by columns (migration 005); none before it is applied.
+const ROUTES_SQL = `
+select n.nspname as schema, c.relname as name, r.route_by::text as route_by
+  from walcast.routes r
+  join pg_class c on c.oid = r.rel
+  join pg_namespace n on n.oid = c.relnamespace`;
 
 const MIN_RELOAD_MS = 1_000;
 
@@ -56,6 +66,17 @@ export class Catalog {
     return this.tables.get(qualified) ?? null;
   }
 
+  /** The table as last read, without reading (null when unknown). */
+  peek(qualified: string): TableInfo | null {
+    return this.tables.get(qualified) ?? null;
+  }
+
+  /** Something every table's entry may depend on changed (route_by columns): reread on next use. */
+  invalidateAll(): void {
+    this.tables = new Map();
+    this.loadedAt = 0;
+  }
+
   /** Columns changed (ALTER TABLE): forget the table so the next subscribe rereads it. */
   invalidate(qualified: string): void {
     this.tables.delete(qualified);
@@ -79,8 +100,15 @@ export class Catalog {
       }
       if (qualified === ROUTES_TABLE) continue;
       let t = tables.get(qualified);
-      if (!t) tables.set(qualified, (t = { qualified, columns: [] }));
+      if (!t) tables.set(qualified, (t = { qualified, columns: [], routeBy: null }));
       t.columns.push({ name: r.column, typeOid: r.type_oid });
+    }
+    const hasRoutes = (await this.db.query<{ ok: boolean }>("select to_regclass('walcast.routes') is not null as ok")).rows[0]?.ok;
+    if (hasRoutes) {
+      for (const r of (await this.db.query<{ schema: string; name: string; route_by: string }>(ROUTES_SQL)).rows) {
+        const t = tables.get(`${r.schema}.${r.name}`);
+        if (t) t.routeBy = r.route_by;
+      }
     }
     this.tables = tables;
     this.loadedAt = Date.now();

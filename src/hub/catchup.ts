@@ -18,8 +18,8 @@ export interface CatchUpHost {
   readonly ring: HistoryRing;
   /** History before the ring's floor (a cluster's stream), null when there is none. */
   readonly older: OlderHistory | null;
-  /** Whether the ring holds every change of `table` after `pos` (what the node follows). */
-  covered(table: string, pos: Position): boolean;
+  /** Whether the ring holds every change the subscription could match after `pos` (what the node follows). */
+  covered(sub: HubSubscription, pos: Position): boolean;
   /** Sends one change of the window to a catching-up subscription if it may and wants it: the frame's bytes, 0 if none. */
   deliverPast(entry: RingEntry, tx: Transaction, c: CapturedChange, sub: HubSubscription): number;
   /** The subscription has everything in the ring: `subscribed`, then live dispatch. */
@@ -121,7 +121,7 @@ export class CatchUp {
           return spent + 1;
         }
         // The ring has everything after the segment's position: on from its next entry.
-        if (sub.within === 0 && ring.covers(seg.position) && this.host.covered(sub.table, seg.position)) {
+        if (sub.within === 0 && ring.covers(seg.position) && this.host.covered(sub, seg.position)) {
           sub.cursor = ring.seqAfter(seg.position);
           this.closeSegment(sub);
           continue;

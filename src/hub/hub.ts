@@ -111,7 +111,7 @@ export class Hub {
     const host = {
       ring: this.ring,
       older: this.older,
-      covered: (table: string, pos: Position) => this.covered(table, pos),
+      covered: (sub: HubSubscription, pos: Position) => this.covered(sub.table, sub.routes, pos),
       deliverPast: (entry: RingEntry, tx: Transaction, c: CapturedChange, sub: HubSubscription) => this.deliver(entry, tx, c, sub, false),
       goLive: (sub: HubSubscription) => this.goLive(sub),
       resync: (sub: HubSubscription, reason: ResyncReason) => this.resyncOne(sub, reason),
@@ -273,9 +273,9 @@ export class Hub {
     const now = compareWalPositions(this.nowFloor, head) > 0 ? this.nowFloor : head;
     // A table the node does not follow yet (or not since that position): from older history
     // until its feed carries the table.
-    if (this.interests && this.older && !this.covered(init.table, init.since ?? now)) return this.fromOlder(init, init.since ?? now, init.since ? 'uncovered' : 'now');
+    if (this.interests && this.older && !this.covered(init.table, init.routes ?? null, init.since ?? now)) return this.fromOlder(init, init.since ?? now, init.since ? 'uncovered' : 'now');
     const sub = new HubSubscription({ ...init, after: init.since ?? now, prefix: this.prefixes.acquire(init.id) });
-    sub.release = this.interests?.follow(sub.table) ?? null;
+    sub.release = this.interests?.follow(sub.table, sub.routes) ?? null;
     this.subscriptionsOf(peer).set(key(init.id), sub);
     if (!init.since) {
       this.goLive(sub);
@@ -290,7 +290,7 @@ export class Hub {
   /** A subscription caught up from older history first (a segment opens when its catch-up runs). */
   private fromOlder(init: Omit<SubscriptionInit, 'after' | 'prefix'>, from: Position, start: SegmentStart): HubSubscription {
     const sub = new HubSubscription({ ...init, after: from, prefix: this.prefixes.acquire(init.id) });
-    sub.release = this.interests?.follow(sub.table) ?? null;
+    sub.release = this.interests?.follow(sub.table, sub.routes) ?? null;
     sub.older = true;
     sub.start = start;
     this.subscriptionsOf(init.peer).set(key(init.id), sub);
@@ -298,10 +298,10 @@ export class Hub {
     return sub;
   }
 
-  /** Whether the ring holds every change of `table` after `pos` (always, but for what the node does not follow). */
-  private covered(table: string, pos: Position): boolean {
+  /** Whether the ring holds every change of `table` (of those `routes`) after `pos` (always, but for what the node does not follow). */
+  private covered(table: string, routes: readonly string[] | null, pos: Position): boolean {
     if (!this.interests) return true;
-    const from = this.interests.coveredFrom(table);
+    const from = this.interests.coveredFrom(table, routes);
     return from !== null && compareWalPositions(pos, from) >= 0;
   }
 

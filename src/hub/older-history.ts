@@ -47,10 +47,13 @@ export interface OlderHistory {
  * past the position from which it does), the subscription is caught up from older history.
  */
 export interface Interests {
-  /** A subscription to `table` starts: the node follows it. Returns the release (idempotent). */
-  follow(table: string): () => void;
-  /** From which position on the ring holds every change of `table`; null: not (yet) followed. */
-  coveredFrom(table: string): Position | null;
+  /**
+   * A subscription to `table` starts: the node follows it, the whole table or (`routes`) only
+   * those route values. Returns the release (idempotent).
+   */
+  follow(table: string, routes: readonly string[] | null): () => void;
+  /** From which position on the ring holds every change of `table` (of those `routes`); null: not (yet) followed. */
+  coveredFrom(table: string, routes: readonly string[] | null): Position | null;
   /** Calls `listener` whenever a table becomes covered (catch-ups waiting for it go on). */
   onCovered(listener: () => void): void;
 }

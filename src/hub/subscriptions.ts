@@ -23,6 +23,13 @@ export interface SubscriptionInit {
   /** The `eq` term to hash it under, when one is on a column whose values have index keys. */
   indexTerm: FilterTerm | null;
   after: Position;
+  /**
+   * The route values (subject tokens) its filter confines it to on the table's route_by column;
+   * null: any row of the table (a cluster node then follows the whole table).
+   */
+  routes?: readonly string[] | null;
+  /** The route_by column `routes` are values of. */
+  routeBy?: string | null;
 }
 
 export class HubSubscription {
@@ -37,6 +44,9 @@ export class HubSubscription {
   readonly wantsDelete: boolean;
   readonly predicate: RowPredicate;
   readonly indexTerm: FilterTerm | null;
+  /** Route values it is confined to (SubscriptionInit.routes). */
+  readonly routes: readonly string[] | null;
+  readonly routeBy: string | null;
   /** Deliver only changes after this position (a resume position, possibly ahead of the head). */
   after: Position;
   state: HubSubscriptionState = 'catching_up';
@@ -71,6 +81,8 @@ export class HubSubscription {
     this.predicate = init.predicate;
     this.indexTerm = init.indexTerm;
     this.after = init.after;
+    this.routes = init.routes ?? null;
+    this.routeBy = init.routeBy ?? null;
     this.user = init.peer.identity?.id ?? null;
   }
 

@@ -1,6 +1,7 @@
 // What the server does with each client message, and the authentication of each connection.
 // Validation errors become `error` replies with their code; the connection stays open. A token
 // that cannot be accepted closes it with 4001 (docs/PROTOCOL.md §5 `auth`).
+import { subscriptionRoutes } from '../cluster/route.js';
 import type { TokenVerifier, VerifiedToken } from '../auth/jwt.js';
 import { CLOSE, SERVER_DEFAULTS } from '../constants.js';
 import {
@@ -326,6 +327,9 @@ export class Handlers {
         predicate,
         indexTerm,
         since: msg.since ?? null,
+        // In a cluster, what its node needs to follow of the table.
+        routes: subscriptionRoutes(table.routeBy, table.columns, filter.terms),
+        routeBy: table.routeBy,
       });
     } finally {
       session.pending?.delete(k);

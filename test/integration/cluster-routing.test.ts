@@ -116,6 +116,37 @@ t.test('interest routing', async (t) => {
     t.same(orderViolations(late.changes('l').map((m) => m.pos)), []);
   });
 
+  await t.test('route_by: a node follows only the route values its subscriptions filter on', async (t) => {
+    await query(db.url, "create table msgs (id int primary key, room int not null, body text); select walcast.enable('msgs', route_by => 'room')");
+    const r1 = await client(b);
+    const r23 = await client(c);
+    await r1.subscribe({ id: 'm', table: 'msgs', filter: 'room=eq.1' }, { timeoutMs: 20_000 });
+    await r23.subscribe({ id: 'm', table: 'msgs', filter: 'room=in.(2,3)' }, { timeoutMs: 20_000 });
+    const before = { b: await conn('rt-b'), c: await conn('rt-c'), stream: await streamBytes() };
+    const body = 'y'.repeat(500);
+    for (let i = 0; i < 10; i++) await query(db.url, `insert into msgs select g, 1 + g % 6, '${body}' from generate_series(${i * 60 + 1}, ${i * 60 + 60}) g`);
+    const want = (rooms: number[]) => range(1, 600).filter((id) => rooms.includes(1 + (id % 6)));
+    await r1.waitChanges('m', want([1]).length, 20_000);
+    await r23.waitChanges('m', want([2, 3]).length, 20_000);
+    await sleep(300);
+    t.same(ids(r1, 'm'), want([1]), 'b: room 1, every row once, in order');
+    t.same(ids(r23, 'm'), want([2, 3]), 'c: rooms 2 and 3');
+    const after = { b: await conn('rt-b'), c: await conn('rt-c'), stream: await streamBytes() };
+    const stored = after.stream - before.stream;
+    const gotB = after.b.out_bytes - before.b.out_bytes;
+    const gotC = after.c.out_bytes - before.c.out_bytes;
+    t.ok(gotB < stored * 0.3, `b received ${gotB} of ${stored} bytes stored (its share: 1/6)`);
+    t.ok(gotC < stored * 0.45, `c received ${gotC} of ${stored} bytes stored (its share: 2/6)`);
+    // A row moving out of room 1: published on room 2's subject, it still reaches b (its chain
+    // names b), which tells its subscriber the row left.
+    await query(db.url, 'update msgs set room = 2 where id = 6'); // 1 + 6 % 6 = 1
+    await r1.waitFor(() => r1.changes('m').length > want([1]).length, 10_000, 'the row leaving room 1');
+    const last = r1.changes('m').at(-1)!;
+    t.match(last, { op: 'leave' }, 'b: the row left its filter');
+    await r23.waitFor(() => ids(r23, 'm').includes(6), 10_000, 'the row entering room 2');
+    t.pass('c: the row entered room 2');
+  });
+
   await t.test('status shows what a node follows', async (t) => {
     const st = (await (await fetch(`http://127.0.0.1:${b.port}/status`)).json()) as { cluster: { follower: { routing: { state: string; interests: { tables: number; covered: number } } } } };
     t.equal(st.cluster.follower.routing.state, 'following');
