@@ -186,7 +186,7 @@ export class RoutedFollower {
 
   /** The position of the stored message at `seq` (null when it cannot be read). */
   private async positionAt(seq: number): Promise<Position | null> {
-    const m = await this.o.positions.get(seq);
+    const m = await this.o.positions.get(seq).catch(() => null);
     return readPositionHeader(m?.header?.get(CLUSTER_HEADERS.position));
   }
 
@@ -335,7 +335,7 @@ export class RoutedFollower {
   private async get(seq: number): Promise<StoredMsg | null> {
     const until = Date.now() + CLUSTER_ROUTING.fetchGiveUpMs;
     for (let wait: number = CLUSTER_ROUTING.fetchRetryMs; this.state !== 'stopped'; wait = Math.min(wait * 2, CLUSTER_ROUTING.fetchRetryCapMs)) {
-      const m = await this.o.positions.get(seq);
+      const m = await this.o.positions.get(seq).catch(() => null);
       if (m) return m;
       const st = await this.o.jsm.streams.info(this.o.stream).catch(() => null);
       if (st && seq < st.state.first_seq) return null; // evicted

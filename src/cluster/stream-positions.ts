@@ -16,6 +16,9 @@ export interface PositionedMessage {
   header: string | undefined;
 }
 
+/** Waits before trying a failed read again (milliseconds). */
+const READ_RETRIES = [50, 200, 500];
+
 export class StreamPositions {
   constructor(
     private readonly jsm: JetStreamManager,
@@ -23,9 +26,20 @@ export class StreamPositions {
     private readonly ns: string,
   ) {}
 
-  /** The message at `seq`, null when the stream no longer (or never) had it. */
-  get(seq: number): Promise<StoredMsg | null> {
-    return this.jsm.streams.getMessage(this.stream, { seq }).catch(() => null);
+  /**
+   * The message at `seq`, null when the stream no longer (or never) had it. A failed read (a
+   * timeout while the stream elects a leader) is tried again a few times, then thrown: taking it
+   * for "no message" would move a window's floor or a catch-up's start past messages still there.
+   */
+  async get(seq: number): Promise<StoredMsg | null> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.jsm.streams.getMessage(this.stream, { seq });
+      } catch (err) {
+        if (attempt >= READ_RETRIES.length) throw err;
+        await new Promise((r) => setTimeout(r, READ_RETRIES[attempt]));
+      }
+    }
   }
 
   /** The message at `seq` or the nearest one towards `limit` that walcast wrote (it has a position); null within a few hundred none. */
