@@ -8,23 +8,7 @@
 //   R, S     every message with seq > S is stamped with the interests of revision ≥ R
 // AckTracker is the pure bookkeeping behind A and last: fed each message's incs in seq order when
 // it is queued, and the PubAcks in any order; it holds only what is not yet PubAck'ed through.
-import { CLUSTER_CAPTURE_CHAIN } from '../constants.js';
-
-export interface CaptureHeartbeat {
-  v: number;
-  node: string;
-  epoch: number;
-  markerSeq: number;
-  appliedRev: number;
-  appliedSeq: number;
-  acked: number;
-  last: Record<string, number>;
-}
-
-/** The JSON body of a heartbeat. */
-export function encodeHeartbeat(hb: Omit<CaptureHeartbeat, 'v'>): string {
-  return JSON.stringify({ v: CLUSTER_CAPTURE_CHAIN.heartbeatVersion, ...hb });
-}
+// The message itself is heartbeat.ts's (encodeHeartbeat / parseHeartbeat).
 
 interface Slot {
   /** The incs the message names; MARKER for the epoch marker (it concerns every inc known then). */

@@ -31,7 +31,7 @@ import type { Logger } from '../log.js';
 import { connect } from '../pg/connect.js';
 import { formatLsn } from '../protocol/lsn.js';
 import { floorAt, type Position } from '../protocol/position.js';
-import { encodeHeartbeat } from './capture-heartbeat.js';
+import { encodeHeartbeat } from './heartbeat.js';
 import { RouteColumns, ROUTES_QUERY, UNDEFINED_TABLE } from './capture-routes.js';
 import { CaptureChain } from './capture-routing.js';
 import { encodeRelation } from './codec.js';

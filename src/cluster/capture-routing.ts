@@ -13,7 +13,8 @@
 import type { Relation } from '../capture/pgoutput.types.js';
 import { BROADCASTS_TABLE, ROUTES_TABLE } from '../constants.js';
 import type { Logger } from '../log.js';
-import { AckTracker, type CaptureHeartbeat } from './capture-heartbeat.js';
+import { AckTracker } from './capture-heartbeat.js';
+import type { CaptureHeartbeat } from './heartbeat.js';
 import { ChainStamper } from './chain.js';
 import type { InterestTable } from './interest-table.js';
 import { token, type ChangeArea } from './subjects.js';

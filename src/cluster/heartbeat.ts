@@ -1,3 +1,5 @@
+import { CLUSTER_CAPTURE_CHAIN } from '../constants.js';
+
 // Capture's heartbeat on core NATS (`walcast.<ns>.hb`, every half second while it leads): what
 // edges need to know that core NATS lost nothing at the end of their chain (`last`), and from
 // which stream seq capture routes their interests (`appliedRev` / `appliedSeq`).
@@ -18,6 +20,11 @@ export interface CaptureHeartbeat {
 }
 
 const MAX_BYTES = 1024 * 1024;
+
+/** The JSON body of a heartbeat. */
+export function encodeHeartbeat(hb: Omit<CaptureHeartbeat, 'v'>): string {
+  return JSON.stringify({ v: CLUSTER_CAPTURE_CHAIN.heartbeatVersion, ...hb });
+}
 
 const uint = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 

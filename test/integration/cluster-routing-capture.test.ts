@@ -12,7 +12,7 @@ import { Kvm } from '@nats-io/kv';
 import { connect } from '@nats-io/transport-node';
 import t from 'tap';
 import { CaptureLeader } from '../../src/cluster/capture-leader.js';
-import type { CaptureHeartbeat } from '../../src/cluster/capture-heartbeat.js';
+import type { CaptureHeartbeat } from '../../src/cluster/heartbeat.js';
 import { parseChain } from '../../src/cluster/chain-codec.js';
 import { decodeChange } from '../../src/cluster/codec.js';
 import { CLUSTER_HEADERS, decodeCtl } from '../../src/cluster/ctl.js';
