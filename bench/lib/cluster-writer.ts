@@ -15,7 +15,8 @@ const BODY = 'lorem ipsum dolor sit amet '.repeat(3);
 
 export async function createTable(db: pg.Client): Promise<void> {
   await db.query(`create table ${TABLE} (id int primary key, ${COLUMN} int not null, sent_at_ms float8 not null, body text not null)`);
-  await db.query(`select walcast.enable('${TABLE}')`);
+  // Routed by room: a cluster node follows only its clients' rooms (a single node ignores it).
+  await db.query(`select walcast.enable('${TABLE}', route_by => '${COLUMN}')`);
 }
 
 export interface Written {
