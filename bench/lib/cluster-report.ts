@@ -54,7 +54,7 @@ export function printReport(r: ClusterReport, m: Machine & { totalSeconds: numbe
   const summary = { failover: fo ? { takeoverMs: takeover, gapMs: gap, maxLatencyMs: worstLatency, lost: fo.lostOverall, duplicates: fo.duplicatesOverall } : null, latencyAdded: added, latencyAddedLowRate: addedLow };
   const targets: Target[] = [
     {
-      name: `(a) bytes from NATS per node ≤ its share + ${Math.round((GOALS.trafficRatio - 1) * 100)} % (ratio received/share ≤ ${GOALS.trafficRatio}; interest routing not built yet)`,
+      name: `(a) bytes from NATS per node ≤ its share + ${Math.round((GOALS.trafficRatio - 1) * 100)} % (ratio received/share ≤ ${GOALS.trafficRatio})`,
       value: r.traffic ? r.traffic.nodes.map((n) => `${n.node} ${n.ratio}`).join(', ') : null,
       met: r.traffic ? ratios.every((x) => x !== null && x <= GOALS.trafficRatio) : null,
     },
