@@ -254,18 +254,17 @@ class Node implements ClusterNode {
     if (this.closing) return;
     this.closing = true;
     // Capture first (its last acknowledgement bounded by what the stream holds), then the lease
-    // (deleted: another node takes over at once), then reading.
+    // (deleted: another node takes over at once) and the rest.
     // Each step bounded: with NATS gone, the lease delete and the publisher's drain would wait
     // for their timeouts, and a stopping daemon must not.
     await within(this.stepDown('shutdown'), CLUSTER.drainTimeoutMs);
-    await within(this.elector?.stop(), CLUSTER.drainTimeoutMs / 2);
     if (this.nodesTimer) clearInterval(this.nodesTimer);
     this.watch?.stop();
-    await within(this.registry?.stop(), CLUSTER.drainTimeoutMs / 2);
     this.claim.unsubscribe();
-    await within(this.follower?.stop(), CLUSTER.drainTimeoutMs / 2);
     this.interests.close();
-    await within(this.interestRegistry.close(), CLUSTER.drainTimeoutMs / 2);
+    // The lease, the node list entry, reading, and this incarnation's interest keys: independent
+    // of one another once capture has stopped, so at once.
+    await within(Promise.all([this.elector?.stop(), this.registry?.stop(), this.follower?.stop(), this.interestRegistry.close()]), CLUSTER.drainTimeoutMs / 2);
     await this.link.close();
   }
 
