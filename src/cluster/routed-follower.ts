@@ -10,7 +10,7 @@
 //    core messages kept, bounded)                                       window's start up to S)
 //                                                                           │
 //   stopped ◄── stop() ── following (chain from S: offer/fetch/scan/reset) ◄┘
-import { DeliverPolicy, type JetStreamClient, type JetStreamManager, type StoredMsg } from '@nats-io/jetstream';
+import { DeliverPolicy, type StoredMsg } from '@nats-io/jetstream';
 import type { MsgHdrs, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Relation } from '../capture/pgoutput.types.js';
 import type { Transaction } from '../capture/types.js';
@@ -26,10 +26,9 @@ import type { EdgeInterests } from './edge-interests.js';
 import { parseHeartbeat, type CaptureHeartbeat } from './heartbeat.js';
 import type { InterestRegistry } from './interest.js';
 import { Regrouper } from './regroup.js';
-import type { RelationCache } from './relations.js';
 import { readStartBounds, type StartBounds } from './stream-bounds.js';
 import { readStreamMessage } from './stream-message.js';
-import type { StreamPositions } from './stream-positions.js';
+import type { StreamAccess } from './stream-positions.js';
 import { authSubjects, ctlSubject, heartbeatSubject, sqlBroadcastSubjects } from './subjects.js';
 
 /** Where a follower's input goes: the hub, as capture's would on a single node. */
@@ -54,14 +53,8 @@ interface Raw {
   headers?: MsgHdrs;
 }
 
-export interface RoutedFollowerOptions {
+export interface RoutedFollowerOptions extends StreamAccess {
   nc: NatsConnection;
-  js: JetStreamClient;
-  jsm: JetStreamManager;
-  positions: StreamPositions;
-  relations: RelationCache;
-  ns: string;
-  stream: string;
   sink: FollowerSink;
   registry: InterestRegistry;
   interests: EdgeInterests;

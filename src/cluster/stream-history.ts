@@ -1,23 +1,15 @@
 // The cluster's stream as older history for catch-ups (hub/older-history.ts): a node keeps its
 // --history-age in memory, the stream keeps --stream-max-age; a resume position between the two
 // is read from the stream (stream-segment.ts), at most CLUSTER_CATCHUP.maxSegments at once.
-import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { CLUSTER_CATCHUP } from '../constants.js';
 import type { OlderHistory, OlderSegment, SegmentStart } from '../hub/older-history.js';
 import type { Logger } from '../log.js';
 import { compareWalPositions, floorAt, parseWalPosition, type Position } from '../protocol/position.js';
-import type { RelationCache } from './relations.js';
 import { StreamSegment } from './stream-segment.js';
-import type { StreamPositions } from './stream-positions.js';
+import type { StreamAccess } from './stream-positions.js';
 import type { StreamFigures } from './stream-watch.js';
 
-export interface StreamHistoryOptions {
-  js: JetStreamClient;
-  jsm: JetStreamManager;
-  positions: StreamPositions;
-  relations: RelationCache;
-  ns: string;
-  stream: string;
+export interface StreamHistoryOptions extends StreamAccess {
   /** The stream's figures as last read (null before the first read). */
   figures: () => StreamFigures | null;
   maxSegments?: number;

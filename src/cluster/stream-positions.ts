@@ -2,7 +2,8 @@
 // where the window starts, and where a resume position falls. Every message walcast writes
 // carries its position in a header (`Walcast-Pos`, src/cluster/ctl.ts), and positions never go
 // down along the stream, so a position is found by binary search in about log2(messages) reads.
-import type { JetStreamManager, StoredMsg } from '@nats-io/jetstream';
+import type { JetStreamClient, JetStreamManager, StoredMsg } from '@nats-io/jetstream';
+import type { RelationCache } from './relations.js';
 import { CLUSTER_FOLLOWER } from '../constants.js';
 import { compareWalPositions, floorAt, type Position } from '../protocol/position.js';
 import { CLUSTER_HEADERS, decodeCtl, readPositionHeader } from './ctl.js';
@@ -14,6 +15,16 @@ export interface PositionedMessage {
   data: Uint8Array;
   /** The `Walcast-Pos` header's text. */
   header: string | undefined;
+}
+
+/** What reading the cluster's stream takes (a node's feed, its catch-ups). */
+export interface StreamAccess {
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  positions: StreamPositions;
+  relations: RelationCache;
+  ns: string;
+  stream: string;
 }
 
 /** Waits before trying a failed read again (milliseconds). */

@@ -82,6 +82,17 @@ export async function waitUntil(cond: () => boolean | Promise<boolean>, timeoutM
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Polls `get` every 5 ms until it returns something (not undefined or false), and returns that; fails after timeoutMs. */
+export async function until<T>(get: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number, what: string): Promise<T> {
+  const end = performance.now() + timeoutMs;
+  for (;;) {
+    const v = await get();
+    if (v !== undefined && v !== false) return v;
+    if (performance.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
 /** A connected client, ended at the test's teardown. */
 export async function sqlClient(t: Test, url: string): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: url });

@@ -11,6 +11,7 @@ import t, { type Test } from 'tap';
 import { Elector, type ElectorOptions } from '../../src/cluster/elector.js';
 import { CLUSTER_ELECTION as E } from '../../src/constants.js';
 import { silentLogger } from '../../src/log.js';
+import { until } from '../helpers/capture.js';
 import { withNats } from '../helpers/nats.js';
 
 type Event = { kind: 'elected'; epoch: number; at: number } | { kind: 'deposed'; reason: string; at: number };
@@ -69,16 +70,6 @@ function group(t: Test, kv: KV, ids: string[], extra: Partial<ElectorOptions> = 
   };
 }
 
-/** Polls `get` every 5 ms until it returns something. */
-async function until<T>(get: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number, what: string): Promise<T> {
-  const end = performance.now() + timeoutMs;
-  for (;;) {
-    const v = await get();
-    if (v !== undefined && v !== false) return v;
-    if (performance.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 const ms = (from: number) => Math.round(performance.now() - from);
 

@@ -14,18 +14,9 @@ import { InterestTable } from '../../src/cluster/interest-table.js';
 import { watchInterest, type InterestWatch } from '../../src/cluster/interest-watch.js';
 import { clusterNames, ensureBucket } from '../../src/cluster/stream.js';
 import { silentLogger } from '../../src/log.js';
+import { until } from '../helpers/capture.js';
 import { withNats } from '../helpers/nats.js';
 
-/** Polls `get` every 10 ms until it returns something truthy; fails after timeoutMs. */
-async function until<T>(get: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs: number, what: string): Promise<T> {
-  const end = performance.now() + timeoutMs;
-  for (;;) {
-    const v = await get();
-    if (v !== undefined && v !== false) return v;
-    if (performance.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 const sorted = (s: ReadonlySet<string>) => [...s].sort();
 
