@@ -58,6 +58,8 @@ export interface EdgeInterestsStats {
 
 export class EdgeInterests implements Interests {
   private readonly tables = new Map<string, Followed>();
+  /** Those not covered yet: what heartbeats and handed-on messages are checked against (none, mostly). */
+  private readonly uncovered = new Set<Followed>();
   private readonly lingerMs: number;
   private closed = false;
   private appliedRev = 0;
@@ -69,8 +71,7 @@ export class EdgeInterests implements Interests {
   }
 
   get stats(): EdgeInterestsStats {
-    let covered = 0;
-    for (const f of this.tables.values()) if (f.from) covered++;
+    const covered = this.tables.size - this.uncovered.size;
     return { tables: this.tables.size, pending: this.tables.size - covered, covered };
   }
 
@@ -104,6 +105,7 @@ export class EdgeInterests implements Interests {
       const made: Followed = { schema, name, refs: 0, interest, rev: null, appliedSeq: null, from: null, linger: null, unsubscribe };
       rec = made;
       this.tables.set(key, made);
+      this.uncovered.add(made);
       void interest.revision.then((rev) => {
         if (this.tables.get(key) !== made || rev === null) return;
         made.rev = rev;
@@ -150,9 +152,14 @@ export class EdgeInterests implements Interests {
       this.appliedRev = appliedRev;
       this.appliedSeq = appliedSeq;
     }
-    for (const f of this.tables.values()) {
+    for (const f of this.uncovered) {
       if (f.rev !== null && f.appliedSeq === null && f.rev <= appliedRev) f.appliedSeq = appliedSeq;
     }
+  }
+
+  /** Whether some interest waits for its coverage (the feed then reports each message handed on). */
+  get awaiting(): boolean {
+    return this.uncovered.size > 0;
   }
 
   /**
@@ -162,11 +169,8 @@ export class EdgeInterests implements Interests {
    */
   advanced(seq: number, pos: Position): void {
     let moved = false;
-    for (const f of this.tables.values()) {
-      if (f.from === null && f.appliedSeq !== null && seq > f.appliedSeq) {
-        f.from = pos;
-        moved = true;
-      }
+    for (const f of this.uncovered) {
+      if (f.appliedSeq !== null && seq > f.appliedSeq) moved = this.cover(f, pos);
     }
     if (moved) this.wake();
   }
@@ -178,15 +182,12 @@ export class EdgeInterests implements Interests {
    */
   async caughtUp(seq: number, positionOf: (seq: number) => Promise<Position | null>): Promise<void> {
     let moved = false;
-    for (const f of [...this.tables.values()]) {
-      if (f.from !== null || f.appliedSeq === null || f.appliedSeq > seq) continue;
+    for (const f of [...this.uncovered]) {
+      if (f.appliedSeq === null || f.appliedSeq > seq) continue;
       const s = f.appliedSeq;
       const pos = s === 0 ? ALWAYS : await positionOf(s);
-      // Still the same state after the read: covered from there.
-      if (pos && f.from === null && f.appliedSeq === s && [...this.tables.values()].includes(f)) {
-        f.from = pos;
-        moved = true;
-      }
+      // Still the same state after the read (not covered, dropped or reset meanwhile): covered from there.
+      if (pos && this.uncovered.has(f) && f.appliedSeq === s) moved = this.cover(f, pos);
     }
     if (moved) this.wake();
   }
@@ -196,6 +197,7 @@ export class EdgeInterests implements Interests {
     for (const f of this.tables.values()) {
       f.from = null;
       f.appliedSeq = null;
+      this.uncovered.add(f);
     }
     this.appliedRev = 0;
     this.appliedSeq = 0;
@@ -206,10 +208,17 @@ export class EdgeInterests implements Interests {
     for (const [table, f] of this.tables) this.drop(table, f);
   }
 
+  private cover(f: Followed, from: Position): true {
+    f.from = from;
+    this.uncovered.delete(f);
+    return true;
+  }
+
   private drop(table: string, f: Followed): void {
     if (this.tables.get(table) !== f) return;
     if (f.linger) clearTimeout(f.linger);
     this.tables.delete(table);
+    this.uncovered.delete(f);
     // Uncovered first: the ring stops receiving the table once capture applies the delete.
     f.unsubscribe();
     f.interest.release();

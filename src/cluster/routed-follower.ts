@@ -20,7 +20,7 @@ import { ClusterMessageError, ClusterMessageVersionError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { formatWalPosition, type Position } from '../protocol/position.js';
 import { CHAIN_HEADER, prevFor } from './chain-codec.js';
-import { ChainFollower, type ChainOutcome } from './chain.js';
+import { ChainFollower, type ChainMessage, type ChainOutcome } from './chain.js';
 import { CLUSTER_HEADERS, decodeCtl, readPositionHeader, type CtlMessage } from './ctl.js';
 import type { EdgeInterests } from './edge-interests.js';
 import { parseHeartbeat, type CaptureHeartbeat } from './heartbeat.js';
@@ -103,7 +103,7 @@ export class RoutedFollower {
 
   constructor(private readonly o: RoutedFollowerOptions) {
     this.failed = new Promise((resolve) => (this.fatal = resolve));
-    this.regroup = new Regrouper((tx) => this.handOn(tx));
+    this.regroup = new Regrouper((tx) => this.o.sink.transaction(tx));
   }
 
   get stats(): RoutedFollowerStats {
@@ -158,14 +158,14 @@ export class RoutedFollower {
     const hb = parseHeartbeat(data);
     if (!hb || this.state === 'stopped') return;
     this.o.interests.applied(hb.appliedRev, hb.appliedSeq);
-    this.lastNamed = hb.last[this.o.registry.inc] ?? this.lastNamed;
+    const last = hb.last[this.o.registry.inc];
+    this.lastNamed = last ?? this.lastNamed;
     if (this.state === 'booting') {
       if (this.presenceRev !== null && hb.appliedRev >= this.presenceRev) this.boot(hb);
       return;
     }
     const chain = this.chain;
     if (!chain) return;
-    const last = hb.last[this.o.registry.inc];
     this.run(chain.heartbeat({ epoch: hb.epoch, markerSeq: hb.markerSeq, last }, Date.now()));
     // Nothing concerning this node after its head up to `acked`: once what is queued is handed
     // on, it is caught up to there (tables applied since are covered without waiting for traffic).
@@ -240,20 +240,25 @@ export class RoutedFollower {
     }
   }
 
+  /** A republished copy from core NATS (its seq in the header RePublish adds). */
   private offer(m: Raw): void {
-    const chain = this.chain as ChainFollower<Raw>;
-    const h = m.headers;
-    const seq = Number(h?.get('Nats-Sequence'));
-    if (!Number.isSafeInteger(seq) || seq <= 0) return void this.skipped++;
-    const link = h?.get(CHAIN_HEADER);
+    const msg = this.chainMessage(Number(m.headers?.get('Nats-Sequence')), m);
+    if (!msg) return void this.skipped++;
+    this.run((this.chain as ChainFollower<Raw>).offer(msg));
+  }
+
+  /** What the chain needs of a message: its link for this node, epoch, whether it is a marker; null when malformed. */
+  private chainMessage(seq: number, m: Raw): ChainMessage<Raw> | null {
+    if (!Number.isSafeInteger(seq) || seq <= 0) return null;
+    const link = m.headers?.get(CHAIN_HEADER);
     let prev: number | undefined;
     try {
-      prev = link ? prevFor(link, chain.inc) : undefined;
+      prev = link ? prevFor(link, this.o.registry.inc) : undefined;
     } catch {
-      return void this.skipped++;
+      return null;
     }
-    const epoch = Number(h?.get(CLUSTER_HEADERS.epoch)) || chain.epoch;
-    this.run(chain.offer({ seq, epoch, prev, marker: !link && isMarker(this.o.ns, m), payload: m }));
+    const epoch = Number(m.headers?.get(CLUSTER_HEADERS.epoch)) || (this.chain?.epoch ?? 0);
+    return { seq, epoch, prev, marker: !link && isMarker(this.o.ns, m), payload: m };
   }
 
   private run(outcomes: ChainOutcome<Raw>[]): void {
@@ -283,59 +288,21 @@ export class RoutedFollower {
   }
 
   private async fetch(seq: number): Promise<void> {
-    const m = await this.get(seq);
+    const m = await this.o.positions.whenStored(seq, () => this.state === 'stopped');
     if (!this.chain || this.state !== 'following') return;
-    this.run(m ? this.chain.offer(this.fromStored(m)) : this.chain.missing(seq));
+    // Gone, or unreadable: either way it does not name this node as the chain said.
+    const msg = m && this.chainMessage(m.seq, stored(m));
+    this.run(msg ? this.chain.offer(msg) : this.chain.missing(seq));
   }
 
   /** Reads [from, to] for what names this node (and epoch markers): a new epoch's scan of the old one's tail. */
   private async scan(from: number, to: number): Promise<void> {
-    const inc = this.o.registry.inc;
     for (let seq = from; seq <= to && this.state === 'following'; seq++) {
-      const m = await this.get(seq);
-      if (!m) continue;
-      const link = m.header?.get(CHAIN_HEADER);
-      let names: boolean;
-      try {
-        names = link ? prevFor(link, inc) !== undefined : false;
-      } catch {
-        names = false;
-      }
-      const raw = { subject: m.subject, data: m.data, headers: m.header };
-      if (names || (!link && isMarker(this.o.ns, raw))) this.run((this.chain as ChainFollower<Raw>).offer(this.fromStored(m)));
+      const m = await this.o.positions.whenStored(seq, () => this.state === 'stopped');
+      const msg = m && this.chainMessage(m.seq, stored(m));
+      if (msg && (msg.prev !== undefined || msg.marker)) this.run((this.chain as ChainFollower<Raw>).offer(msg));
     }
     if (this.chain && this.state === 'following') this.run(this.chain.scanned(to));
-  }
-
-  private fromStored(m: StoredMsg) {
-    const raw: Raw = { subject: m.subject, data: m.data, headers: m.header };
-    const link = m.header?.get(CHAIN_HEADER);
-    let prev: number | undefined;
-    try {
-      prev = link ? prevFor(link, this.o.registry.inc) : undefined;
-    } catch {
-      prev = undefined;
-    }
-    const epoch = Number(m.header?.get(CLUSTER_HEADERS.epoch)) || (this.chain?.epoch ?? 0);
-    return { seq: m.seq, epoch, prev, marker: !link && isMarker(this.o.ns, raw), payload: raw };
-  }
-
-  /**
-   * A stored message by seq; null only when the stream no longer has it (evicted) or it could not
-   * be read for CLUSTER_ROUTING.fetchGiveUpMs. Not stored yet (a lagging replica answered) or no
-   * stream leader for a while (a NATS server killed): tried again, waiting longer each time.
-   */
-  private async get(seq: number): Promise<StoredMsg | null> {
-    const until = Date.now() + CLUSTER_ROUTING.fetchGiveUpMs;
-    for (let wait: number = CLUSTER_ROUTING.fetchRetryMs; this.state !== 'stopped'; wait = Math.min(wait * 2, CLUSTER_ROUTING.fetchRetryCapMs)) {
-      const m = await this.o.positions.get(seq).catch(() => null);
-      if (m) return m;
-      const st = await this.o.jsm.streams.info(this.o.stream).catch(() => null);
-      if (st && seq < st.state.first_seq) return null; // evicted
-      if (Date.now() > until) break;
-      await new Promise((r) => setTimeout(r, wait));
-    }
-    return null;
   }
 
   /** One message, in chain order: like the whole-stream follower's, with its part of a transaction ending where capture said. */
@@ -365,8 +332,11 @@ export class RoutedFollower {
       this.skipped++;
       this.o.log.error({ err: err.message, seq }, 'malformed message in the cluster stream skipped');
     }
-    const pos = readPositionHeader(m.headers?.get(CLUSTER_HEADERS.position));
-    if (pos && this.state === 'following') this.o.interests.advanced(seq, pos);
+    // Only while an interest waits for its coverage (rarely): not a header parse per message.
+    if (this.state === 'following' && this.o.interests.awaiting) {
+      const pos = readPositionHeader(m.headers?.get(CLUSTER_HEADERS.position));
+      if (pos) this.o.interests.advanced(seq, pos);
+    }
   }
 
   /**
@@ -416,10 +386,6 @@ export class RoutedFollower {
     return rel;
   }
 
-  private handOn(tx: Transaction): void {
-    this.o.sink.transaction(tx);
-  }
-
   private fail(err: unknown): void {
     if (this.state === 'stopped') return;
     if (err instanceof ClusterMessageVersionError) {
@@ -430,6 +396,11 @@ export class RoutedFollower {
     this.o.log.error({ err: (err as Error).message }, 'following the cluster stream failed');
     this.fatal?.(err as Error);
   }
+}
+
+/** A message read from the stream, as one received. */
+function stored(m: StoredMsg): Raw {
+  return { subject: m.subject, data: m.data, headers: m.header };
 }
 
 /** An epoch marker: a control message of type `epoch` (it names nobody: every chain of its epoch starts at it). */

@@ -4,7 +4,7 @@
 // down along the stream, so a position is found by binary search in about log2(messages) reads.
 import type { JetStreamClient, JetStreamManager, StoredMsg } from '@nats-io/jetstream';
 import type { RelationCache } from './relations.js';
-import { CLUSTER_FOLLOWER } from '../constants.js';
+import { CLUSTER_FOLLOWER, CLUSTER_ROUTING } from '../constants.js';
 import { compareWalPositions, floorAt, type Position } from '../protocol/position.js';
 import { CLUSTER_HEADERS, decodeCtl, readPositionHeader } from './ctl.js';
 import { parseSubject } from './subjects.js';
@@ -51,6 +51,25 @@ export class StreamPositions {
         await new Promise((r) => setTimeout(r, READ_RETRIES[attempt]));
       }
     }
+  }
+
+  /**
+   * The message at `seq` when it is due (a chain names it): null only when the stream no longer
+   * has it (evicted) or it could not be read for CLUSTER_ROUTING.fetchGiveUpMs. Not stored yet (a
+   * lagging replica answered) or no stream leader for a while (a NATS server killed): tried again,
+   * waiting longer each time, until `stopped()`.
+   */
+  async whenStored(seq: number, stopped: () => boolean): Promise<StoredMsg | null> {
+    const until = Date.now() + CLUSTER_ROUTING.fetchGiveUpMs;
+    for (let wait: number = CLUSTER_ROUTING.fetchRetryMs; !stopped(); wait = Math.min(wait * 2, CLUSTER_ROUTING.fetchRetryCapMs)) {
+      const m = await this.get(seq).catch(() => null);
+      if (m) return m;
+      const st = await this.jsm.streams.info(this.stream).catch(() => null);
+      if (st && seq < st.state.first_seq) return null; // evicted
+      if (Date.now() > until) break;
+      await new Promise((r) => setTimeout(r, wait));
+    }
+    return null;
   }
 
   /** The message at `seq` or the nearest one towards `limit` that walcast wrote (it has a position); null within a few hundred none. */

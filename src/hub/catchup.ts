@@ -105,8 +105,8 @@ export class CatchUp {
     if (sub.state !== 'catching_up' || peer.closed) return 0;
     const ring = this.host.ring;
     // Opened when the catch-up first runs: only running catch-ups hold a segment.
-    if (sub.older && !sub.segment) {
-      sub.segment = this.host.older?.open(sub.after, this.wake, sub.start) ?? null;
+    if (sub.older !== null && !sub.segment) {
+      sub.segment = this.host.older?.open(sub.after, this.wake, sub.older) ?? null;
       if (!sub.segment) return 0; // as many open as allowed: wake() comes when one closes
     }
     if (peer.backlog() > this.highWater) return 0;
@@ -178,7 +178,7 @@ export class CatchUp {
     const seg = sub.segment;
     if (!seg) return;
     sub.segment = null;
-    sub.older = false;
+    sub.older = null;
     // The ring may still be behind what the segment delivered (the node's feed lags the stream):
     // live dispatch skips what is at or before it.
     if (compareWalPositions(seg.position, sub.after) > 0) sub.after = seg.position;

@@ -291,8 +291,7 @@ export class Hub {
   private fromOlder(init: Omit<SubscriptionInit, 'after' | 'prefix'>, from: Position, start: SegmentStart): HubSubscription {
     const sub = new HubSubscription({ ...init, after: from, prefix: this.prefixes.acquire(init.id) });
     sub.release = this.interests?.follow(sub.table, sub.routes) ?? null;
-    sub.older = true;
-    sub.start = start;
+    sub.older = start;
     this.subscriptionsOf(init.peer).set(key(init.id), sub);
     this.catchingUp.add(sub);
     return sub;

@@ -56,10 +56,8 @@ export class HubSubscription {
   within = 0;
   /** Catching up from before the ring's floor: the older history read (null until opened, and once in the ring). */
   segment: OlderSegment | null = null;
-  /** Whether it starts in older history (a segment is opened when its catch-up first runs). */
-  older = false;
-  /** Where its older-history read starts (older-history.ts). */
-  start: SegmentStart = 'strict';
+  /** Where its older-history read starts (older-history.ts), null when it reads the ring (a segment is opened when its catch-up first runs). */
+  older: SegmentStart | null = null;
   /** Lets go of what the node follows for it (Interests.follow). */
   release: (() => void) | null = null;
   /** Dispatch stamp: a subscriber found twice for one change (old and new row) is visited once. */
