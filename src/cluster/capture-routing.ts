@@ -15,7 +15,7 @@ import { BROADCASTS_TABLE, ROUTES_TABLE } from '../constants.js';
 import type { Logger } from '../log.js';
 import { AckTracker } from './capture-heartbeat.js';
 import type { CaptureHeartbeat } from './heartbeat.js';
-import { ChainStamper } from './chain.js';
+import { ChainStamper } from './chain-stamper.js';
 import type { InterestTable } from './interest-table.js';
 import { token, type ChangeArea } from './subjects.js';
 
@@ -168,5 +168,23 @@ export class CaptureChain {
     let t = this.tokens.get(r);
     if (!t) this.tokens.set(r, (t = [token(r.schema), token(r.name)]));
     return t;
+  }
+}
+
+/**
+ * `Walcast-Ends` on each message of a transaction that is the last naming some incs, but not the
+ * transaction's last (its `Walcast-Last` ends it for everyone): `<inc>,<inc>`, so that an edge
+ * knows its part of the transaction is complete without waiting for the next one.
+ */
+export function setEnds(out: ReadonlyArray<{ ends: string | null }>, named: ReadonlyArray<ReadonlySet<string>>): void {
+  const seen = new Set<string>();
+  for (let i = named.length - 1; i >= 0; i--) {
+    let ends: string | null = null;
+    for (const inc of named[i]) {
+      if (seen.has(inc)) continue;
+      seen.add(inc);
+      if (i < named.length - 1) ends = ends === null ? inc : `${ends},${inc}`;
+    }
+    (out[i] as { ends: string | null }).ends = ends;
   }
 }

@@ -33,7 +33,8 @@ function uint(s: string, from: number, to: number): number {
   return Number.isSafeInteger(v) ? v : -1;
 }
 
-function safeUint(v: number): boolean {
+/** A seq or an epoch: a safe integer, not negative. */
+export function safeUint(v: number): boolean {
   return Number.isSafeInteger(v) && v >= 0;
 }
 

@@ -18,7 +18,7 @@ import { CLUSTER, CLUSTER_TOKENS } from '../constants.js';
 import { ClusterFencedError, ClusterPublishError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { MAX_POSITION_INDEX, type Position } from '../protocol/position.js';
-import type { ChangeRoute } from './capture-routing.js';
+import { setEnds, type ChangeRoute } from './capture-routing.js';
 import { encodeChange, relationRef } from './codec.js';
 import { CLUSTER_HEADERS, encodeCtl, positionHeader, type CtlMessage } from './ctl.js';
 import { PublishLedger, type LedgerMessage } from './ledger.js';
@@ -413,24 +413,6 @@ export class Publisher {
     }
     this.waiters.clear();
     this.opts.onLeave?.(to, err);
-  }
-}
-
-/**
- * `Walcast-Ends` on each message of a transaction that is the last naming some incs, but not the
- * transaction's last (its `Walcast-Last` ends it for everyone): `<inc>,<inc>`, so that an edge
- * knows its part of the transaction is complete without waiting for the next one.
- */
-export function setEnds(out: ReadonlyArray<{ ends: string | null }>, named: ReadonlyArray<ReadonlySet<string>>): void {
-  const seen = new Set<string>();
-  for (let i = named.length - 1; i >= 0; i--) {
-    let ends: string | null = null;
-    for (const inc of named[i]) {
-      if (seen.has(inc)) continue;
-      seen.add(inc);
-      if (i < named.length - 1) ends = ends === null ? inc : `${ends},${inc}`;
-    }
-    (out[i] as { ends: string | null }).ends = ends;
   }
 }
 

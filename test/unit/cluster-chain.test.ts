@@ -6,7 +6,8 @@ import t from 'tap';
 import { CLUSTER_CHAIN } from '../../src/constants.js';
 import { ClusterMessageError } from '../../src/errors.js';
 import { encodeChain, parseChain, prevFor } from '../../src/cluster/chain-codec.js';
-import { ChainFollower, ChainStamper, type ChainMessage, type ChainOutcome } from '../../src/cluster/chain.js';
+import { ChainFollower, type ChainMessage, type ChainOutcome } from '../../src/cluster/chain.js';
+import { ChainStamper } from '../../src/cluster/chain-stamper.js';
 import { Rng } from '../helpers/fuzz-gen.js';
 
 t.test('codec: round trip, and prevFor reads one link exactly', async (t) => {
