@@ -482,3 +482,30 @@ export const CLUSTER_CAPTURE_CHAIN = {
   /** Version of the heartbeat's JSON body. */
   heartbeatVersion: 1,
 } as const;
+
+/** Marks a snapshot waits for (sql/006_snapshot_marks.sql; src/snapshot/marks.ts): not subscribable, never in the window. */
+export const SNAPSHOT_MARKS_TABLE = 'walcast.snapshot_marks';
+
+/** Snapshots (DESIGN §7, src/snapshot/): bounds and defaults. */
+export const SNAPSHOT_DEFAULTS = {
+  /** Snapshots reading at once, all connections together (the size of their own pool). */
+  maxConcurrent: 4,
+  /** Snapshots reading at once per connection; its others wait in order. */
+  maxPerConnection: 2,
+  /** Snapshots waiting for a turn, all connections together; past it, `limit_exceeded`. */
+  maxQueued: 1_000,
+  /** Rows fetched from the cursor per round trip. */
+  fetchRows: 500,
+  /** A `snapshot` frame is sent once its rows reach this many bytes of JSON (a single bigger row goes alone). */
+  frameBytes: 64 * 1024,
+  /** With more than this unsent on the socket, the snapshot waits for it to drain... */
+  highWater: 1024 * 1024,
+  /** ...at most this long; then the client is closed with 4008 (too slow). */
+  drainTimeoutMs: 30_000,
+  /** statement_timeout of each snapshot statement. */
+  statementTimeoutMs: 30_000,
+  /** A snapshot's mark must come back through the replication stream within this. */
+  markTimeoutMs: 15_000,
+  /** Transactions before the snapshot's start looked at for ones its snapshot did not yet see (src/snapshot/start.ts). */
+  startScan: 10_000,
+} as const;

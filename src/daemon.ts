@@ -20,6 +20,7 @@ import { parseRelation } from './auth/relations.js';
 import type { Logger } from './log.js';
 import { clientConfig, explainConnectError, withApplicationName } from './pg/connect.js';
 import { Handlers, type HandlerDeps } from './server/handlers.js';
+import { snapshotSetup } from './snapshot/setup.js';
 import { reloadPolicies, startAuthorizer } from './auth/setup.js';
 import type { PolicyAuthorizer } from './auth/authorizer.js';
 import { createMetrics } from './server/metrics.js';
@@ -50,6 +51,8 @@ export interface DaemonExtras {
   channels?: Partial<ChannelLimits>;
   /** Per-turn message handling other than the defaults (tests show the queue bound). */
   turns?: HandlerDeps['turns'];
+  /** Snapshot bounds other than the defaults (tests show a bound with lowered limits). */
+  snapshots?: Parameters<typeof snapshotSetup>[2];
 }
 
 export async function startDaemon(given: ServeConfig, log: Logger, extras: DaemonExtras = {}): Promise<Daemon> {
@@ -92,6 +95,7 @@ export async function startDaemon(given: ServeConfig, log: Logger, extras: Daemo
   });
   // In a cluster, channels reach the members on other nodes (client broadcasts, presence).
   const bridge = cluster && cfg.cluster ? startChannelsBridge({ nc: cluster.link.nc, ns: cfg.cluster.namespace, nodeId: cluster.nodeId, channels, log }) : null;
+  const snapshotDb = snapshotSetup(clientConfig(cfg.db), log, extras.snapshots);
   const sqlBroadcasts = new SqlBroadcasts({ channels, maxPayloadBytes: SERVER_DEFAULTS.maxPayloadBytes, log });
   const hub = new Hub({
     ring,
@@ -106,7 +110,9 @@ export async function startDaemon(given: ServeConfig, log: Logger, extras: Daemo
     older: cluster?.history ?? null,
     // …and a node follows only the tables its clients subscribe to (interest routing).
     interests: cluster?.interests ?? null,
+    marks: snapshotDb.marks,
   });
+  const snapshots = snapshotDb.start(hub);
   // Tables whose changes the policies follow: an oversized transaction touching one resets them.
   const authTables = new Set(auth ? [POLICY_TABLE, ...cfg.relations.map((r) => parseRelation(r).table)] : []);
   const onTransaction = oversizeAware(hub, { authTables, reloadPolicies: () => auth && reloadPolicies(auth, pool, log), log });
@@ -160,7 +166,7 @@ export async function startDaemon(given: ServeConfig, log: Logger, extras: Daemo
     await pool.end().catch(() => {});
     throw explainConnectError(err, given.db);
   }
-  const handlers = new Handlers({ hub, catalog, log, maxMessageBytes: cfg.maxMessageBytes, maxSubscriptions: cfg.maxSubscriptions, verify, authTimeoutMs: cfg.authTimeoutMs, turns: extras.turns });
+  const handlers = new Handlers({ hub, catalog, log, maxMessageBytes: cfg.maxMessageBytes, maxSubscriptions: cfg.maxSubscriptions, verify, authTimeoutMs: cfg.authTimeoutMs, turns: extras.turns, snapshots });
   let front: Server | null = null; // the metrics read the server created just below
   const registry = createMetrics({ hub, capture: slotCapture, clients: () => front?.clients ?? 0, slowCloses: () => front?.slowCloses ?? 0, auth,
     pendingAuth: () => front?.admission.pending ?? 0, refused: () => front?.admission.refused ?? {}, cluster: cluster ? () => cluster.status() : undefined,
@@ -214,6 +220,7 @@ export async function startDaemon(given: ServeConfig, log: Logger, extras: Daemo
     await capture?.stop();
     await bridge?.stop();
     await cluster?.close().catch(() => {});
+    await snapshotDb.close();
     await pool.end().catch(() => {});
     throw err;
   }
@@ -235,6 +242,7 @@ export async function startDaemon(given: ServeConfig, log: Logger, extras: Daemo
         await capture?.stop();
         await bridge?.stop();
         await cluster?.close().catch(() => {});
+        await snapshotDb.close();
         await pool.end().catch(() => {});
       })();
       return stopping;

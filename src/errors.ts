@@ -202,3 +202,11 @@ export class LimitExceededError extends WireError {
 export class AuthError extends WireError {
   readonly code = 'unauthorized';
 }
+
+/**
+ * A snapshot could not be read (a database error, statement_timeout, the daemon stopping): the
+ * subscription does not exist; subscribe again later.
+ */
+export class SnapshotFailedError extends WireError {
+  readonly code = 'snapshot_failed';
+}

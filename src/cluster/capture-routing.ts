@@ -11,7 +11,7 @@
 //   change of routing), every ctl message but the epoch marker              everyInc()
 //   the epoch marker                    everyone chained, without a header (ChainStamper.startEpoch)
 import type { Relation } from '../capture/pgoutput.types.js';
-import { BROADCASTS_TABLE, ROUTES_TABLE } from '../constants.js';
+import { BROADCASTS_TABLE, ROUTES_TABLE, SNAPSHOT_MARKS_TABLE } from '../constants.js';
 import type { Logger } from '../log.js';
 import { AckTracker } from './capture-heartbeat.js';
 import type { CaptureHeartbeat } from './heartbeat.js';
@@ -19,8 +19,8 @@ import { ChainStamper } from './chain-stamper.js';
 import type { InterestTable } from './interest-table.js';
 import { token, type ChangeArea } from './subjects.js';
 
-/** Tables whose every change concerns every incarnation (besides area `a`). */
-const TO_EVERYONE: ReadonlySet<string> = new Set([BROADCASTS_TABLE, ROUTES_TABLE]);
+/** Tables whose every change concerns every incarnation (besides area `a`): a snapshot mark must reach whichever node waits for it. */
+const TO_EVERYONE: ReadonlySet<string> = new Set([BROADCASTS_TABLE, ROUTES_TABLE, SNAPSHOT_MARKS_TABLE]);
 
 const NOBODY: ReadonlySet<string> = new Set();
 

@@ -4,22 +4,29 @@
 // type, as their values are decoded. walcast.broadcasts is in the publication but carries
 // broadcasts, not rows for subscribers: it is left out (subscribing to it is `unknown_table`);
 // so is walcast.routes (migration 005), the cluster's routing metadata, read for each table's
-// route_by column (a cluster node follows only the route values its subscribers filter on).
+// route_by column (a cluster node follows only the route values its subscribers filter on), and
+// walcast.snapshot_marks (migration 006), the marks snapshots wait for (src/snapshot/marks.ts).
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
-import { BROADCASTS_TABLE, PUBLICATION, ROUTES_TABLE } from '../constants.js';
+import { BROADCASTS_TABLE, PUBLICATION, ROUTES_TABLE, SNAPSHOT_MARKS_TABLE } from '../constants.js';
 import type { ColumnInfo } from './filter.js';
 
 export interface TableInfo {
   qualified: string;
+  /** The identifiers as Postgres stores them (`qualified` is ambiguous when one holds a dot). */
+  schema: string;
+  name: string;
   columns: ColumnInfo[];
+  /** Columns changes carry, in order: all but generated ones (pgoutput leaves those out). */
+  rowColumns: ColumnInfo[];
   /** Its route_by column (walcast.enable(..., route_by => ...)), null without one. */
   routeBy: string | null;
 }
 
 const TABLES_SQL = `
 select n.nspname as schema, c.relname as name, a.attname as column,
-       (case when t.typtype = 'd' then t.typbasetype else a.atttypid end)::int as type_oid
+       (case when t.typtype = 'd' then t.typbasetype else a.atttypid end)::int as type_oid,
+       a.attgenerated <> '' as generated
   from pg_publication_tables pt
   join pg_namespace n on n.nspname = pt.schemaname
   join pg_class c on c.relnamespace = n.oid and c.relname = pt.tablename
@@ -89,7 +96,7 @@ export class Catalog {
   }
 
   private async read(): Promise<void> {
-    const { rows } = await this.db.query<{ schema: string; name: string; column: string; type_oid: number }>(TABLES_SQL, [this.publication]);
+    const { rows } = await this.db.query<{ schema: string; name: string; column: string; type_oid: number; generated: boolean }>(TABLES_SQL, [this.publication]);
     const tables = new Map<string, TableInfo>();
     this.broadcastsPublished = false;
     for (const r of rows) {
@@ -98,10 +105,12 @@ export class Catalog {
         this.broadcastsPublished = true;
         continue;
       }
-      if (qualified === ROUTES_TABLE) continue;
+      if (qualified === ROUTES_TABLE || qualified === SNAPSHOT_MARKS_TABLE) continue;
       let t = tables.get(qualified);
-      if (!t) tables.set(qualified, (t = { qualified, columns: [], routeBy: null }));
-      t.columns.push({ name: r.column, typeOid: r.type_oid });
+      if (!t) tables.set(qualified, (t = { qualified, schema: r.schema, name: r.name, columns: [], rowColumns: [], routeBy: null }));
+      const column = { name: r.column, typeOid: r.type_oid };
+      t.columns.push(column);
+      if (!r.generated) t.rowColumns.push(column);
     }
     const hasRoutes = (await this.db.query<{ ok: boolean }>("select to_regclass('walcast.routes') is not null as ok")).rows[0]?.ok;
     if (hasRoutes) {

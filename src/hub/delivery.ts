@@ -42,6 +42,8 @@ export class Delivery {
    */
   deliver(entry: RingEntry, tx: Transaction, c: CapturedChange, sub: HubSubscription, live: boolean, stamp: number): number {
     if (tx.lsn <= sub.after.lsn && (tx.lsn < sub.after.lsn || c.index <= sub.after.index)) return 0;
+    // A transaction its snapshot already holds (catching up after a snapshot).
+    if (sub.skip !== null && sub.skip(tx.xid)) return 0;
     // Live, the index finds the table's subscriptions; a catch-up walks every table's changes.
     if (c.relation.qualified !== sub.table) return 0;
     let leave = false;

@@ -13,8 +13,8 @@ import { compareWalPositions, formatWalPosition, type Position } from '../protoc
 import type { CapturedChange, Transaction } from '../capture/types.js';
 import type { Row } from '../capture/pgoutput.types.js';
 import type { Channels } from './channels.js';
-import { SERVER_DEFAULTS } from '../constants.js';
-import { HistoryRing, type RingEntry } from '../history/ring.js';
+import { SERVER_DEFAULTS, SNAPSHOT_MARKS_TABLE } from '../constants.js';
+import { HistoryRing, LAST_INDEX, type RingEntry } from '../history/ring.js';
 import { estimateBytes } from './render.js';
 import { Delivery } from './delivery.js';
 import { ProgressSweep } from './progress.js';
@@ -56,6 +56,8 @@ export interface HubOptions {
   older?: OlderHistory | null;
   /** What the node follows (a cluster with interest routing); absent: everything, always. */
   interests?: Interests | null;
+  /** Told of every committed snapshot mark (src/snapshot/marks.ts), with its token. */
+  marks?: { seen(token: unknown): void } | null;
 }
 
 export interface HubCounters {
@@ -96,6 +98,7 @@ export class Hub {
   readonly sqlBroadcasts: SqlBroadcasts | null;
   private readonly older: OlderHistory | null;
   private readonly interests: Interests | null;
+  private readonly marks: { seen(token: unknown): void } | null;
 
   constructor(opts: HubOptions) {
     this.auth = opts.auth ?? null;
@@ -104,6 +107,7 @@ export class Hub {
     this.ring = opts.ring;
     this.older = opts.older ?? null;
     this.interests = opts.interests ?? null;
+    this.marks = opts.marks ?? null;
     this.progress = new ProgressSweep(this.ring, this.peers, this.touched);
     this.delivery = new Delivery(this.ring, this.auth, this.touched, this.counters);
     this.frames = this.delivery.frames;
@@ -304,6 +308,29 @@ export class Hub {
     return from !== null && compareWalPositions(pos, from) >= 0;
   }
 
+  /** The last position the hub has applied: where a snapshot's catch-up may start (snapshotStart). */
+  head(): Position {
+    return this.ring.head;
+  }
+
+  /**
+   * Where the catch-up after a snapshot starts: `from` (the head before the snapshot was taken),
+   * or earlier when a transaction the hub applied before it was still in progress for the
+   * snapshot (its commit record written, its commit not yet visible: a short window in
+   * Postgres, longer with synchronous replication). The last `maxScan` entries before `from`
+   * are looked at; the catch-up then skips every transaction the snapshot contains.
+   */
+  snapshotStart(from: Position, inProgress: ReadonlySet<number>, maxScan: number): Position {
+    if (inProgress.size === 0) return from;
+    let start = from;
+    const end = this.ring.seqAfter(from);
+    for (let seq = end - 1; seq >= Math.max(this.ring.startSeq, end - maxScan); seq--) {
+      const tx = this.ring.get(seq)?.tx;
+      if (tx && inProgress.has(tx.xid)) start = { lsn: tx.lsn - 1n, index: LAST_INDEX };
+    }
+    return start;
+  }
+
   unsubscribe(peer: Peer, id: string | number): boolean {
     const subs = this.peers.get(peer);
     const sub = subs?.get(key(id));
@@ -352,7 +379,9 @@ export class Hub {
 
   private dispatch(entry: RingEntry, tx: Transaction, c: CapturedChange): void {
     if (notForWindow(c)) {
-      this.sqlBroadcasts?.onChange(tx, c, this.nowFloor); // a row of walcast.broadcasts: to its channel
+      if (c.relation.qualified === SNAPSHOT_MARKS_TABLE) {
+        if (c.tag === 'insert') this.marks?.seen(c.new.token); // the delete that follows is nothing
+      } else this.sqlBroadcasts?.onChange(tx, c, this.nowFloor); // a row of walcast.broadcasts: to its channel
       return;
     }
     const stamp = ++this.stampSeq;
@@ -417,6 +446,7 @@ export class Hub {
   private goLive(sub: HubSubscription): void {
     this.catchingUp.remove(sub);
     sub.state = 'live';
+    sub.skip = null;
     this.index.add(sub);
     const head = this.ring.head;
     const pos = compareWalPositions(sub.after, head) > 0 ? sub.after : head;

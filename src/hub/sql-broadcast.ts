@@ -6,7 +6,7 @@
 // never be trusted as broadcasts.
 import { compareWalPositions, type Position } from '../protocol/position.js';
 import type { CapturedChange, Transaction } from '../capture/types.js';
-import { BROADCASTS_TABLE } from '../constants.js';
+import { BROADCASTS_TABLE, SNAPSHOT_MARKS_TABLE } from '../constants.js';
 import type { Logger } from '../log.js';
 import type { Channels } from './channels.js';
 
@@ -17,9 +17,10 @@ export interface SqlBroadcastOptions {
   log?: Pick<Logger, 'warn'> | null;
 }
 
-/** A change the window does not keep and subscribers never get: a row of walcast.broadcasts. */
+/** A change the window does not keep and subscribers never get: a row of walcast.broadcasts or walcast.snapshot_marks. */
 export function notForWindow(c: CapturedChange): boolean {
-  return c.relation.qualified === BROADCASTS_TABLE;
+  const t = c.relation.qualified;
+  return t === BROADCASTS_TABLE || t === SNAPSHOT_MARKS_TABLE;
 }
 
 /** The transaction as the history window keeps it; itself when it has nothing to leave out. */

@@ -30,6 +30,11 @@ export interface SubscriptionInit {
   routes?: readonly string[] | null;
   /** The route_by column `routes` are values of. */
   routeBy?: string | null;
+  /**
+   * After a snapshot: the transactions (by xid) the snapshot already contains, skipped while
+   * catching up (src/snapshot/visibility.ts). Absent otherwise.
+   */
+  skip?: ((xid: number) => boolean) | null;
 }
 
 export class HubSubscription {
@@ -66,6 +71,8 @@ export class HubSubscription {
   indexKey: { column: string; keys: string[] } | null = null;
   /** Its user id (index byUser, catch-up limits), null without an identity. */
   user: string | null;
+  /** SubscriptionInit.skip; dropped when it goes live (nothing after that is in its snapshot). */
+  skip: ((xid: number) => boolean) | null;
 
   constructor(init: SubscriptionInit) {
     this.peer = init.peer;
@@ -82,6 +89,7 @@ export class HubSubscription {
     this.routes = init.routes ?? null;
     this.routeBy = init.routeBy ?? null;
     this.user = init.peer.identity?.id ?? null;
+    this.skip = init.skip ?? null;
   }
 
   /** Its connection (catch-up limits per connection). */

@@ -43,6 +43,11 @@ export function subscribed(id: SubscriptionId, position: string, ref?: Ref): Fra
   return `{"type":"subscribed","id":${json(id)},"position":${JSON.stringify(position)}${refTail(ref)}` as Frame<'subscribed'>;
 }
 
+/** `{type:"snapshot", sub, rows}` from rows already rendered as JSON objects (each as `change.new`). */
+export function snapshotFrame(sub: SubscriptionId, rowsJson: readonly string[]): Frame<'snapshot'> {
+  return `{"type":"snapshot","sub":${json(sub)},"rows":[${rowsJson.join(',')}]}` as Frame<'snapshot'>;
+}
+
 export function unsubscribed(id: SubscriptionId, ref?: Ref): Frame<'unsubscribed'> {
   return `{"type":"unsubscribed","id":${json(id)}${refTail(ref)}` as Frame<'unsubscribed'>;
 }

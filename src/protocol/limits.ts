@@ -15,6 +15,10 @@ export const LIMITS = {
   identifierBytes: 63,
   /** Deepest nesting of arrays/objects in a broadcast payload or presence state. */
   jsonDepth: 100,
+  /** Largest snapshot `limit` (rows). */
+  snapshotLimit: 10_000,
+  /** Longest snapshot `order` text, in UTF-16 code units. */
+  orderLength: 200,
 } as const;
 
 /** A usable `ref`: a string or a finite number. */

@@ -10,7 +10,7 @@ import { BadRequestError, TooLargeError } from '../errors.js';
 import { LIMITS, isId, isRef } from './limits.js';
 import { parseWalPosition, type Position } from './position.js';
 import { tableName } from './table-name.js';
-import type { ChangeEvent, ClientMessage, ClientMessageType, Ref, SubscribeMessage, SubscriptionId, WireContext } from './types.js';
+import type { ChangeEvent, ClientMessage, ClientMessageType, Ref, SnapshotRequest, SubscribeMessage, SubscriptionId, WireContext } from './types.js';
 import { badRequest as fail, clip, describe } from './wire-errors.js';
 
 export const CLIENT_MESSAGE_TYPES: readonly ClientMessageType[] = [
@@ -193,12 +193,47 @@ function parseSubscribe(obj: Record<string, unknown>, ref: Ref | undefined, ctxI
     }
   }
 
+  const snapshot = parseSnapshot(own(obj, 'snapshot'), ctx);
+  if (snapshot && since) fail('subscribe.snapshot and subscribe.since cannot go together: a snapshot starts from now, since resumes', ctx);
+
   const msg: Mutable<SubscribeMessage> = { type: 'subscribe', id, table };
   if (events !== undefined) msg.events = events;
   if (filter !== undefined) msg.filter = filter;
   if (since !== undefined) msg.since = since;
+  if (snapshot) msg.snapshot = snapshot;
   if (ref !== undefined) msg.ref = ref;
   return msg;
+}
+
+/** `snapshot`: true, or {order?: "col.asc"|"col.desc", limit?: n}; false/null/absent: none. */
+function parseSnapshot(raw: unknown, ctx: WireContext): SnapshotRequest | null {
+  if (raw === undefined || raw === null || raw === false) return null;
+  if (raw === true) return { order: null, limit: null };
+  if (typeof raw !== 'object' || Array.isArray(raw)) {
+    fail(`subscribe.snapshot must be true or an object {order?, limit?}, not ${describe(raw)}`, ctx);
+  }
+  const o = raw as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    if (k !== 'order' && k !== 'limit') fail(`subscribe.snapshot has an unknown field ${JSON.stringify(clip(k))}; it takes order and limit`, ctx);
+  }
+  let order: SnapshotRequest['order'] = null;
+  const rawOrder = own(o, 'order');
+  if (rawOrder !== undefined && rawOrder !== null) {
+    if (typeof rawOrder !== 'string' || rawOrder.length === 0 || rawOrder.length > LIMITS.orderLength) {
+      fail(`subscribe.snapshot.order must be a string "column.asc" or "column.desc" of at most ${LIMITS.orderLength} characters, not ${describe(rawOrder)}`, ctx);
+    }
+    const m = /^(.+?)(?:\.(asc|desc))?$/.exec(rawOrder);
+    order = { column: m![1], desc: m![2] === 'desc' };
+  }
+  let limit: number | null = null;
+  const rawLimit = own(o, 'limit');
+  if (rawLimit !== undefined && rawLimit !== null) {
+    if (typeof rawLimit !== 'number' || !Number.isInteger(rawLimit) || rawLimit < 1 || rawLimit > LIMITS.snapshotLimit) {
+      fail(`subscribe.snapshot.limit must be an integer from 1 to ${LIMITS.snapshotLimit}, not ${describe(rawLimit)}`, ctx);
+    }
+    limit = rawLimit;
+  }
+  return { order, limit };
 }
 
 function subscriptionId(obj: Record<string, unknown>, type: string, ctx: WireContext): SubscriptionId {

@@ -33,7 +33,8 @@ export type WireErrorCode =
   | 'unknown_subscription'
   | 'too_large'
   | 'limit_exceeded'
-  | 'unauthorized';
+  | 'unauthorized'
+  | 'snapshot_failed';
 
 /**
  * A table named by a client. `schema` and `name` are the identifiers as Postgres stores them
@@ -76,6 +77,16 @@ export interface SubscribeMessage extends ClientBase {
   readonly filter?: string;
   /** Resume after this position. Absent (or null on the wire) means "from now". */
   readonly since?: Position;
+  /** Send the rows there are first (DESIGN §7). Absent when false, null or missing; never with `since`. */
+  readonly snapshot?: SnapshotRequest;
+}
+
+/** What `snapshot` asked for: `true` is every row, unordered. */
+export interface SnapshotRequest {
+  /** `"col.asc"` / `"col.desc"` as sent: the column is checked against the table at subscribe. */
+  readonly order: { readonly column: string; readonly desc: boolean } | null;
+  /** At most this many rows (1..LIMITS.snapshotLimit); null: all. */
+  readonly limit: number | null;
 }
 
 export interface UnsubscribeMessage extends ClientBase {
@@ -149,6 +160,14 @@ export interface SubscribedMessage {
   id: SubscriptionId;
   position: string;
   ref?: Ref;
+}
+
+/** Rows of a snapshot (DESIGN §7): zero or more of these, then the catch-up's changes, then `subscribed`. */
+export interface SnapshotMessage {
+  type: 'snapshot';
+  sub: SubscriptionId;
+  /** Rows as `change.new` renders them. */
+  rows: Record<string, unknown>[];
 }
 
 export interface UnsubscribedMessage {
@@ -238,6 +257,7 @@ export type ServerMessage =
   | WelcomeMessage
   | AuthenticatedMessage
   | SubscribedMessage
+  | SnapshotMessage
   | UnsubscribedMessage
   | ChangeMessage
   | ProgressMessage

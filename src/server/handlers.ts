@@ -25,6 +25,7 @@ import { errorMsgFrom, withContext } from '../protocol/wire-errors.js';
 import type { ClientMessage, Ref, SubscribeMessage } from '../protocol/types.js';
 import { ReplyBatch, type Session } from './session.js';
 import { Turns } from './turns.js';
+import type { Snapshots } from '../snapshot/snapshots.js';
 
 export interface HandlerDeps {
   hub: Hub;
@@ -40,6 +41,8 @@ export interface HandlerDeps {
   maxHeldMessages?: number;
   /** Message handling per turn of the event loop and its per-connection queue (Turns). */
   turns?: Partial<TurnLimits>;
+  /** Reads `snapshot` subscriptions' rows (src/snapshot/); without it they are refused. */
+  snapshots?: Snapshots | null;
 }
 
 export interface TurnLimits {
@@ -192,7 +195,8 @@ export class Handlers {
         this.subscribe(session, msg).catch((err) => this.fail(session, err, msg));
         return;
       case 'unsubscribe':
-        if (this.d.hub.unsubscribe(session, msg.id)) session.reply(unsubscribed(msg.id, msg.ref));
+        // A subscription still taking its snapshot ends there (it never reaches the hub).
+        if (this.d.hub.unsubscribe(session, msg.id) || this.d.snapshots?.cancel(session, key(msg.id))) session.reply(unsubscribed(msg.id, msg.ref));
         else this.fail(session, new UnknownSubscriptionError(`no subscription with id ${JSON.stringify(msg.id)}`), msg);
         return;
       case 'join':
@@ -208,6 +212,11 @@ export class Handlers {
         this.channel(session, msg, (c) => c.presence(session, msg.channel, msg.state));
         return;
     }
+  }
+
+  /** The connection closed: its snapshots stop. */
+  closed(session: Session): void {
+    this.d.snapshots?.cancelAll(session);
   }
 
   // ── authentication ──────────────────────────────────────────────────────────────────────
@@ -318,7 +327,7 @@ export class Handlers {
       }
       const predicate = compileFilter(filter, table.columns);
       const indexTerm = filter.terms.find((t) => t.op === 'eq' && eqIndexable(table.columns.find((c) => c.name === t.column)?.typeOid ?? 0)) ?? null;
-      hub.subscribe({
+      const init = {
         peer: session,
         id: msg.id,
         ref: msg.ref,
@@ -326,11 +335,32 @@ export class Handlers {
         events: msg.events ? new Set(msg.events) : null,
         predicate,
         indexTerm,
-        since: msg.since ?? null,
         // In a cluster, what its node needs to follow of the table.
         routes: subscriptionRoutes(table.routeBy, table.columns, filter.terms),
         routeBy: table.routeBy,
-      });
+      };
+      const snapshot = msg.snapshot;
+      if (!snapshot) {
+        hub.subscribe({ ...init, since: msg.since ?? null });
+        return;
+      }
+      const snapshots = this.d.snapshots;
+      if (!snapshots) throw new BadRequestError('snapshots are not enabled on this server');
+      if (snapshot.order && !table.columns.some((c) => c.name === snapshot.order?.column)) {
+        throw new BadRequestError(`subscribe.snapshot.order names ${JSON.stringify(snapshot.order.column)}, which is not a column of ${table.qualified}`);
+      }
+      await snapshots.run(
+        {
+          peer: session,
+          id: msg.id,
+          table,
+          request: snapshot,
+          terms: filter.terms,
+          predicate,
+          subscribe: (since, skip) => hub.subscribe({ ...init, since, skip }),
+        },
+        k,
+      );
     } finally {
       session.pending?.delete(k);
     }

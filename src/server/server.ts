@@ -155,7 +155,10 @@ export class Server {
       },
       drain: (ws) => {
         const session = ws.getUserData().session;
-        if (session && !session.closed) o.hub.drained(session);
+        if (session && !session.closed) {
+          session.drained();
+          o.hub.drained(session);
+        }
       },
       close: (ws) => {
         const session = ws.getUserData().session;
@@ -163,6 +166,7 @@ export class Server {
         admission.closed(session.awaitingAuth);
         session.awaitingAuth = false;
         session.dispose();
+        o.handlers.closed(session);
         this.sessions.delete(session);
         o.hub.removePeer(session);
       },

@@ -68,6 +68,8 @@ export class Session implements Peer {
   /** Where replies are deferred while a batch is open (set by the handlers); null: never. */
   replies: ReplyBatch | null = null;
   private queue: (string | Buffer)[] = [];
+  /** Waiting for the socket to drain (snapshots); woken by the drain handler or the close. */
+  private drainWaiters: (() => void)[] | null = null;
   private authTimer: NodeJS.Timeout | null = null;
   private expiryTimer: NodeJS.Timeout | null = null;
 
@@ -187,9 +189,23 @@ export class Session implements Peer {
     tick();
   }
 
+  /** Resolves at the socket's next drain, or when it closes. */
+  whenDrained(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => (this.drainWaiters ??= []).push(resolve));
+  }
+
+  /** The socket drained (uWS `drain`). */
+  drained(): void {
+    const waiters = this.drainWaiters;
+    this.drainWaiters = null;
+    if (waiters) for (const w of waiters) w();
+  }
+
   /** The socket is gone: timers stopped, held and queued messages dropped. Called by the close handler. */
   dispose(): void {
     this.closed = true;
+    this.drained();
     this.queue = [];
     this.held = null;
     this.queued = null;

@@ -61,7 +61,7 @@ t.test('migrate applies every file once; a second run applies nothing', async (t
     'the functions of the SQL surface',
   );
   const own = await query<{ t: string }>(db.url, `select tablename as t from pg_publication_tables where pubname = 'walcast' and schemaname = 'walcast' order by 1`);
-  t.same(own.map((r) => r.t), ['broadcasts', 'casbin_rule', 'routes'], 'walcast\'s own published tables');
+  t.same(own.map((r) => r.t), ['broadcasts', 'casbin_rule', 'routes', 'snapshot_marks'], 'walcast\'s own published tables');
 });
 
 t.test('walcast.enable / walcast.disable', async (t) => {

@@ -22,6 +22,7 @@ import {
   progress,
   resync,
   subscribed,
+  snapshotFrame,
   unsubscribed,
   welcome,
   type Frame,
@@ -58,6 +59,7 @@ const SHAPES: { readonly [T in ServerMessageType]: Shape<MessageOf<T>> } = {
   authenticated: { type: 'string', expires_at: 'string?', ref: 'string|number?' },
   subscribed: { type: 'string', id: 'string|number', position: 'string', ref: 'string|number?' },
   unsubscribed: { type: 'string', id: 'string|number', ref: 'string|number?' },
+  snapshot: { type: 'string', sub: 'string|number', rows: 'array' },
   change: {
     type: 'string',
     sub: 'string|number',
@@ -117,6 +119,7 @@ const SAMPLES: { readonly [T in ServerMessageType]: readonly Frame<T>[] } = {
   authenticated: [authenticated(null), authenticated(Date.UTC(2026, 10, 28), 1), authenticated(0, 't')],
   subscribed: [subscribed('open-todos', '16/B374D848:7'), subscribed(1, '0/0:0', 'r')],
   unsubscribed: [unsubscribed('open-todos'), unsubscribed(3, 3)],
+  snapshot: [snapshotFrame('open-todos', []), snapshotFrame(7, ['{"id":1,"title":"a"}', '{"id":2,"title":null}'])],
   change: asChange(changeFrames),
   progress: [progress('16/B3750000:2147483647')],
   resync: [resync('s', 'position_outside_window'), resync(5, 'transaction_too_large', 2)],

@@ -1,0 +1,35 @@
+// The snapshots' database connections: their own pool (as many connections as snapshots may
+// read at once), so that snapshots can neither take the connections the catalog and policies
+// need nor touch the replication connection; and one connection for writing marks, which every
+// snapshot waits on while its own connection sits in its transaction.
+import pg from 'pg';
+import { SNAPSHOT_DEFAULTS } from '../constants.js';
+import type { Hub } from '../hub/hub.js';
+import type { Logger } from '../log.js';
+import { SnapshotMarks } from './marks.js';
+import { Snapshots, type SnapshotLimits } from './snapshots.js';
+
+export interface SnapshotSetup {
+  marks: SnapshotMarks;
+  /** Once the hub exists (it needs `marks`). */
+  start(hub: Hub): Snapshots;
+  close(): Promise<void>;
+}
+
+export function snapshotSetup(db: pg.ClientConfig, log: Logger, limits: Partial<SnapshotLimits> & { markTimeoutMs?: number } = {}): SnapshotSetup {
+  const max = limits.maxConcurrent ?? SNAPSHOT_DEFAULTS.maxConcurrent;
+  const pool = new pg.Pool({ ...db, max, idleTimeoutMillis: 30_000 });
+  const markPool = new pg.Pool({ ...db, max: 1, idleTimeoutMillis: 30_000 });
+  // Idle clients losing the server: the next query reconnects.
+  pool.on('error', () => {});
+  markPool.on('error', () => {});
+  const marks = new SnapshotMarks(markPool, limits.markTimeoutMs ?? SNAPSHOT_DEFAULTS.markTimeoutMs);
+  return {
+    marks,
+    start: (hub) => new Snapshots(pool, marks, hub, log, limits),
+    async close() {
+      marks.close();
+      await Promise.all([pool.end().catch(() => {}), markPool.end().catch(() => {})]);
+    },
+  };
+}
