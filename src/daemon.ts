@@ -21,6 +21,7 @@ import type { Logger } from './log.js';
 import { clientConfig, explainConnectError, withApplicationName } from './pg/connect.js';
 import { Handlers, type HandlerDeps } from './server/handlers.js';
 import { snapshotSetup } from './snapshot/setup.js';
+import type { Snapshots } from './snapshot/snapshots.js';
 import { reloadPolicies, startAuthorizer } from './auth/setup.js';
 import type { PolicyAuthorizer } from './auth/authorizer.js';
 import { createMetrics } from './server/metrics.js';
@@ -38,6 +39,8 @@ export interface Daemon {
   /** In a cluster (--nats): the node. */
   readonly cluster: ClusterNode | null;
   readonly server: Server;
+  /** Subscriptions' snapshots (their figures: `stats`). */
+  readonly snapshots: Snapshots;
   /** Graceful: clients closed with 1001, final acknowledgement, connections closed. */
   stop(): Promise<void>;
   /** Resolves with an error when the daemon cannot go on (downstream failure). */
@@ -168,7 +171,7 @@ export async function startDaemon(given: ServeConfig, log: Logger, extras: Daemo
   }
   const handlers = new Handlers({ hub, catalog, log, maxMessageBytes: cfg.maxMessageBytes, maxSubscriptions: cfg.maxSubscriptions, verify, authTimeoutMs: cfg.authTimeoutMs, turns: extras.turns, snapshots });
   let front: Server | null = null; // the metrics read the server created just below
-  const registry = createMetrics({ hub, capture: slotCapture, clients: () => front?.clients ?? 0, slowCloses: () => front?.slowCloses ?? 0, auth,
+  const registry = createMetrics({ hub, snapshots: () => snapshots.stats, capture: slotCapture, clients: () => front?.clients ?? 0, slowCloses: () => front?.slowCloses ?? 0, auth,
     pendingAuth: () => front?.admission.pending ?? 0, refused: () => front?.admission.refused ?? {}, cluster: cluster ? () => cluster.status() : undefined,
     bridge: bridge ? () => bridge.stats : undefined });
   const server = new Server({
@@ -234,6 +237,7 @@ export async function startDaemon(given: ServeConfig, log: Logger, extras: Daemo
     capture,
     cluster,
     server,
+    snapshots,
     failed,
     stop() {
       stopping ??= (async () => {

@@ -21,6 +21,18 @@ export interface MetricsSources {
   cluster?: () => ClusterFigures | null;
   /** In a cluster: channels across nodes (src/cluster/channels-bridge.ts stats; structural). */
   bridge?: () => BridgeFigures;
+  /** Snapshots (src/snapshot/snapshots.ts stats; structural). */
+  snapshots?: () => SnapshotFigures;
+}
+
+/** What the snapshot metrics read. */
+export interface SnapshotFigures {
+  running: number;
+  queued: number;
+  done: number;
+  failed: number;
+  cancelled: number;
+  rows: number;
 }
 
 /** What the channel-bridge metrics read. */
@@ -112,6 +124,19 @@ export function createMetrics(src: MetricsSources): MetricsText {
     const l = c.lsns;
     return Number(l.received > l.acked ? l.received - l.acked : 0n);
   });
+  {
+    const snap = perTurn(src.snapshots ?? (() => null));
+    const read = (f: (s: SnapshotFigures) => number) => () => {
+      const s = snap();
+      return s ? f(s) : 0;
+    };
+    gauge('walcast_snapshots_running', 'Snapshots reading rows now', read((s) => s.running));
+    gauge('walcast_snapshots_queued', 'Snapshots waiting for a turn', read((s) => s.queued));
+    counter('walcast_snapshots_total', 'Snapshots sent in full (their subscription then caught up)', read((s) => s.done));
+    counter('walcast_snapshots_failed_total', 'Snapshots answered snapshot_failed or limit_exceeded', read((s) => s.failed));
+    counter('walcast_snapshots_cancelled_total', 'Snapshots stopped by unsubscribe, a closed connection or 4008', read((s) => s.cancelled));
+    counter('walcast_snapshot_rows_total', 'Rows sent in snapshots', read((s) => s.rows));
+  }
   gauge('walcast_history_bytes', 'Estimated bytes held by the history window', () => hub.ring.stats().bytes);
   gauge('walcast_history_entries', 'Transactions and marks in the history window', () => hub.ring.stats().entries);
   gauge('walcast_history_transactions', 'Transactions in the history window', () => hub.ring.stats().transactions);
