@@ -2,7 +2,7 @@
 // default, each value validated into a typed error that says what to pass instead.
 import { statSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { CLUSTER, DEFAULTS, NAMESPACE_PATTERN, SERVER_DEFAULTS } from './constants.js';
+import { CLUSTER, DEFAULTS, NAMESPACE_PATTERN, SERVER_DEFAULTS, SNAPSHOT_DEFAULTS } from './constants.js';
 import { AuthConfigError, ConfigError } from './errors.js';
 import { LOG_LEVELS } from './log.js';
 import { checkDatabaseUrl } from './pg/connect.js';
@@ -158,6 +158,9 @@ export interface ServeFlags extends Flags {
   relation?: string[];
   maxConnections?: string;
   maxPendingAuth?: string;
+  /** Snapshots reading at once, and the statement_timeout of theirs (PROTOCOL.md §7). */
+  maxSnapshots?: string;
+  snapshotTimeout?: string;
   reusePort?: boolean;
   metricsHost?: string;
   metricsPort?: string;
@@ -205,6 +208,9 @@ export interface ServeConfig extends Config {
   /** WebSockets open at once, and those of them not authenticated yet. */
   maxConnections: number;
   maxPendingAuth: number;
+  /** Snapshots reading at once (their pool's size), and each snapshot statement's timeout. */
+  maxSnapshots: number;
+  snapshotTimeoutMs: number;
   /** Share the port(s) with other processes passing it too (SO_REUSEPORT); else exclusive. */
   reusePort: boolean;
   /** A listener of its own for /metrics and /status; null: they are on the main port. */
@@ -265,6 +271,8 @@ export function resolveServeConfig(flags: ServeFlags, env: Env = process.env): S
     relations: relations.map((r) => r.trim()).filter((r) => r !== ''),
     authTimeoutMs: SERVER_DEFAULTS.authTimeoutMs,
     ...resolveConnectionCaps(pick(flags.maxConnections, 'WALCAST_MAX_CONNECTIONS'), pick(flags.maxPendingAuth, 'WALCAST_MAX_PENDING_AUTH'), openFilesSoftLimit()),
+    maxSnapshots: resolveMaxSnapshots(pick(flags.maxSnapshots, 'WALCAST_MAX_SNAPSHOTS')),
+    snapshotTimeoutMs: parseDuration(pick(flags.snapshotTimeout, 'WALCAST_SNAPSHOT_TIMEOUT'), SNAPSHOT_DEFAULTS.statementTimeoutMs, '--snapshot-timeout'),
     reusePort: flags.reusePort ?? truthy(env.WALCAST_REUSE_PORT),
     ...resolveMetricsListener(pick(flags.metricsHost, 'WALCAST_METRICS_HOST'), pick(flags.metricsPort, 'WALCAST_METRICS_PORT'), pick(flags.host, 'WALCAST_HOST') ?? DEFAULTS.host),
     cluster: resolveCluster(flags, env, port),
@@ -395,6 +403,14 @@ function resolveMetricsListener(host: string | undefined, portText: string | und
   const port = Number(portText);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(`bad --metrics-port ${JSON.stringify(portText)}`, 'a port is 0-65535 (0 picks a free one)');
   return { metricsHost: host || mainHost, metricsPort: port };
+}
+
+/** Each snapshot reading holds a database connection: 1 to 64. */
+function resolveMaxSnapshots(text: string | undefined): number {
+  if (text === undefined || text.trim() === '') return SNAPSHOT_DEFAULTS.maxConcurrent;
+  const n = positiveInt(text, '--max-snapshots');
+  if (n > 64) throw new ConfigError(`--max-snapshots ${n} is more than 64`, 'each snapshot being read holds a database connection; 1 to 64');
+  return n;
 }
 
 function positiveInt(text: string, what: string): number {

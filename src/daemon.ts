@@ -98,7 +98,7 @@ export async function startDaemon(given: ServeConfig, log: Logger, extras: Daemo
   });
   // In a cluster, channels reach the members on other nodes (client broadcasts, presence).
   const bridge = cluster && cfg.cluster ? startChannelsBridge({ nc: cluster.link.nc, ns: cfg.cluster.namespace, nodeId: cluster.nodeId, channels, log }) : null;
-  const snapshotDb = snapshotSetup(clientConfig(cfg.db), log, extras.snapshots);
+  const snapshotDb = snapshotSetup(clientConfig(cfg.db), log, { maxConcurrent: cfg.maxSnapshots, statementTimeoutMs: cfg.snapshotTimeoutMs, ...extras.snapshots });
   const sqlBroadcasts = new SqlBroadcasts({ channels, maxPayloadBytes: SERVER_DEFAULTS.maxPayloadBytes, log });
   const hub = new Hub({
     ring,

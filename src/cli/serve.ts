@@ -32,6 +32,8 @@ export function registerServe(program: Command): void {
     .option('--idle-timeout <duration>', 'a socket silent this long (pings unanswered) is closed, its presence gone: 8s to 16m, or 0 for never (env WALCAST_IDLE_TIMEOUT; default 60s)')
     .option('--max-connections <n>', 'WebSocket connections at once; past it upgrades get 503 (env WALCAST_MAX_CONNECTIONS; default min(10000, open-files limit - 256))')
     .option('--max-pending-auth <n>', 'connections not yet authenticated at once; past it upgrades get 503 (env WALCAST_MAX_PENDING_AUTH; default 1000)')
+    .option('--max-snapshots <n>', 'snapshots read at once, each on a database connection of their own, 1 to 64; 2 per client connection, the rest wait in order (env WALCAST_MAX_SNAPSHOTS; default 4)')
+    .option('--snapshot-timeout <duration>', 'statement_timeout of each snapshot statement (env WALCAST_SNAPSHOT_TIMEOUT; default 30s)')
     .option('--metrics-port <port>', 'serve /metrics and /status on this port instead of --port, 0 for any free one (env WALCAST_METRICS_PORT)')
     .option('--metrics-host <host>', 'address of the --metrics-port listener (env WALCAST_METRICS_HOST; default --host)')
     .option('--reuse-port', 'share the port(s) with other processes that pass it too (SO_REUSEPORT); without it a taken port is an error (env WALCAST_REUSE_PORT=1)')
