@@ -1,10 +1,11 @@
 // The demo chat of `walcast dev`: plain ES modules, no build step, the SDK loaded as the browser
 // gets it (dist/src/client/*.js, served under /client/).
 //
-// - Messages: subscribe to public.messages with filter room_id=eq.N; once the subscription is
-//   live, fetch the latest ones (GET /dev/messages) and merge both by id, so that nothing falls
-//   between the fetch and the subscription and nothing shows twice. Rows reach members only
-//   (policy on the row's room_id).
+// - Messages: a live collection of public.messages with filter room_id=eq.N, starting from a
+//   snapshot of the latest 50 (order id.desc, limit 50): the snapshot and the changes after it
+//   come through the same subscription, so nothing falls between loading and following. Rows
+//   reach members only (policy on the row's room_id). Sending is POST /dev/messages; its reply
+//   and the change it causes are merged by id.
 // - Who is online: presence on channel room:N, each tab tracking {name}; the keys are user ids
 //   the server took from the tokens.
 // - Who is typing: broadcast "typing" on room:N; the server stamps each client broadcast with
@@ -12,6 +13,8 @@
 // - Friends online: channel user:NAME, tracked by its owner, joinable by the owner's friends.
 import { createClient } from '/client/index.js';
 
+/** The latest messages a room opens with. */
+const HISTORY = 50;
 const TYPING_SHOW_MS = 3000;
 const TYPING_SEND_EVERY_MS = 1000;
 
@@ -151,7 +154,7 @@ function closeRoom(session) {
   session.room = null;
   room.closed = true;
   for (const off of room.offs) off();
-  void room.sub.unsubscribe();
+  void room.messages.close();
   void room.channel.leave();
   clearTimeout(room.typingTimer);
   for (const t of room.typing.values()) clearTimeout(t);
@@ -161,7 +164,7 @@ function openRoom(session, id) {
   closeRoom(session);
   setParams({ room: id });
   const info = session.rooms.find((r) => r.id === id) || { id, name: `room ${id}`, member: false };
-  const room = { id, offs: [], messages: new Map(), typing: new Map(), lastTypingSent: 0, closed: false };
+  const room = { id, offs: [], shown: new Map(), typing: new Map(), lastTypingSent: 0, closed: false };
   session.room = room;
   renderRooms(session);
   $('room-name').textContent = `#${info.name}`;
@@ -173,22 +176,22 @@ function openRoom(session, id) {
   showError('');
   setComposer(false);
 
-  room.sub = session.client.subscribe(
-    { table: 'public.messages', filter: `room_id=eq.${id}`, events: ['insert'] },
-    {
-      onChange: (change) => addMessage(room, change.new),
-      onSubscribed: ({ resumed }) => {
-        $('messages').dataset.live = 'true';
-        if (!resumed) void loadHistory(session, room);
-      },
-      // Too long away for the server to replay what was missed: start again from now.
-      onResync: () => {
-        room.messages.clear();
-        $('messages').replaceChildren();
-        room.sub.resubscribe();
-      },
-      onError: (err) => showError(`messages: ${err.message}`),
-    },
+  // The SDK keeps the rows (by id) and shows a new snapshot only once it is complete: after a
+  // reconnect it resumes, after a resync it loads a fresh snapshot by itself.
+  room.messages = session.client.collection({
+    table: 'public.messages',
+    filter: `room_id=eq.${id}`,
+    events: ['insert'],
+    snapshot: { order: 'id.desc', limit: HISTORY },
+  });
+  room.offs.push(
+    room.messages.on('change', (messages, change) => {
+      if (room.closed) return;
+      if (change?.op === 'insert' || change?.op === 'update') addMessage(room, change.new);
+      else renderMessages(room, messages.rows); // a (new) snapshot, or a row gone
+      $('messages').dataset.live = 'true';
+    }),
+    room.messages.on('error', (err) => !room.closed && showError(`messages: ${err.message}`)),
   );
 
   room.channel = session.client.channel(`room:${id}`);
@@ -226,18 +229,16 @@ function setComposer(enabled) {
 
 // ── messages ──────────────────────────────────────────────────────────────────────────────
 
-async function loadHistory(session, room) {
-  try {
-    const { messages } = await api(`/dev/messages?room_id=${room.id}`, { headers: { authorization: `Bearer ${await session.getToken()}` } });
-    for (const m of messages) if (!room.closed) addMessage(room, m);
-  } catch (err) {
-    if (!room.closed && err.status !== 403) showError(`history: ${err.message}`);
-  }
+/** Shows exactly `rows` (the collection's), oldest first. */
+function renderMessages(room, rows) {
+  room.shown.clear();
+  $('messages').replaceChildren();
+  for (const m of [...rows.values()].sort((a, b) => Number(a.id) - Number(b.id))) addMessage(room, m);
 }
 
 function addMessage(room, m) {
-  if (room.closed || !m || room.messages.has(String(m.id))) return;
-  room.messages.set(String(m.id), m);
+  if (room.closed || !m || room.shown.has(String(m.id))) return;
+  room.shown.set(String(m.id), m);
   const time = new Date(m.created_at);
   const item = el(
     'li',
@@ -249,7 +250,7 @@ function addMessage(room, m) {
   item.dataset.testid = 'message';
   item.dataset.id = m.id;
   item.dataset.author = m.author;
-  // In id order: history and live changes may interleave.
+  // In id order: a sent message's reply and the changes may come in any order.
   const list = $('messages');
   const after = [...list.children].find((li) => Number(li.dataset.id) > Number(m.id));
   list.insertBefore(item, after || null);

@@ -5,74 +5,20 @@
 //
 // Runs in browsers and Node 20 alike: plain ES modules, relative imports, no Node built-ins.
 
-import { Backoff, type BackoffOptions } from './backoff.js';
+import { Backoff } from './backoff.js';
+import { LiveCollection, type CollectionHost, type CollectionOptions } from './collection.js';
 import { Channel, type ChannelHost, type ChannelReplyKind } from './channel.js';
 import { Emitter } from './emitter.js';
-import { refreshDelay, tokenExpiry } from './jwt.js';
+import { Keepalive } from './keepalive.js';
 import { isPosition } from './position.js';
+import { TokenRefresher } from './refresher.js';
 import { Subscription, type SubscribeOptions, type SubscriptionHandlers, type SubscriptionHost } from './subscription.js';
 import { OPEN, WalcastError, type Change, type Ref, type Row, type ServerMessage, type WebSocketConstructor, type WebSocketLike } from './types.js';
+import type { ClientEvents, ClientOptions, ClosedInfo, ConnectionState, TokenSource } from './options.js';
 
-export type TokenSource = string | (() => string | Promise<string>);
-
-export interface ClientOptions {
-  /** "ws://host:4000/ws" (wss:// behind TLS). */
-  url: string;
-  /**
-   * A JWT, or a function returning one (called on every connect and before each expiry). Only a
-   * function lets the client refresh and reconnect after the token expired. Absent: no token
-   * (a server started with --no-auth).
-   */
-  token?: TokenSource;
-  /** A WebSocket constructor where there is no global one: `WebSocket` of the `ws` package in Node 20. */
-  WebSocket?: WebSocketConstructor;
-  /** Reconnect delays: full jitter in [0, min(capMs, baseMs * 2^attempt)). Default 500 ms / 30 s. */
-  backoff?: BackoffOptions;
-  /** An application-level ping after this long without traffic; no reply within the next interval drops the connection. Default 20 s; 0 disables. */
-  pingIntervalMs?: number;
-  /** From opening the socket to `welcome`, at most this long (default 10 s). */
-  connectTimeoutMs?: number;
-  /** Refresh the token this long before `exp` (default 30 s; at most a third of the token's remaining life). */
-  refreshLeadMs?: number;
-  /** Consecutive 4001 closes (token refused) before the client gives up (default 3). */
-  maxAuthFailures?: number;
-}
-
-export type ConnectionState = 'connecting' | 'open' | 'reconnecting' | 'closed';
-
-export interface DisconnectInfo {
-  code: number;
-  reason: string;
-  /** Delay before the next attempt; null when the client stops. */
-  retryInMs: number | null;
-}
-
-export interface ClosedInfo {
-  code: number;
-  reason: string;
-  /** Why the client stopped on its own (a token problem); null after close(). */
-  error: WalcastError | null;
-}
-
-export interface ClientEvents {
-  state: [ConnectionState];
-  /** `welcome` received: authenticated, subscriptions and channels re-sent. */
-  open: [{ session: string; reconnect: boolean }];
-  /** The connection dropped (and whether and when it is retried). */
-  disconnect: [DisconnectInfo];
-  /** A refreshed token was accepted. */
-  authenticated: [{ expiresAt: string | null }];
-  /** Connection-level `progress`: the positions of live subscriptions moved. */
-  progress: [string];
-  /** An error no subscription or channel took (or a token problem). */
-  error: [WalcastError];
-  /** The client stopped for good: close(), or a token problem it cannot get past. */
-  closed: [ClosedInfo];
-}
+export type { ClientEvents, ClientOptions, ClosedInfo, ConnectionState, DisconnectInfo, TokenSource } from './options.js';
 
 const DEFAULTS = { pingIntervalMs: 20_000, connectTimeoutMs: 10_000, refreshLeadMs: 30_000, maxAuthFailures: 3 } as const;
-/** setTimeout's longest delay; longer waits re-arm. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 const CLOSE_AUTH = 4001;
 const MAX_UNANSWERED = 256;
 
@@ -109,13 +55,11 @@ export class WalcastClient extends Emitter<ClientEvents> {
   private readonly channels = new Map<string, Channel>();
   private retryTimer: Timer | null = null;
   private connectTimer: Timer | null = null;
-  private refreshTimer: Timer | null = null;
-  private pingTimer: ReturnType<typeof setInterval> | null = null;
-  private lastMessageAt = 0;
-  private awaitingPong = false;
+  private readonly keepalive: Keepalive;
   private closing: Promise<void> | null = null;
   private readonly subHost: SubscriptionHost;
   private readonly channelHost: ChannelHost;
+  private readonly refresher: TokenRefresher;
 
   constructor(options: ClientOptions) {
     super();
@@ -145,6 +89,14 @@ export class WalcastClient extends Emitter<ClientEvents> {
       unhandled: (err) => this.unhandled(err),
       isClosed: () => this.isClosed,
     };
+    this.keepalive = new Keepalive(this.opts.pingIntervalMs);
+    this.refresher = new TokenRefresher({
+      source: this.opts.token,
+      leadMs: this.opts.refreshLeadMs,
+      isCurrent: (conn) => conn === this.conn,
+      sendAuth: (token) => this.send({ type: 'auth', token }, { kind: 'auth', token }),
+      unhandled: (err) => this.unhandled(err),
+    });
     // Connect on the next task, so that listeners added right after createClient() see it all.
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
@@ -168,6 +120,20 @@ export class WalcastClient extends Emitter<ClientEvents> {
     const sub = new Subscription<R>(this.subHost, opts, handlers);
     this.startSub(sub as unknown as Subscription<never>);
     return sub;
+  }
+
+  /**
+   * The rows of a table as a Map kept up to date: a snapshot subscription applied by key
+   * (collection.ts). `ready` resolves when the first snapshot is in.
+   */
+  collection<R extends Row = Row>(opts: CollectionOptions): LiveCollection<R> {
+    if (this._state === 'closed') throw new WalcastError('client_closed', 'the client is closed');
+    const host: CollectionHost<R> = {
+      subscribe: (o, h) => this.subscribe<R>(o, h),
+      unhandled: (err) => this.unhandled(err),
+      onClosed: (fn) => this.once('closed', fn),
+    };
+    return new LiveCollection<R>(host, opts);
   }
 
   /** The channel of this name (one object per name); join() it to receive. */
@@ -300,9 +266,10 @@ export class WalcastClient extends Emitter<ClientEvents> {
   }
 
   private clearConnectionTimers(): void {
-    for (const t of [this.connectTimer, this.refreshTimer]) if (t) clearTimeout(t);
-    if (this.pingTimer) clearInterval(this.pingTimer);
-    this.connectTimer = this.refreshTimer = this.pingTimer = null;
+    if (this.connectTimer) clearTimeout(this.connectTimer);
+    this.connectTimer = null;
+    this.keepalive.stop();
+    this.refresher.stop();
   }
 
   /** What belonged to the connection that is gone. */
@@ -314,7 +281,6 @@ export class WalcastClient extends Emitter<ClientEvents> {
     for (const sub of this.subs.values()) sub.disconnected();
     for (const ch of this.channels.values()) ch.disconnected();
     this._session = null;
-    this.awaitingPong = false;
   }
 
   /** Stops on a problem the client cannot get past (a token). */
@@ -371,8 +337,7 @@ export class WalcastClient extends Emitter<ClientEvents> {
   }
 
   private onMessage(conn: number, data: unknown): void {
-    this.lastMessageAt = Date.now();
-    this.awaitingPong = false;
+    this.keepalive.heard();
     if (typeof data !== 'string') return; // the server sends text only
     let m: ServerMessage;
     try {
@@ -391,9 +356,11 @@ export class WalcastClient extends Emitter<ClientEvents> {
       case 'welcome':
         this.onWelcome(conn, m);
         return;
-      case 'change': {
+      case 'change':
+      case 'snapshot': {
         const sub = typeof m.sub === 'string' ? this.subs.get(m.sub) : undefined;
-        if (sub) sub.handleChange(m as unknown as Change<never>);
+        if (sub && m.type === 'change') sub.handleChange(m as unknown as Change<never>);
+        else if (sub) sub.handleSnapshot(m.rows);
         return;
       }
       case 'subscribed': {
@@ -458,7 +425,10 @@ export class WalcastClient extends Emitter<ClientEvents> {
     this.authFailures = 0;
     this.setState('open');
     if (this.token !== null) this.tokenAccepted(this.token);
-    this.startPing(conn);
+    this.keepalive.start(
+      () => conn === this.conn && this.send({ type: 'ping' }, { kind: 'ping' }),
+      (reason) => this.drop(conn, 1006, reason),
+    );
     for (const sub of this.subs.values()) this.sendSubscribe(sub);
     for (const ch of this.channels.values()) ch.sendJoin();
     const reconnect = this.everOpened;
@@ -536,65 +506,8 @@ export class WalcastClient extends Emitter<ClientEvents> {
 
   /** The server holds `token` now: plan its refresh. */
   private tokenAccepted(token: string): void {
-    if (this.refreshTimer) clearTimeout(this.refreshTimer);
-    this.refreshTimer = null;
-    const exp = tokenExpiry(token);
     this.token = token;
-    if (typeof this.opts.token !== 'function' || exp === null) return;
-    this.armRefresh(exp * 1000, this.conn);
-  }
-
-  private armRefresh(expMs: number, conn: number): void {
-    const delay = refreshDelay(expMs, Date.now(), this.opts.refreshLeadMs);
-    this.refreshTimer = setTimeout(() => {
-      this.refreshTimer = null;
-      if (conn !== this.conn) return;
-      if (delay > MAX_TIMER_MS) this.armRefresh(expMs, conn);
-      else void this.refresh(conn, expMs);
-    }, Math.min(delay, MAX_TIMER_MS));
-  }
-
-  private async refresh(conn: number, expMs: number): Promise<void> {
-    const source = this.opts.token;
-    if (typeof source !== 'function') return;
-    let token: string;
-    try {
-      token = await source();
-      if (typeof token !== 'string' || token === '') throw new TypeError(`the token function returned ${JSON.stringify(token)}, not a token`);
-    } catch (err) {
-      if (conn !== this.conn) return;
-      this.unhandled(new WalcastError('token_failed', `could not refresh the token: ${(err as Error)?.message ?? String(err)}`, { cause: err }));
-      // Try again while the current token lasts; when it lapses the server closes 4001 and the
-      // reconnect asks the function again.
-      const left = expMs - Date.now();
-      if (left > 1_000) {
-        this.refreshTimer = setTimeout(() => {
-          this.refreshTimer = null;
-          if (conn === this.conn) void this.refresh(conn, expMs);
-        }, Math.min(left / 2, 5_000));
-      }
-      return;
-    }
-    if (conn !== this.conn) return;
-    const exp = tokenExpiry(token);
-    if (exp !== null && exp * 1000 <= expMs) return; // no fresher: let this one lapse, reconnect asks again
-    this.send({ type: 'auth', token }, { kind: 'auth', token });
-  }
-
-  // ── keepalive ───────────────────────────────────────────────────────────────────────────
-
-  private startPing(conn: number): void {
-    const every = this.opts.pingIntervalMs;
-    if (!(every > 0)) return;
-    this.lastMessageAt = Date.now();
-    this.pingTimer = setInterval(() => {
-      if (conn !== this.conn) return;
-      if (this.awaitingPong) {
-        this.drop(conn, 1006, `no reply to a ping within ${every} ms`);
-        return;
-      }
-      if (Date.now() - this.lastMessageAt >= every - 10 && this.send({ type: 'ping' }, { kind: 'ping' })) this.awaitingPong = true;
-    }, every);
+    this.refresher.accepted(token, this.conn);
   }
 }
 

@@ -74,6 +74,7 @@ export type ErrorCode =
   | 'unknown_subscription'
   | 'too_large'
   | 'limit_exceeded'
+  | 'snapshot_failed'
   | 'unauthorized'
   | 'token_failed'
   | 'client_closed'
