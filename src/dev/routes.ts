@@ -24,8 +24,6 @@ export interface DevRoutesOptions {
 /** Largest POST /dev/messages request, and longest message. */
 export const MAX_REQUEST_BYTES = 16 * 1024;
 export const MAX_MESSAGE_CHARS = 2000;
-/** GET /dev/messages returns at most this many, the latest, oldest first. */
-export const HISTORY_LIMIT = 50;
 
 const DEMO_FILE = /^[a-z-]+\.(?:js|css)$/;
 const CLIENT_FILE = /^[a-z-]+\.js$/;
@@ -60,11 +58,6 @@ export function devRoutes(o: DevRoutesOptions): (app: TemplatedApp) => void {
     } catch (err) {
       return problem(401, `bad token: ${(err as Error).message}`);
     }
-  };
-
-  const isMember = async (user: string, room: number): Promise<boolean> => {
-    const r = await o.db.query('select 1 from public.room_members where user_id = $1 and room_id = $2', [user, room]);
-    return (r.rowCount ?? 0) > 0;
   };
 
   return (app) => {
@@ -120,29 +113,6 @@ export function devRoutes(o: DevRoutesOptions): (app: TemplatedApp) => void {
       );
     });
 
-    // The latest messages of a room, for members only: the page subscribes first, then fetches
-    // these, and merges both by id (nothing missed between the two, nothing shown twice).
-    app.get('/dev/messages', (res, req) => {
-      const token = bearer(req);
-      const room = roomId(req.getQuery('room_id'));
-      const r = new Responder(res);
-      r.reply(
-        (async () => {
-          const user = await identify(token);
-          if (typeof user !== 'string') return user;
-          if (room === null) return problem(400, 'room_id must be a positive integer');
-          if (!(await isMember(user, room))) return problem(403, `${user} is not a member of room ${room}`);
-          const rows = await o.db.query<MessageRow>(
-            `select * from (select id, room_id, author, body, created_at from public.messages
-                             where room_id = $1 order by id desc limit ${HISTORY_LIMIT}) latest order by id`,
-            [room],
-          );
-          return json(200, { messages: rows.rows.map(message) });
-        })(),
-        fail,
-      );
-    });
-
     // Sends a message: {token, room_id, body}. The author is the token's subject, and the insert
     // happens only if that user is a member of the room (checked in the same statement).
     app.post('/dev/messages', (res, req) => {
@@ -154,7 +124,7 @@ export function devRoutes(o: DevRoutesOptions): (app: TemplatedApp) => void {
       }
       r.readBody(MAX_REQUEST_BYTES, (raw) => r.reply(postMessage(raw), fail));
     });
-    app.any('/dev/*', (res) => new Responder(res).send(problem(404, 'dev routes: GET /dev/users, GET /dev/token?user=, GET /dev/rooms, GET|POST /dev/messages')));
+    app.any('/dev/*', (res) => new Responder(res).send(problem(404, 'dev routes: GET /dev/users, GET /dev/token?user=, GET /dev/rooms, POST /dev/messages (the page loads messages with a snapshot subscription)')));
   };
 
   async function postMessage(raw: Buffer): Promise<Reply> {

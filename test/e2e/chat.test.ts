@@ -70,7 +70,7 @@ if (!existsSync(CHROMIUM)) {
     t.same(await online(bob), ['alice', 'bob'], 'both online, on both pages');
     t.equal(await alice.getByTestId('room-name').textContent(), '#general');
     await bob.waitForSelector('[data-testid="message"][data-author="alice"]');
-    t.same((await messages(bob)).slice(0, 2), ['Welcome to #general!', 'Hi all!'], 'the room history is shown (GET /dev/messages, members only)');
+    t.same((await messages(bob)).slice(0, 2), ['Welcome to #general!', 'Hi all!'], 'the room history is shown (a snapshot subscription, members only)');
 
     // Typing: a broadcast on room:1, named by the sender's presence.
     await alice.getByTestId('message-input').pressSequentially('hello b');
