@@ -18,8 +18,8 @@ export interface SnapshotSetup {
 
 export function snapshotSetup(db: pg.ClientConfig, log: Logger, limits: Partial<SnapshotLimits> & { markTimeoutMs?: number } = {}): SnapshotSetup {
   const max = limits.maxConcurrent ?? SNAPSHOT_DEFAULTS.maxConcurrent;
-  const pool = new pg.Pool({ ...db, max, idleTimeoutMillis: 30_000 });
-  const markPool = new pg.Pool({ ...db, max: 1, idleTimeoutMillis: 30_000 });
+  const pool = new pg.Pool({ ...db, max, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 10_000 });
+  const markPool = new pg.Pool({ ...db, max: 1, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 10_000 });
   // Idle clients losing the server: the next query reconnects.
   pool.on('error', () => {});
   markPool.on('error', () => {});

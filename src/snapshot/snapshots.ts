@@ -161,6 +161,8 @@ export class Snapshots {
       const visibility = await reader.begin();
       // Every transaction the snapshot holds committed before the mark was written.
       await abortable(this.marks.request(), signal);
+      // Rows are judged now: not by a deny-everything authorizer while the policies are read anew.
+      for (let loading = this.hub.policiesLoading(); loading; loading = this.hub.policiesLoading()) await abortable(loading, signal);
       const start = this.hub.snapshotStart(from, visibility.inProgress(), this.limits.startScan);
       await reader.declare(snapshotQuery({ schema: job.table.schema, name: job.table.name, select: columns, columns: job.table.columns, terms: job.terms, order: job.request.order }));
       const limit = job.request.limit ?? Infinity;
