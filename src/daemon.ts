@@ -210,6 +210,7 @@ export async function startDaemon(given: ServeConfig, log: Logger, extras: Daemo
           walBound: lag.bytes,
         },
         auth: auth ? { rules: auth.ruleCount, links: auth.linkTotal, ready: auth.ready } : null,
+        snapshots: snapshots.stats,
         ...(cluster ? { cluster: { ...cluster.status(), channels: bridge?.stats ?? null } } : {}),
       };
     },
