@@ -1,7 +1,8 @@
 // Snapshots (issue #14, docs/PROTOCOL.md): how fast a subscribe with `snapshot` delivers a
 // table, how soon the first rows of a small ordered snapshot arrive, and what a running snapshot
-// costs the daemon in memory. One throwaway Postgres; the daemon in this process (startDaemon, no auth); the clients
-// in a forked process (bench/lib/snapshot-client.ts), so that their work is not the daemon's.
+// costs the daemon in memory. One throwaway Postgres; the daemon in this process (startDaemon,
+// no auth); the clients in a forked process (bench/lib/snapshot-client.ts), so that their work
+// is not the daemon's.
 //
 //   table       bench_snap(id bigint primary key, room int, author text, body text, created_at
 //               timestamptz): --rows rows (1,000,000; --quick 100,000) of about 200 bytes,
