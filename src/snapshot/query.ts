@@ -4,7 +4,9 @@
 // Every row read is still checked by the filter's predicate in the daemon (src/hub/filter-eval.ts),
 // so a term given to Postgres only has to be at least as loose as the daemon's; a term that
 // could be stricter (text ranges under the database's collation, floats, timestamps read in the
-// session's time zone, json) stays in the daemon only.
+// session's time zone, json, a null test where SQL's differs from the decoded value's) stays in
+// the daemon only.
+import { TypeRegistry } from '../capture/types-registry.js';
 import { quoteIdent } from '../pg/ident.js';
 import type { ColumnInfo, FilterTerm } from '../hub/filter.js';
 
@@ -30,6 +32,9 @@ const INTS: ReadonlySet<number> = new Set([20, 21, 23, 26]);
 const NUMERIC = 1700;
 const BOOL = 16;
 const TEXTS: ReadonlySet<number> = new Set([25, 1043]);
+const JSON_TYPES: ReadonlySet<number> = new Set([114, 3802]);
+/** Knows the builtin scalar types and their arrays only (no composite among them). */
+const BUILTINS = new TypeRegistry();
 const INT_TEXT = /^[+-]?\d{1,20}$/;
 const NUMERIC_TEXT = /^[+-]?\d{1,100}(\.\d{1,100})?$/;
 
@@ -60,17 +65,21 @@ function literalOk(kind: Kind, v: string): boolean {
 }
 
 /** The WHERE condition for one term, or null when the daemon alone evaluates it. */
-function condition(term: FilterTerm, kind: Kind, values: unknown[]): string | null {
+function condition(term: FilterTerm, oid: number, values: unknown[]): string | null {
+  const kind = kindOf(oid);
   const col = quoteIdent(term.column);
   const param = (v: unknown): string => {
     values.push(v);
     return `$${values.length}`;
   };
   switch (term.op) {
+    // The daemon tests the decoded value. A json 'null' decodes to null (SQL's IS NULL is false
+    // on it), and IS NOT NULL on a composite is false when any field is null: only builtin types
+    // (a user type may be a composite, or a domain over json) get the SQL test.
     case 'is_null':
-      return `${col} is null`;
+      return BUILTINS.has(oid) && !JSON_TYPES.has(oid) ? `${col} is null` : null;
     case 'is_not_null':
-      return `${col} is not null`;
+      return BUILTINS.has(oid) ? `${col} is not null` : null;
     case 'is_true':
       return kind === 'bool' ? `${col} is true` : null;
     case 'is_false':
@@ -101,7 +110,7 @@ export function snapshotQuery(q: SnapshotQueryInput): SnapshotQuery {
   for (const term of q.terms) {
     const oid = types.get(term.column);
     if (oid === undefined) continue; // compileFilter refuses unknown columns before we get here
-    const cond = condition(term, kindOf(oid), values);
+    const cond = condition(term, oid, values);
     if (cond) where.push(cond);
   }
   let text = `select ${q.select.map((c) => quoteIdent(c.name)).join(', ')} from ${quoteIdent(q.schema)}.${quoteIdent(q.name)}`;

@@ -51,6 +51,10 @@ export class SnapshotSlots {
           if (w.done) return;
           w.done = true;
           this.queued--;
+          // Out of the list now, not at the next release: while every turn stays taken, a
+          // subscribe/unsubscribe loop would otherwise grow it past maxQueued without bound.
+          const i = this.waiting.indexOf(w);
+          if (i >= 0) this.waiting.splice(i, 1);
           reject(signal.reason);
         },
         { once: true },
