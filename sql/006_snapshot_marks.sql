@@ -1,4 +1,4 @@
--- walcast 006: snapshot marks (issue #14, DESIGN §7, src/snapshot/marks.ts). A snapshot is read
+-- walcast 006: snapshot marks (issue #14, docs/PROTOCOL.md §7, src/snapshot/marks.ts). A snapshot is read
 -- in a REPEATABLE READ transaction; its rows are sent once the daemon has received, through the
 -- slot, every transaction that snapshot can see. It knows it has when a mark written after the
 -- snapshot was taken comes back through the replication stream: a committed row of this table

@@ -486,7 +486,7 @@ export const CLUSTER_CAPTURE_CHAIN = {
 /** Marks a snapshot waits for (sql/006_snapshot_marks.sql; src/snapshot/marks.ts): not subscribable, never in the window. */
 export const SNAPSHOT_MARKS_TABLE = 'walcast.snapshot_marks';
 
-/** Snapshots (DESIGN §7, src/snapshot/): bounds and defaults. */
+/** Snapshots (docs/PROTOCOL.md §7, src/snapshot/): bounds and defaults. */
 export const SNAPSHOT_DEFAULTS = {
   /** Snapshots reading at once, all connections together (the size of their own pool). */
   maxConcurrent: 4,

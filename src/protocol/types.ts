@@ -77,7 +77,7 @@ export interface SubscribeMessage extends ClientBase {
   readonly filter?: string;
   /** Resume after this position. Absent (or null on the wire) means "from now". */
   readonly since?: Position;
-  /** Send the rows there are first (DESIGN §7). Absent when false, null or missing; never with `since`. */
+  /** Send the rows there are first (docs/PROTOCOL.md §7). Absent when false, null or missing; never with `since`. */
   readonly snapshot?: SnapshotRequest;
 }
 
@@ -162,7 +162,7 @@ export interface SubscribedMessage {
   ref?: Ref;
 }
 
-/** Rows of a snapshot (DESIGN §7): zero or more of these, then the catch-up's changes, then `subscribed`. */
+/** Rows of a snapshot (docs/PROTOCOL.md §7): zero or more of these, then the catch-up's changes, then `subscribed`. */
 export interface SnapshotMessage {
   type: 'snapshot';
   sub: SubscriptionId;

@@ -1,4 +1,4 @@
-// Snapshots (DESIGN §7, docs/PROTOCOL.md §7): a subscribe with `snapshot` first receives the
+// Snapshots (docs/PROTOCOL.md §7): a subscribe with `snapshot` first receives the
 // rows there are, authorized and filtered exactly like changes, then the changes the snapshot
 // does not hold, then `subscribed`; nothing missed, nothing twice, under any concurrent writes.
 //

@@ -57,6 +57,7 @@ t.test('migrate applies every file once; a second run applies nothing', async (t
       'walcast.enabled(regclass)',
       'walcast.notify_policy()',
       'walcast.routable_type(regtype)',
+      'walcast.snapshot_mark(text)',
     ],
     'the functions of the SQL surface',
   );

@@ -1,4 +1,4 @@
-// Subscribe with a snapshot (DESIGN §7, docs/PROTOCOL.md §7): rows first, filtered and authorized
+// Subscribe with a snapshot (docs/PROTOCOL.md §7): rows first, filtered and authorized
 // like changes and typed like `change.new`, then `subscribed`, then the changes; a transaction
 // open while the snapshot is taken arrives as changes, once; order and limit; the refusals.
 import t from 'tap';
