@@ -136,6 +136,18 @@ t.test('walcast serve as walcast_daemon: authorized changes, HTTP endpoints, JSO
   t.match(change, { op: 'insert', table: 'public.messages', new: { room_id: 1, body: 'hello alice' } }, 'the change arrives, authorized by the relation table');
   t.equal(alice.changes('m').length, 1, 'room 2 (committed before it) was not delivered: alice is not a member');
   lastPos = change.pos;
+  // A snapshot needs SELECT on the table (the role of the docs has none): snapshot_failed, and
+  // the connection goes on; granted, the rows come, judged by the same policies.
+  const refused = await alice.request({ type: 'subscribe', id: 's1', table: 'messages', snapshot: true });
+  t.match(refused, { type: 'error', code: 'snapshot_failed', id: 's1' }, 'no SELECT on the table: snapshot_failed');
+  t.match(refused.message as string, /may not read this table/, 'saying why');
+  await query(admin, 'grant select on public.messages to walcast_daemon');
+  t.teardown(() => query(admin, 'revoke select on public.messages from walcast_daemon'));
+  const from = alice.messages.length;
+  t.match(await alice.request({ type: 'subscribe', id: 's2', table: 'messages', snapshot: true }), { type: 'subscribed', id: 's2' }, 'with SELECT granted: subscribed (walcast.snapshot_mark needs no grant)');
+  const rows = alice.messages.slice(from).filter((m) => m.type === 'snapshot').flatMap((m) => m.rows as { body: string }[]);
+  t.same(rows.map((r) => r.body), ['hello alice'], 'only the row of her room');
+  t.match(await alice.request({ type: 'unsubscribe', id: 's2' }), { type: 'unsubscribed' });
   // A broadcast from SQL by the role of the docs' broadcast-role block; the others may not.
   t.match(await alice.request({ type: 'join', channel: 'room:1' }), { type: 'joined' });
   await t.rejects(query(daemonUrl, "select walcast.broadcast('room:1', 'not-yours', null)"), { code: '42501' }, 'the daemon role may not broadcast');
@@ -146,7 +158,7 @@ t.test('walcast serve as walcast_daemon: authorized changes, HTTP endpoints, JSO
   const health = await fetch(`${base}/healthz`);
   t.equal(health.status, 200, '/healthz 200 while streaming');
   const status = (await (await fetch(`${base}/status`)).json()) as { window: { walBound: unknown; walHeld: unknown } };
-  t.match(status, { slot: SLOT, replication: 'streaming', clients: 1, subscriptions: 1, auth: { ready: true } }, '/status');
+  t.match(status, { slot: SLOT, replication: 'streaming', clients: 1, subscriptions: 1, auth: { ready: true }, snapshots: { done: 1, failed: 1 } }, '/status');
   t.type(status.window.walBound, 'number', '/status window.walBound');
   t.type(status.window.walHeld, 'number', '/status window.walHeld');
   const metrics = await (await fetch(`${base}/metrics`)).text();
