@@ -13,7 +13,7 @@ export interface SnapshotOptions {
 /** `true` (all rows), options, or no snapshot (`false`, `null`, absent). */
 export type SnapshotOption = true | SnapshotOptions;
 
-/** The protocol's largest `limit` (the server's SNAPSHOT_MAX_LIMIT). */
+/** The protocol's largest `limit` (the server's LIMITS.snapshotLimit; test/unit/protocol-snapshot.test.ts ties them). */
 export const SNAPSHOT_MAX_LIMIT = 10_000;
 
 /**

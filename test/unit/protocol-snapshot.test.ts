@@ -8,6 +8,7 @@ import { LIMITS } from '../../src/protocol/limits.js';
 import { parseClientMessage } from '../../src/protocol/parse.js';
 import type { SubscribeMessage } from '../../src/protocol/types.js';
 import { errorMsgFrom } from '../../src/protocol/wire-errors.js';
+import { SNAPSHOT_MAX_LIMIT } from '../../src/client/snapshot.js';
 
 const MAX = SERVER_DEFAULTS.maxMessageBytes;
 
@@ -123,4 +124,8 @@ t.test('snapshot with since: bad_request, no subscription', async (t) => {
   t.match(errorOf(() => sub({ snapshot: true, since: 'nope' })).message, /^subscribe\.since is not a position/);
   // A bad snapshot with a since: the snapshot's own error.
   t.match(errorOf(() => sub({ snapshot: { limit: 0 }, since: '0/10:1' })).message, /^subscribe\.snapshot\.limit/);
+});
+
+t.test('the client SDK checks the same largest limit as the server', async (t) => {
+  t.equal(SNAPSHOT_MAX_LIMIT, LIMITS.snapshotLimit);
 });
