@@ -7,19 +7,7 @@
 import t, { type Test } from 'tap';
 import WebSocket from 'ws';
 import { createClient, type Channel, type PresenceMeta, type PresenceState, type WalcastClient, type WalcastError } from '../../src/client/index.js';
-import { FakeServer } from './client-fake-server.js';
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-async function until<T>(fn: () => T | undefined | null | false, timeoutMs = 3_000, what = 'condition'): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
+import { FakeServer, until, sleep } from './client-fake-server.js';
 
 function client(t: Test, srv: FakeServer, user: string): WalcastClient {
   const c = createClient({ url: srv.url, token: user, WebSocket, backoff: { baseMs: 20, capMs: 100 }, pingIntervalMs: 0 });

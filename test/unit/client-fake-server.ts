@@ -9,7 +9,8 @@
 
 import type { AddressInfo } from 'node:net';
 import type { Test } from 'tap';
-import { WebSocketServer, type WebSocket } from 'ws';
+import WsClient, { WebSocketServer, type WebSocket } from 'ws';
+import { createClient, type ClientOptions, type WalcastClient } from '../../src/client/index.js';
 import { Waiters } from '../helpers/waiters.js';
 
 export interface Msg {
@@ -260,3 +261,30 @@ export class FakeServer {
     for (const ch of this.channels.keys()) this.leaveChannel(ch, c);
   }
 }
+
+// ── shared by the client's unit tests ──
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** Quick reconnects. */
+export const FAST = { baseMs: 20, capMs: 100 };
+
+/** A client with quick reconnects and no pings, closed when the test ends. */
+export function testClient(t: Test, opts: Partial<ClientOptions> & { url: string }): WalcastClient {
+  const c = createClient({ WebSocket: WsClient, backoff: FAST, pingIntervalMs: 0, ...opts });
+  t.teardown(() => c.close());
+  return c;
+}
+
+/** Resolves when `fn` returns a value (polled every 10 ms). */
+export async function until<T>(fn: () => T | undefined | null | false, timeoutMs = 3_000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+/** A server that answers nothing to subscribe: the test plays the subscription's replies. */
+export const manualServer = (t: Test) => FakeServer.start(t, { onMessage: (_c, m) => m.type === 'subscribe' });

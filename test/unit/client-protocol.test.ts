@@ -4,30 +4,9 @@
 // exp, 4001), pings and timeouts. The same behaviours against the real daemon:
 // test/integration/client.test.ts.
 
-import t, { type Test } from 'tap';
-import WebSocket from 'ws';
-import { createClient, WalcastError, type Change, type ClientOptions, type DisconnectInfo, type WalcastClient } from '../../src/client/index.js';
-import { FakeServer, type FakeConn, type Msg } from './client-fake-server.js';
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-const FAST = { baseMs: 20, capMs: 100 };
-
-function client(t: Test, opts: Partial<ClientOptions> & { url: string }): WalcastClient {
-  const c = createClient({ WebSocket, backoff: FAST, pingIntervalMs: 0, ...opts });
-  t.teardown(() => c.close());
-  return c;
-}
-
-/** Resolves when `fn` returns a value (polled every 10 ms). */
-async function until<T>(fn: () => T | undefined | null | false, timeoutMs = 3_000, what = 'condition'): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
+import t from 'tap';
+import { createClient, WalcastError, type Change, type DisconnectInfo } from '../../src/client/index.js';
+import { FakeServer, type FakeConn, type Msg, until, testClient as client, sleep, FAST } from './client-fake-server.js';
 
 /** An unsigned JWT-shaped token with these claims (the client only reads `exp`). */
 function fakeJwt(claims: Record<string, unknown>): string {

@@ -5,32 +5,9 @@
 // new snapshot (never resumes), one after it resumes with `since`; resubscribe() after a resync
 // takes a snapshot again by default.
 
-import t, { type Test } from 'tap';
-import WebSocket from 'ws';
-import { createClient, SNAPSHOT_MAX_LIMIT, WalcastError, type ClientOptions, type SubscribedInfo, type WalcastClient } from '../../src/client/index.js';
-import { FakeServer, type FakeConn, type Msg } from './client-fake-server.js';
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-const FAST = { baseMs: 20, capMs: 100 };
-
-function client(t: Test, opts: Partial<ClientOptions> & { url: string }): WalcastClient {
-  const c = createClient({ WebSocket, backoff: FAST, pingIntervalMs: 0, ...opts });
-  t.teardown(() => c.close());
-  return c;
-}
-
-async function until<T>(fn: () => T | undefined | null | false, timeoutMs = 3_000, what = 'condition'): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
-/** A server that answers nothing to subscribe: the test plays the snapshot. */
-const manual = (t: Test) => FakeServer.start(t, { onMessage: (_c, m) => m.type === 'subscribe' });
+import t from 'tap';
+import { SNAPSHOT_MAX_LIMIT, WalcastError, type SubscribedInfo } from '../../src/client/index.js';
+import { FakeServer, type FakeConn, type Msg, until, testClient as client, sleep, manualServer as manual } from './client-fake-server.js';
 
 const change = (sub: unknown, pos: string, id: number, op = 'insert'): Msg => ({
   type: 'change',

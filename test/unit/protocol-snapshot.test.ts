@@ -2,8 +2,8 @@
 // parseSnapshot): true / {order?, limit?} ask for one; false / null / absent do not; everything
 // else, and snapshot together with since, is bad_request with the ref and id echoed.
 import t from 'tap';
+import { errorOf } from '../helpers/wire-error.js';
 import { SERVER_DEFAULTS } from '../../src/constants.js';
-import { WireError } from '../../src/errors.js';
 import { LIMITS } from '../../src/protocol/limits.js';
 import { parseClientMessage } from '../../src/protocol/parse.js';
 import type { SubscribeMessage } from '../../src/protocol/types.js';
@@ -14,16 +14,6 @@ const MAX = SERVER_DEFAULTS.maxMessageBytes;
 
 function sub(extra: Record<string, unknown>): SubscribeMessage {
   return parseClientMessage(JSON.stringify({ type: 'subscribe', id: 's1', table: 'public.todos', ...extra }), false, MAX) as SubscribeMessage;
-}
-
-function errorOf(fn: () => unknown): WireError & { ref?: unknown; id?: unknown } {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof WireError) return err;
-    throw err;
-  }
-  throw new Error('expected a WireError, nothing was thrown');
 }
 
 t.test('snapshot: true and objects', async (t) => {

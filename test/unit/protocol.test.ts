@@ -1,8 +1,9 @@
 // Wire protocol v1 (docs/PROTOCOL.md): client frame parsing and server message builders.
 import t from 'tap';
+import { errorOf } from '../helpers/wire-error.js';
 import { formatWalPosition as formatPosition } from '../../src/protocol/position.js';
 import { PROTOCOL_VERSION, SERVER_DEFAULTS } from '../../src/constants.js';
-import { BadRequestError, DuplicateIdError, TooLargeError, WireError } from '../../src/errors.js';
+import { BadRequestError, DuplicateIdError, TooLargeError } from '../../src/errors.js';
 import {
   broadcastMsg,
   changePrefix,
@@ -29,17 +30,6 @@ const MAX = SERVER_DEFAULTS.maxMessageBytes;
 /** Parses a message given as an object (sent as a text frame). */
 function parse(msg: unknown, maxBytes = MAX): ClientMessage {
   return parseClientMessage(JSON.stringify(msg), false, maxBytes);
-}
-
-/** The error thrown for a frame, with its code, message and context. */
-function errorOf(fn: () => unknown): WireError & { ref?: unknown; id?: unknown } {
-  try {
-    fn();
-  } catch (err) {
-    if (err instanceof WireError) return err;
-    throw err;
-  }
-  throw new Error('expected a WireError, nothing was thrown');
 }
 
 function sub(extra: Record<string, unknown>): SubscribeMessage {
