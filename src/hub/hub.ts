@@ -315,18 +315,19 @@ export class Hub {
 
   /**
    * Where the catch-up after a snapshot starts: `from` (the head before the snapshot was taken),
-   * or earlier when a transaction the hub applied before it was still in progress for the
-   * snapshot (its commit record written, its commit not yet visible: a short window in
-   * Postgres, longer with synchronous replication). The last `maxScan` entries before `from`
-   * are looked at; the catch-up then skips every transaction the snapshot contains.
+   * or earlier when a transaction the hub applied before it is not in the snapshot: its commit
+   * record was written and streamed, its commit not yet visible (a short window in Postgres,
+   * long with synchronous replication, where a commit waits for the standby before it becomes
+   * visible; its xid may then be in progress for the snapshot or at or past its xmax). The last
+   * `maxScan` entries before `from` are looked at; the catch-up then skips every transaction the
+   * snapshot contains.
    */
-  snapshotStart(from: Position, inProgress: ReadonlySet<number>, maxScan: number): Position {
-    if (inProgress.size === 0) return from;
+  snapshotStart(from: Position, contains: (xid: number) => boolean, maxScan: number): Position {
     let start = from;
     const end = this.ring.seqAfter(from);
     for (let seq = end - 1; seq >= Math.max(this.ring.startSeq, end - maxScan); seq--) {
       const tx = this.ring.get(seq)?.tx;
-      if (tx && inProgress.has(tx.xid)) start = { lsn: tx.lsn - 1n, index: LAST_INDEX };
+      if (tx && !contains(tx.xid)) start = { lsn: tx.lsn - 1n, index: LAST_INDEX };
     }
     return start;
   }

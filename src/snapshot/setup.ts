@@ -19,7 +19,10 @@ export interface SnapshotSetup {
 export function snapshotSetup(db: pg.ClientConfig, log: Logger, limits: Partial<SnapshotLimits> & { markTimeoutMs?: number } = {}): SnapshotSetup {
   const max = limits.maxConcurrent ?? SNAPSHOT_DEFAULTS.maxConcurrent;
   const pool = new pg.Pool({ ...db, max, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 10_000 });
-  const markPool = new pg.Pool({ ...db, max: 1, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 10_000 });
+  // A mark's commit is flushed locally (so the walsender sends it at once, whatever the server's
+  // synchronous_commit), and never waits for a synchronous standby: replication to us does not.
+  const options = [db.options, '-c synchronous_commit=local'].filter(Boolean).join(' ');
+  const markPool = new pg.Pool({ ...db, options, max: 1, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 10_000 });
   // Idle clients losing the server: the next query reconnects.
   pool.on('error', () => {});
   markPool.on('error', () => {});

@@ -163,7 +163,7 @@ export class Snapshots {
       await abortable(this.marks.request(), signal);
       // Rows are judged now: not by a deny-everything authorizer while the policies are read anew.
       for (let loading = this.hub.policiesLoading(); loading; loading = this.hub.policiesLoading()) await abortable(loading, signal);
-      const start = this.hub.snapshotStart(from, visibility.inProgress(), this.limits.startScan);
+      const start = this.hub.snapshotStart(from, visibility.contains, this.limits.startScan);
       await reader.declare(snapshotQuery({ schema: job.table.schema, name: job.table.name, select: columns, columns: job.table.columns, terms: job.terms, order: job.request.order }));
       const limit = job.request.limit ?? Infinity;
       const auth = this.hub.auth;

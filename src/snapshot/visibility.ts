@@ -14,6 +14,10 @@ const HALF = 1n << 31n;
 
 export class SnapshotVisibility {
   private readonly xip: ReadonlySet<bigint>;
+  /** 32-bit forms, for the fast path of contains() (xmax - xmin < 2^31, i.e. always in practice). */
+  private readonly xmin32: number;
+  private readonly span: number;
+  private readonly xip32: ReadonlySet<number>;
 
   constructor(
     readonly xmin: bigint,
@@ -21,6 +25,9 @@ export class SnapshotVisibility {
     xip: Iterable<bigint>,
   ) {
     this.xip = new Set(xip);
+    this.xmin32 = Number(xmin % U32);
+    this.span = xmax - xmin < HALF ? Number(xmax - xmin) : -1;
+    this.xip32 = this.inProgress();
   }
 
   /** From pg_current_snapshot()::text. */
@@ -43,6 +50,13 @@ export class SnapshotVisibility {
 
   /** Whether the committed transaction with this (32-bit) xid is contained in the snapshot. */
   contains = (xid: number): boolean => {
+    if (this.span >= 0) {
+      // Distance from xmin, modulo 2^32: past half the xid space means before xmin.
+      const d = ((xid >>> 0) - this.xmin32 + 0x1_0000_0000) % 0x1_0000_0000;
+      if (d >= 0x8000_0000) return true;
+      if (d >= this.span) return false;
+      return !this.xip32.has(xid >>> 0);
+    }
     const full = this.widen(xid);
     if (full < this.xmin) return true;
     if (full >= this.xmax) return false;

@@ -8,9 +8,9 @@ import { runInNewContext } from 'node:vm';
 import t from 'tap';
 import WebSocket from 'ws';
 import { resolveServeConfig } from '../../src/config.js';
-import { startDaemon, type Daemon } from '../../src/daemon.js';
+import { startDaemon } from '../../src/daemon.js';
 import { silentLogger } from '../../src/log.js';
-import type { Snapshots, SnapshotStats } from '../../src/snapshot/snapshots.js';
+import type { SnapshotStats } from '../../src/snapshot/snapshots.js';
 import { query, waitUntil } from '../helpers/capture.js';
 import { startTestDaemon } from '../helpers/daemon.js';
 import { hsToken, SECRET } from '../helpers/tokens.js';
@@ -44,16 +44,8 @@ const d = await startTestDaemon(
   { snapshots: { maxConcurrent: 3, maxPerConnection: 1, maxQueued: 40 } },
 );
 
-/**
- * The daemon's Snapshots. Not on the Daemon interface (yet): reached through the server's
- * handlers (runtime fields, private in TypeScript). A `Daemon.snapshots` accessor would do.
- */
-function snapshotsOf(daemon: Daemon): Snapshots {
-  const s = (daemon.server as unknown as { o?: { handlers?: { d?: { snapshots?: Snapshots } } } }).o?.handlers?.d?.snapshots;
-  if (!s || typeof s.stats !== 'object') throw new Error('the daemon has no reachable Snapshots (server.o.handlers.d.snapshots)');
-  return s;
-}
-const snaps = snapshotsOf(d.daemon);
+/** The daemon's Snapshots (their figures). */
+const snaps = d.daemon.snapshots;
 const stats = (): SnapshotStats => snaps.stats;
 const until = (cond: () => boolean, what: string, ms = 20_000) => waitUntil(cond, ms, () => `timed out waiting for ${what}; stats ${JSON.stringify(stats())}`);
 
@@ -185,7 +177,7 @@ t.test('a client that stops reading its snapshot is closed 4008; another one of 
     snapshots: { drainTimeoutMs: 1_500, highWater: 64 * 1024 },
   });
   t.teardown(() => slowDaemon.stop());
-  const slowSnaps = snapshotsOf(slowDaemon);
+  const slowSnaps = slowDaemon.snapshots;
   const slow = await WsClient.connect(`ws://127.0.0.1:${slowDaemon.port}/ws?token=${await hsToken({ sub: 'slowpoke' })}`);
   t.teardown(() => slow.close());
   slow.pause();
