@@ -494,8 +494,10 @@ export const SNAPSHOT_DEFAULTS = {
   maxPerConnection: 2,
   /** Snapshots waiting for a turn, all connections together; past it, `limit_exceeded`. */
   maxQueued: 1_000,
-  /** Rows fetched from the cursor per round trip. */
-  fetchRows: 500,
+  /** Rows fetched from the cursor per round trip at most... */
+  fetchRows: 2_000,
+  /** ...and about this many bytes of values (wide rows come fewer at a time); two batches are held at most. */
+  fetchBytes: 1024 * 1024,
   /** A `snapshot` frame is sent once its rows reach this many bytes of JSON (a single bigger row goes alone). */
   frameBytes: 64 * 1024,
   /** With more than this unsent on the socket, the snapshot waits for it to drain... */

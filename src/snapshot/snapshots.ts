@@ -24,7 +24,7 @@ import { snapshotFrame } from '../protocol/frames.js';
 import type { SnapshotRequest, SubscriptionId } from '../protocol/types.js';
 import type { Peer } from '../hub/types.js';
 import type { Logger } from '../log.js';
-import { decodeRow, SnapshotTypes } from './decode.js';
+import { decodeRow, rowJsonWriter, SnapshotTypes } from './decode.js';
 import type { SnapshotMarks } from './marks.js';
 import { snapshotQuery } from './query.js';
 import { SnapshotReader } from './reader.js';
@@ -52,6 +52,7 @@ export interface SnapshotLimits {
   maxPerConnection: number;
   maxQueued: number;
   fetchRows: number;
+  fetchBytes: number;
   frameBytes: number;
   highWater: number;
   drainTimeoutMs: number;
@@ -152,6 +153,7 @@ export class Snapshots {
       statementTimeoutMs: this.limits.statementTimeoutMs,
       idleTimeoutMs: this.limits.drainTimeoutMs + this.limits.statementTimeoutMs,
       fetchRows: this.limits.fetchRows,
+      fetchBytes: this.limits.fetchBytes,
     });
     let healthy = true;
     try {
@@ -165,6 +167,7 @@ export class Snapshots {
       for (let loading = this.hub.policiesLoading(); loading; loading = this.hub.policiesLoading()) await abortable(loading, signal);
       const start = this.hub.snapshotStart(from, visibility.contains, this.limits.startScan);
       await reader.declare(snapshotQuery({ schema: job.table.schema, name: job.table.name, select: columns, columns: job.table.columns, terms: job.terms, order: job.request.order }));
+      const toJson = rowJsonWriter(columns);
       const limit = job.request.limit ?? Infinity;
       const auth = this.hub.auth;
       let sent = 0;
@@ -178,17 +181,14 @@ export class Snapshots {
         job.peer.flush();
         await this.drain(job.peer, signal);
       };
-      for (;;) {
+      for await (const rows of reader.batches(() => limit - sent)) {
         if (signal.aborted || job.peer.closed) throw new Cancelled('cancelled');
-        // With a limit, no more than the rows still wanted (most pass: the filter went to SQL).
-        const rows = await reader.fetch(Math.min(this.limits.fetchRows, Math.max(limit - sent, 1) * (job.request.limit ? 2 : 1)));
-        if (rows.length === 0) break;
         const identity = job.peer.identity;
         for (const values of rows) {
           const row = decodeRow(columns, decoders, values);
           if (!job.predicate(row)) continue;
           if (auth && (identity === null || !auth.mayRead(identity, job.table.qualified, row, null))) continue;
-          const json = JSON.stringify(row);
+          const json = toJson(row);
           frame.push(json);
           frameBytes += json.length;
           sent++;
