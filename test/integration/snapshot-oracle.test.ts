@@ -18,20 +18,15 @@ import { query, sleep, sqlClient } from '../helpers/capture.js';
 import { startTestDaemon } from '../helpers/daemon.js';
 import { findPostgresBinaries } from '../../src/pg/throwaway.js';
 import { comparePos, type ChangeMsg, type Msg, type WsClient } from '../helpers/ws.js';
+import { Rng } from '../helpers/fuzz-gen.js';
 
 const SEED = Number(process.env.ORACLE_SEED ?? Math.floor(Math.random() * 2 ** 31));
 t.comment(`ORACLE_SEED=${SEED}`);
 
-/** mulberry32: a small seeded PRNG (reproducible choices). */
+/** A seeded PRNG (test/helpers/fuzz-gen.ts) (reproducible choices). */
 function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 const ROOMS = 6; // rooms 0..5; room 99 holds only the marker

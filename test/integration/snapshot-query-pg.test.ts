@@ -13,21 +13,16 @@ import { decodeRow, SnapshotTypes } from '../../src/snapshot/decode.js';
 import { snapshotQuery } from '../../src/snapshot/query.js';
 import { sqlClient } from '../helpers/capture.js';
 import { withPostgres } from '../helpers/pg.js';
+import { Rng } from '../helpers/fuzz-gen.js';
 
 const SEED = Number(process.env.SNAPSHOT_QUERY_SEED ?? Date.now() % 1_000_000);
 const ROWS = 400;
 const FILTERS = 3000;
 
-/** mulberry32: a small seeded PRNG, so that a failure can be replayed (SNAPSHOT_QUERY_SEED). */
+/** A seeded PRNG (test/helpers/fuzz-gen.ts), so that a failure can be replayed (SNAPSHOT_QUERY_SEED). */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 const random = rng(SEED);
 const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)];
