@@ -27,6 +27,8 @@ import { changeSubject, ctlSubject, type ChangeArea } from './subjects.js';
 
 /** JetStream API error: `Nats-Expected-Last-Sequence` did not match the stream's last sequence. */
 export const WRONG_LAST_SEQUENCE = 10071;
+/** JetStream API error: `Nats-Expected-Last-Msg-Id` did not match the stream's last message id. */
+export const WRONG_LAST_MSG_ID = 10070;
 
 export interface PublisherOptions {
   js: JetStreamClient;
@@ -102,6 +104,8 @@ interface Outgoing {
   ends: string | null;
   waiter: TxWaiter;
   gate: Gate | null;
+  /** The message id of the one before it in this publisher's chain; null for its first (the epoch marker). */
+  prevMsgID: string | null;
 }
 
 const WRONG_LAST = /wrong last sequence: (\d+)/i;
@@ -110,6 +114,13 @@ export class Publisher {
   private state: PublisherState = 'open';
   private error: Error | null = null;
   private seq: number;
+  /**
+   * The id of the last message queued. Each message but the first also expects the one before it
+   * by id, not only by sequence: a deposed leader's pipelined publishes expect consecutive
+   * sequences, and the one after the slot a new leader's epoch marker took would match by
+   * sequence alone (that lost a change at a takeover: test/integration/cluster-chaos.test.ts).
+   */
+  private lastMsgID: string | null = null;
   private readonly queue: Outgoing[] = [];
   private head = 0;
   private inFlight = 0;
@@ -211,7 +222,9 @@ export class Publisher {
         named.push(incs);
         header = chain.stamp(seq, incs);
       }
-      out.push({ seq, subject, data, msgID: `${tx.lsnText}:${c.index}`, pos, last: i === encoded.length - 1, chain: header, ends: null, gate: null });
+      const msgID = `${tx.lsnText}:${c.index}`;
+      out.push({ seq, subject, data, msgID, pos, last: i === encoded.length - 1, chain: header, ends: null, gate: null, prevMsgID: this.lastMsgID });
+      this.lastMsgID = msgID;
       entries.push({ seq, pos });
       seq++;
     }
@@ -254,7 +267,9 @@ export class Publisher {
       else header = chain.stamp(seq, chain.incsOfCtl());
     }
     this.ledger.append(holdLsn, [{ seq, pos }], this.now(), end);
-    return this.enqueue([{ seq, subject: ctlSubject(this.opts.ns), data, msgID, pos, last: false, chain: header, ends: null, gate: null }]);
+    const prevMsgID = this.lastMsgID;
+    this.lastMsgID = msgID;
+    return this.enqueue([{ seq, subject: ctlSubject(this.opts.ns), data, msgID, pos, last: false, chain: header, ends: null, gate: null, prevMsgID }]);
   }
 
   private enqueue(out: Array<Omit<Outgoing, 'waiter'>>): Promise<void> {
@@ -325,7 +340,7 @@ export class Publisher {
   private send(m: Outgoing, retry: boolean): void {
     // js.publish puts the message on the wire before its first await: sends keep call order.
     this.opts.js
-      .publish(m.subject, m.data, { msgID: m.msgID, headers: this.headersOf(m), expect: { lastSequence: m.seq - 1, streamName: this.opts.stream }, timeout: this.timeoutMs })
+      .publish(m.subject, m.data, { msgID: m.msgID, headers: this.headersOf(m), expect: { lastSequence: m.seq - 1, streamName: this.opts.stream, ...(m.prevMsgID !== null ? { lastMsgID: m.prevMsgID } : {}) }, timeout: this.timeoutMs })
       .then(
         (pa) => this.onAck(m, pa),
         (err: unknown) => this.onError(m, err, retry),
@@ -361,6 +376,12 @@ export class Publisher {
       return;
     }
     this.settle();
+    if (err instanceof JetStreamApiError && err.code === WRONG_LAST_MSG_ID) {
+      // The message before this one in the stream is not ours: someone else appended (or the
+      // stream lost its last id in a restart of its servers; a new leadership starts by sequence).
+      this.leave('fenced', new ClusterFencedError(`${m.msgID}: the cluster's stream ${this.opts.stream} does not end with this publisher's ${m.prevMsgID}: another capture appended (epoch ${this.opts.epoch} is stale)`, undefined, { cause: err }));
+      return;
+    }
     if (err instanceof JetStreamApiError && err.code === WRONG_LAST_SEQUENCE) {
       const last = WRONG_LAST.exec(err.message);
       const stored = last ? Number(last[1]) : null;

@@ -254,6 +254,18 @@ t.test('cluster chaos: kills, pauses, node hopping', async (t) => {
     for (let i = 1; i < positions.length; i++) if (comparePos(positions[i - 1], positions[i]) >= 0) disorder++;
     t.equal(disorder, 0, 'change positions strictly increase along the stream');
     t.equal(changes.length, rows.length, `one message per committed row (${changes.length})`);
+    // After any leadership's epoch marker, nothing of an older epoch: a deposed leader's pipelined
+    // publishes must not land after it (they did, by sequence alone, before messages were chained
+    // by id too: a change was lost).
+    let newest = 0;
+    const late: string[] = [];
+    for (const m of all) {
+      const isEpoch = m.subject.endsWith('.ctl') && m.json<{ type: string }>().type === 'epoch';
+      const epoch = isEpoch ? m.json<{ epoch: number }>().epoch : Number(m.headers?.get(CLUSTER_HEADERS.epoch));
+      if (isEpoch) newest = Math.max(newest, epoch);
+      else if (epoch < newest) late.push(`seq ${m.seq} epoch ${epoch} after marker ${newest} (pos ${m.headers?.get(CLUSTER_HEADERS.position)})`);
+    }
+    t.same(late.slice(0, 5), [], 'no message of an older epoch after any epoch marker');
     const fence = all.findIndex((m) => m.subject.endsWith('.ctl') && m.json<{ type: string; epoch: number }>().type === 'epoch' && m.json<{ epoch: number }>().epoch === pausedEpoch);
     t.ok(fence > 0, 'the epoch marker of the leader that took over from the paused one');
     const stale = all.slice(fence).filter((m) => Number(m.headers?.get(CLUSTER_HEADERS.epoch)) < pausedEpoch);

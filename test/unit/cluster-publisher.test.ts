@@ -63,8 +63,8 @@ t.test('at most `window` in flight, in order, with id and expectation; resolves 
   t.equal(calls.length, 3, 'three sent');
   t.same(calls.map((c) => [c.opts.msgID, c.opts.expect]), [
     ['0/100:0', { lastSequence: 10, streamName: 'S' }],
-    ['0/100:1', { lastSequence: 11, streamName: 'S' }],
-    ['0/100:2', { lastSequence: 12, streamName: 'S' }],
+    ['0/100:1', { lastSequence: 11, streamName: 'S', lastMsgID: '0/100:0' }],
+    ['0/100:2', { lastSequence: 12, streamName: 'S', lastMsgID: '0/100:1' }],
   ]);
   t.equal(calls[0].subject, 'walcast.n.s.d.public.t.=n', 'default route =n');
   ack(calls[1]);
