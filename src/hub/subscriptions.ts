@@ -32,7 +32,7 @@ export interface SubscriptionInit {
   routeBy?: string | null;
   /**
    * After a snapshot: the transactions (by xid) the snapshot already contains, skipped while
-   * catching up (src/snapshot/visibility.ts). Absent otherwise.
+   * catching up (src/pg/snapshot-visibility.ts). Absent otherwise.
    */
   skip?: ((xid: number) => boolean) | null;
 }

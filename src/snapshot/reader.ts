@@ -9,7 +9,7 @@
 // statement_timeout; the transaction by idle_in_transaction_session_timeout, should the daemon
 // stall between fetches.
 import type pg from 'pg';
-import { SnapshotVisibility } from './visibility.js';
+import { SnapshotVisibility } from '../pg/snapshot-visibility.js';
 import type { SnapshotQuery } from './query.js';
 
 const RAW_TEXT = { getTypeParser: () => (v: string) => v } as unknown as pg.CustomTypesConfig;

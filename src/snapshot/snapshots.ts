@@ -87,7 +87,7 @@ export class Snapshots {
     private readonly log: Logger,
     limits: Partial<SnapshotLimits> = {},
   ) {
-    this.limits = { ...SNAPSHOT_DEFAULTS, maxPerConnection: SNAPSHOT_DEFAULTS.maxPerConnection, ...limits };
+    this.limits = { ...SNAPSHOT_DEFAULTS, ...limits };
     this.slots = new SnapshotSlots({ maxConcurrent: this.limits.maxConcurrent, maxPerOwner: this.limits.maxPerConnection, maxQueued: this.limits.maxQueued });
   }
 

@@ -1,8 +1,8 @@
-// SnapshotVisibility (src/snapshot/visibility.ts): which committed transactions a snapshot
+// SnapshotVisibility (src/pg/snapshot-visibility.ts): which committed transactions a snapshot
 // already holds, from pg_current_snapshot()'s text and pgoutput's 32-bit xids.
 import t from 'tap';
 import { PositionError } from '../../src/errors.js';
-import { SnapshotVisibility } from '../../src/snapshot/visibility.js';
+import { SnapshotVisibility } from '../../src/pg/snapshot-visibility.js';
 
 const U32 = 2 ** 32;
 
