@@ -511,3 +511,34 @@ export const SNAPSHOT_DEFAULTS = {
   /** Transactions before the snapshot's start looked at for ones its snapshot did not yet see (src/snapshot/start.ts). */
   startScan: 10_000,
 } as const;
+
+/** The Supabase Realtime-compatible endpoint (docs/SUPABASE.md, src/supabase/): Phoenix channels. */
+export const SUPABASE = {
+  /** realtime-js appends `/websocket` to the `…/realtime/v1` endpoint supabase-js derives from the project URL. */
+  wsPath: '/realtime/v1/websocket',
+  /** Topics are `realtime:<channel>`; the heartbeat's is `phoenix`. */
+  topicPrefix: 'realtime:',
+  phoenixTopic: 'phoenix',
+  /** Phoenix and Supabase event names, as on the wire. */
+  events: {
+    join: 'phx_join',
+    leave: 'phx_leave',
+    reply: 'phx_reply',
+    close: 'phx_close',
+    error: 'phx_error',
+    heartbeat: 'heartbeat',
+    accessToken: 'access_token',
+    broadcast: 'broadcast',
+    presence: 'presence',
+    presenceState: 'presence_state',
+    presenceDiff: 'presence_diff',
+    postgresChanges: 'postgres_changes',
+    system: 'system',
+  },
+  /** Topics one connection may have joined (or be joining) at once. */
+  maxTopics: 100,
+  /** Frames held for a topic while its join is answered; past it the join fails (retry). */
+  maxHeldPerJoin: 1_000,
+  /** A join not answered within this (the database did not answer the table lookups) fails. */
+  joinTimeoutMs: 15_000,
+} as const;

@@ -15,7 +15,15 @@ export interface VerifiedToken {
   expiresAt: number | null;
 }
 
-export type TokenVerifier = (token: string) => Promise<VerifiedToken>;
+/**
+ * Verifies a token. With `anonymous`, one without `sub` is accepted when it has a `role` (as
+ * Supabase's anon key has): its identity's id is `role:<role>` (ANONYMOUS_ID_PREFIX), a
+ * subject policies can name. walcast's own protocol requires `sub`; the Supabase endpoint does not.
+ */
+export type TokenVerifier = (token: string, opts?: { anonymous?: boolean }) => Promise<VerifiedToken>;
+
+/** The id of an anonymous identity (a token with a `role` and no `sub`): this, then the role. */
+export const ANONYMOUS_ID_PREFIX = 'role:';
 
 export interface VerifierOptions {
   /** HS256 shared secret. */
@@ -51,15 +59,19 @@ export function createVerifier(o: VerifierOptions): TokenVerifier {
     throw new AuthConfigError('no key to verify tokens with', 'pass --jwt-secret S or --jwks FILE_OR_URL (or --no-auth for development)');
   }
   const verifyOpts = { algorithms, issuer: o.issuer, audience: o.audience, clockTolerance: o.clockToleranceSec ?? 5 };
-  return async (token: string) => {
+  return async (token: string, opts?: { anonymous?: boolean }) => {
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, key as KeyObject, verifyOpts));
     } catch (err) {
       throw new AuthError(describe(err), undefined, { cause: err });
     }
-    if (typeof payload.sub !== 'string' || payload.sub === '') throw new AuthError('the token has no "sub" claim');
-    return { identity: { ...payload, id: payload.sub }, expiresAt: typeof payload.exp === 'number' ? payload.exp * 1000 : null };
+    const expiresAt = typeof payload.exp === 'number' ? payload.exp * 1000 : null;
+    if (typeof payload.sub === 'string' && payload.sub !== '') return { identity: { ...payload, id: payload.sub }, expiresAt };
+    if (payload.sub === undefined && opts?.anonymous && typeof payload.role === 'string' && payload.role !== '') {
+      return { identity: { ...payload, id: ANONYMOUS_ID_PREFIX + payload.role }, expiresAt };
+    }
+    throw new AuthError(opts?.anonymous ? 'the token has neither a "sub" nor a "role" claim' : 'the token has no "sub" claim');
   };
 }
 

@@ -123,6 +123,11 @@ const BUILTIN_INFO: ReadonlyMap<number, PgTypeInfo> = (() => {
   return m;
 })();
 
+/** A builtin type's pg_type name (arrays `_name`), undefined for other oids. */
+export function builtinTypeName(oid: number): string | undefined {
+  return BUILTIN_INFO.get(oid)?.name;
+}
+
 /** Domains over domains nest, but never this deep; guards against bad rows forming a cycle. */
 const MAX_DEPTH = 32;
 

@@ -223,7 +223,9 @@ function presenceMap(v: unknown, field: string, l: CodecLimits): PresenceMap {
       const session = str(m, 'session', CLUSTER_CHANNELS.maxSessionLength);
       if (!isObject(m.state)) bad(`${field}: a state is not an object`);
       if (Buffer.byteLength(JSON.stringify(m.state)) > l.maxPayloadBytes) bad(`${field}: a state over ${l.maxPayloadBytes} bytes`);
-      return { session, state: m.state };
+      if (m.label === undefined) return { session, state: m.state };
+      if (typeof m.label !== 'string' || m.label.length > CLUSTER_CHANNELS.maxKeyLength) bad(`${field}: a label not a string of at most ${CLUSTER_CHANNELS.maxKeyLength} characters`);
+      return { session, state: m.state, label: m.label };
     });
   }
   return out;

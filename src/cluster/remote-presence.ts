@@ -168,7 +168,7 @@ export class RemotePresence {
     for (const [k, ms] of Object.entries(joins)) {
       for (const m of ms) {
         try {
-          merge(out, p.track(k, m.session, m.state, Buffer.byteLength(JSON.stringify(m.state))));
+          merge(out, p.track(k, m.session, m.state, Buffer.byteLength(JSON.stringify(m.state)), m.label));
         } catch (err) {
           if (!(err instanceof LimitExceededError)) throw err;
           this.overLimit++;

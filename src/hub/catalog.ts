@@ -26,6 +26,8 @@ export interface TableInfo {
 const TABLES_SQL = `
 select n.nspname as schema, c.relname as name, a.attname as column,
        (case when t.typtype = 'd' then t.typbasetype else a.atttypid end)::int as type_oid,
+       a.atttypid::int as att_type_oid,
+       (case when t.typtype = 'd' then (select b.typname from pg_type b where b.oid = t.typbasetype) else t.typname end)::text as type_name,
        a.attgenerated <> '' as generated
   from pg_publication_tables pt
   join pg_namespace n on n.nspname = pt.schemaname
@@ -50,6 +52,12 @@ export class Catalog {
   private loading: Promise<void> | null = null;
   /** Whether walcast.broadcasts was in the publication at the last read (migration 004). */
   broadcastsPublished = false;
+  /**
+   * pg_type names of the published tables' column types, by the column's own type oid (a
+   * domain's is its base type's name): what the Supabase endpoint reports as `columns[].type`.
+   * Bounded by the publication, like `tables`.
+   */
+  private typeNames = new Map<number, string>();
 
   constructor(private readonly db: pg.Pool, private readonly publication = PUBLICATION) {}
 
@@ -73,9 +81,23 @@ export class Catalog {
     return this.tables.get(qualified) ?? null;
   }
 
+  /**
+   * The tables of a schema (a Supabase binding without `table`): reread first unless read in the
+   * last second, so a table enabled since is found without a query per join.
+   */
+  async tablesIn(schema: string): Promise<TableInfo[]> {
+    if (Date.now() - this.loadedAt >= MIN_RELOAD_MS) await this.reload();
+    return [...this.tables.values()].filter((t) => t.schema === schema);
+  }
+
   /** The table as last read, without reading (null when unknown). */
   peek(qualified: string): TableInfo | null {
     return this.tables.get(qualified) ?? null;
+  }
+
+  /** The name of a column type seen at the last read (TypeNames); undefined when not seen. */
+  typeName(oid: number): string | undefined {
+    return this.typeNames.get(oid);
   }
 
   /** Something every table's entry may depend on changed (route_by columns): reread on next use. */
@@ -96,8 +118,9 @@ export class Catalog {
   }
 
   private async read(): Promise<void> {
-    const { rows } = await this.db.query<{ schema: string; name: string; column: string; type_oid: number; generated: boolean }>(TABLES_SQL, [this.publication]);
+    const { rows } = await this.db.query<{ schema: string; name: string; column: string; type_oid: number; att_type_oid: number; type_name: string; generated: boolean }>(TABLES_SQL, [this.publication]);
     const tables = new Map<string, TableInfo>();
+    const typeNames = new Map<number, string>();
     this.broadcastsPublished = false;
     for (const r of rows) {
       const qualified = `${r.schema}.${r.name}`;
@@ -106,6 +129,7 @@ export class Catalog {
         continue;
       }
       if (qualified === ROUTES_TABLE || qualified === SNAPSHOT_MARKS_TABLE) continue;
+      typeNames.set(r.att_type_oid, r.type_name);
       let t = tables.get(qualified);
       if (!t) tables.set(qualified, (t = { qualified, schema: r.schema, name: r.name, columns: [], rowColumns: [], routeBy: null }));
       const column = { name: r.column, typeOid: r.type_oid };
@@ -120,6 +144,7 @@ export class Catalog {
       }
     }
     this.tables = tables;
+    this.typeNames = typeNames;
     this.loadedAt = Date.now();
   }
 }

@@ -283,8 +283,11 @@ export class Channels {
     if (ch) this.send(ch, broadcastMsg(name, event, payloadJson), null);
   }
 
-  /** Tracks (state) or untracks (null) this socket's presence in a channel it has joined. */
-  presence(peer: Peer, name: string, state: Record<string, unknown> | null): void {
+  /**
+   * Tracks (state) or untracks (null) this socket's presence in a channel it has joined; `label`:
+   * the key a Supabase client chose (Meta.label).
+   */
+  presence(peer: Peer, name: string, state: Record<string, unknown> | null, label?: string): void {
     const ch = this.joinedOrThrow(peer, name);
     if (!this.take(peer)) throw new LimitExceededError(`presence updates are limited to ${this.o.presencePerSecond} per second per connection`);
     let diff: PresenceDiff | null;
@@ -293,7 +296,7 @@ export class Channels {
       const bytes = Buffer.byteLength(JSON.stringify(state));
       if (bytes > this.o.maxPayloadBytes) throw new TooLargeError(`a presence state is at most ${this.o.maxPayloadBytes} bytes of JSON`);
       if (!this.may(peer, name, 'presence')) throw new ForbiddenError(`no policy allows ${who(peer)} to share presence on ${name}`);
-      diff = ch.presence.track(keyOf(peer), peer.id, state, bytes);
+      diff = ch.presence.track(keyOf(peer), peer.id, state, bytes, label);
     }
     if (diff) this.presenceChanged(ch, diff);
   }

@@ -14,7 +14,7 @@ import type { Authorizer } from '../auth/types.js';
 import type { Identity } from '../auth/jwt.js';
 import { changeBody, encodeBody, enterBody, leaveBody } from './render.js';
 import type { HubSubscription } from './subscriptions.js';
-import type { Peer } from './types.js';
+import type { ChangeRender, DeliveryKind, Peer } from './types.js';
 
 type RowChange = CapturedChange & { relation: { qualified: string } };
 type Update = CapturedChange & { tag: 'update' };
@@ -60,7 +60,7 @@ export class Delivery {
           // same point; to the others the row enters their view as an insert. Without replica
           // identity full no old row goes out anyway.
           enter = c.old !== null && c.relation.replicaIdentity === 'full' && !this.allowed(sub, c, c.old, 1, at);
-        } else if (c.old && (sub.wantsUpdate || sub.wantsDelete) && this.visible(sub, c, c.old, 1, at)) {
+        } else if (c.old && sub.wantsLeave && this.visible(sub, c, c.old, 1, at)) {
           leave = true; // `old` is visible: filter and policies
         } else return 0;
         break;
@@ -73,7 +73,19 @@ export class Delivery {
       default:
         return 0;
     }
+    const render = sub.render;
+    if (render !== null) return this.rendered(render, tx, c, sub, leave ? 'leave' : enter ? 'enter' : 'change', live, stamp);
     const frame = leave ? Buffer.concat([sub.prefix, Buffer.from(leaveBody(tx, c as Update))]) : enter ? this.enterFrame(tx, c as Update, sub.prefix, live, stamp) : this.frame(entry, tx, c, sub.prefix, live);
+    sub.peer.pushFrame(frame);
+    this.counters.deliveries++;
+    if (live) this.touched.add(sub.peer);
+    return frame.length;
+  }
+
+  /** A frame of another wire format (ChangeRender), for what deliver() decided the subscription may see. */
+  private rendered(render: ChangeRender, tx: Transaction, c: CapturedChange, sub: HubSubscription, kind: DeliveryKind, live: boolean, stamp: number): number {
+    const frame = render.frame(tx, c, kind, live, stamp);
+    if (frame === null) return 0;
     sub.peer.pushFrame(frame);
     this.counters.deliveries++;
     if (live) this.touched.add(sub.peer);

@@ -241,6 +241,15 @@ export class Hub {
     this.channels?.reauthorize(peer);
     const subs = this.peers.get(peer);
     if (!subs || !this.auth) return;
+    const user = peer.identity?.id ?? null;
+    for (const sub of subs.values()) {
+      // Another user (the Supabase endpoint lets a connection switch, as Supabase does): the
+      // index finds a row's reach by user, so the subscription is filed under the new one.
+      if (sub.state !== 'live' || sub.user === user) continue;
+      this.index.remove(sub);
+      sub.user = null;
+      this.index.add(sub);
+    }
     for (const [k, sub] of subs) {
       if (this.mayEverRead(peer.identity, sub.table)) continue;
       subs.delete(k);

@@ -11,6 +11,11 @@ import { LimitExceededError } from '../errors.js';
 export interface Meta {
   session: string;
   state: Record<string, unknown>;
+  /**
+   * The key a Supabase client chose (`config.presence.key`), shown to Supabase clients in place
+   * of the user key; absent for walcast clients. A label only: the key stays the user's.
+   */
+  label?: string;
 }
 
 export type PresenceMap = Record<string, Meta[]>;
@@ -63,11 +68,11 @@ export class ChannelPresence {
    * Tracks (or re-tracks) one socket's state under `key`; `stateBytes` is its JSON length.
    * Throws LimitExceededError past a bound, leaving what was tracked as it was.
    */
-  track(key: string, session: string, state: Record<string, unknown>, stateBytes: number): PresenceDiff {
+  track(key: string, session: string, state: Record<string, unknown>, stateBytes: number, label?: string): PresenceDiff {
     const l = this.limits;
     const km = this.byKey.get(key);
     const old = km?.entries.get(session);
-    const bytes = metaBytes(key, session, stateBytes);
+    const bytes = metaBytes(key, session, stateBytes) + (label === undefined ? 0 : Buffer.byteLength(JSON.stringify(label)) + 9);
     const keyMetas = (km?.entries.size ?? 0) + (old ? 0 : 1);
     const keyBytes = (km?.bytes ?? 0) - (old?.bytes ?? 0) + bytes;
     if (keyMetas > l.metasPerKey) throw new LimitExceededError(`at most ${l.metasPerKey} presences per user in a channel`);
@@ -76,7 +81,7 @@ export class ChannelPresence {
     if (this.bytes - (old?.bytes ?? 0) + bytes > l.bytesTotal) throw new LimitExceededError(`the channel's presence is full (${l.bytesTotal} bytes)`);
     let metas = km;
     if (!metas) this.byKey.set(key, (metas = { entries: new Map(), bytes: 0 }));
-    const meta = { session, state };
+    const meta: Meta = label === undefined ? { session, state } : { session, state, label };
     metas.entries.set(session, { meta, bytes });
     metas.bytes = keyBytes;
     this.bytes += bytes - (old?.bytes ?? 0);

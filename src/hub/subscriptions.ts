@@ -7,7 +7,7 @@ import type { Position } from '../protocol/position.js';
 import type { Row } from '../capture/pgoutput.types.js';
 import { eqTermKeys, rowValueKey, type FilterTerm, type RowPredicate } from './filter.js';
 import type { ChangeEvent } from '../protocol/types.js';
-import type { HubSubscriptionState, Peer } from './types.js';
+import type { ChangeRender, HubSubscriptionState, Peer } from './types.js';
 
 export interface SubscriptionInit {
   peer: Peer;
@@ -35,6 +35,8 @@ export interface SubscriptionInit {
    * catching up (src/pg/snapshot-visibility.ts). Absent otherwise.
    */
   skip?: ((xid: number) => boolean) | null;
+  /** Frames of another wire format (the Supabase endpoint); absent: walcast's own. */
+  render?: ChangeRender | null;
 }
 
 export class HubSubscription {
@@ -47,6 +49,9 @@ export class HubSubscription {
   readonly wantsInsert: boolean;
   readonly wantsUpdate: boolean;
   readonly wantsDelete: boolean;
+  /** Whether an update that takes a row out of its view is sent (as `leave`, or a delete). */
+  readonly wantsLeave: boolean;
+  readonly render: ChangeRender | null;
   readonly predicate: RowPredicate;
   readonly indexTerm: FilterTerm | null;
   /** Route values it is confined to (SubscriptionInit.routes). */
@@ -83,6 +88,8 @@ export class HubSubscription {
     this.wantsInsert = !init.events || init.events.has('insert');
     this.wantsUpdate = !init.events || init.events.has('update');
     this.wantsDelete = !init.events || init.events.has('delete');
+    this.render = init.render ?? null;
+    this.wantsLeave = this.wantsDelete || (this.wantsUpdate && !this.render?.leavesAsDeletes);
     this.predicate = init.predicate;
     this.indexTerm = init.indexTerm;
     this.after = init.after;

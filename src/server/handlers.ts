@@ -18,11 +18,12 @@ import type { Catalog } from '../hub/catalog.js';
 import type { Channels } from '../hub/channels.js';
 import { compileFilter, eqIndexable, parseFilter } from '../hub/filter.js';
 import { key, type Hub } from '../hub/hub.js';
+import type { ChangeRender } from '../hub/types.js';
 import type { Logger } from '../log.js';
 import { authenticated, pong, unsubscribed, welcome } from '../protocol/frames.js';
 import { parseClientMessage } from '../protocol/parse.js';
 import { errorMsgFrom, withContext } from '../protocol/wire-errors.js';
-import type { ClientMessage, Ref, SubscribeMessage } from '../protocol/types.js';
+import type { ClientMessage, PresenceMessage, Ref, SubscribeMessage } from '../protocol/types.js';
 import { ReplyBatch, type Session } from './session.js';
 import { Turns } from './turns.js';
 import type { Snapshots } from '../snapshot/snapshots.js';
@@ -51,8 +52,17 @@ export interface TurnLimits {
   maxQueuedBytes: number;
 }
 
-/** How a token reached us: in the upgrade URL (welcome follows it) or in an `auth` message. */
-type TokenOrigin = { via: 'query' } | { via: 'message'; ref: Ref | undefined };
+/**
+ * How a token reached us: in the upgrade URL (welcome follows it), in an `auth` message, or from
+ * another protocol's handler (the Supabase endpoint), which is told the outcome instead.
+ */
+type TokenOrigin = { via: 'query' } | { via: 'message'; ref: Ref | undefined } | { via: 'callback'; done: (err: AuthError | null) => void };
+
+/** A presence from the Supabase endpoint: the key its client chose, as a label (Meta.label). */
+export type LabelledPresence = PresenceMessage & { readonly label?: string };
+
+/** A subscribe from another protocol's handler: its change frames in that protocol's format. */
+export type RenderedSubscribe = SubscribeMessage & { readonly render?: ChangeRender | null };
 
 export class Handlers {
   private readonly verify: TokenVerifier | null;
@@ -111,7 +121,7 @@ export class Handlers {
       this.handle(session, data, isBinary);
       return;
     }
-    if (isBinary || data.byteLength > this.d.maxMessageBytes) {
+    if (session.frames === null && (isBinary || data.byteLength > this.d.maxMessageBytes)) {
       // Refused unread (binary, too_large; parseClientMessage throws before reading it): the
       // error waits, not a copy.
       let err: unknown;
@@ -130,6 +140,11 @@ export class Handlers {
 
   private handle(session: Session, data: ArrayBuffer, isBinary: boolean): void {
     if (session.closed) return;
+    if (session.frames !== null) {
+      // Another protocol (the Supabase endpoint) reads its own frames and calls run() et al.
+      session.frames(data, isBinary);
+      return;
+    }
     let msg: ClientMessage;
     try {
       msg = parseClientMessage(data, isBinary, this.d.maxMessageBytes);
@@ -138,6 +153,26 @@ export class Handlers {
       return;
     }
     if (!this.hold(session, () => this.dispatch(session, msg))) this.dispatch(session, msg);
+  }
+
+  /**
+   * Handles a message another protocol's handler made of its frame (the Supabase endpoint), in
+   * order with the connection's others: held while a token is verified, like parsed ones.
+   */
+  run(session: Session, msg: ClientMessage | RenderedSubscribe): void {
+    if (session.closed) return;
+    if (!this.hold(session, () => this.dispatch(session, msg))) this.dispatch(session, msg);
+  }
+
+  /**
+   * Verifies a token for another protocol's handler: `done(null)` once it is the connection's
+   * identity, `done(err)` when refused (the connection stays open, its identity unchanged). The
+   * connection's next messages wait for the outcome, and those `done` runs go first.
+   */
+  authenticateWith(session: Session, token: string, done: (err: AuthError | null) => void): void {
+    if (session.closed) return;
+    const run = () => this.authenticate(session, token, { via: 'callback', done });
+    if (!this.hold(session, run)) run();
   }
 
   /** A message that could not be parsed: its error, in its turn. */
@@ -159,7 +194,7 @@ export class Handlers {
     return true;
   }
 
-  private dispatch(session: Session, msg: ClientMessage): void {
+  private dispatch(session: Session, msg: ClientMessage | RenderedSubscribe): void {
     if (session.closed) return;
     if (msg.type === 'ping') {
       session.reply(pong(msg.ref));
@@ -209,7 +244,7 @@ export class Handlers {
         this.channel(session, msg, (c) => c.broadcast(session, msg.channel, msg.event, msg.payloadJson, msg.self));
         return;
       case 'presence':
-        this.channel(session, msg, (c) => c.presence(session, msg.channel, msg.state));
+        this.channel(session, msg, (c) => c.presence(session, msg.channel, msg.state, (msg as LabelledPresence).label));
         return;
     }
   }
@@ -226,11 +261,12 @@ export class Handlers {
     const verify = this.verify;
     if (!verify) {
       // --no-auth: tokens are accepted unread, so clients can be written one way for both.
-      session.reply(authenticated(null, source.via === 'message' ? source.ref : undefined));
+      if (source.via === 'callback') source.done(null);
+      else session.reply(authenticated(null, source.via === 'message' ? source.ref : undefined));
       return;
     }
     session.held = [];
-    verify(token).then(
+    verify(token, session.supabaseTokens ? { anonymous: true } : undefined).then(
       (v) => this.accepted(session, v, source),
       (err: unknown) => this.refused(session, err, source),
     ).catch((err: unknown) => {
@@ -242,7 +278,8 @@ export class Handlers {
   private accepted(session: Session, v: VerifiedToken, source: TokenOrigin): void {
     if (session.closed) return;
     const previous = session.identity;
-    if (previous !== null && previous.id !== v.identity.id) {
+    // The Supabase endpoint switches users as Supabase does (an anonymous client signs in).
+    if (previous !== null && previous.id !== v.identity.id && !session.supabaseTokens) {
       this.refused(session, new AuthError(`the new token is for another user ("sub" ${JSON.stringify(v.identity.id)}, not ${JSON.stringify(previous.id)}); reconnect to switch users`), source);
       return;
     }
@@ -254,7 +291,8 @@ export class Handlers {
     session.identity = v.identity;
     session.clearAuthTimeout();
     session.armExpiry(v.expiresAt, () => session.end(CLOSE.authFailed, 'token expired'));
-    session.reply(source.via === 'query' ? welcome(session.id) : authenticated(v.expiresAt, source.ref));
+    if (source.via === 'callback') source.done(null);
+    else session.reply(source.via === 'query' ? welcome(session.id) : authenticated(v.expiresAt, source.ref));
     // A refresh may take rights away: subscriptions the new identity may not read end here.
     if (previous !== null) this.d.hub.reauthorize(session);
     this.release(session);
@@ -268,6 +306,11 @@ export class Handlers {
     }
     const e = err as AuthError;
     this.d.log.debug({ session: session.id, reason: e.message }, 'token refused');
+    if (source.via === 'callback') {
+      source.done(e);
+      this.release(session);
+      return;
+    }
     if (source.via === 'message') session.reply(errorMsgFrom(e, { ref: source.ref }));
     session.end(CLOSE.authFailed, e.message);
   }
@@ -302,7 +345,7 @@ export class Handlers {
 
   // ── subscriptions ───────────────────────────────────────────────────────────────────────
 
-  private async subscribe(session: Session, msg: SubscribeMessage): Promise<void> {
+  private async subscribe(session: Session, msg: RenderedSubscribe): Promise<void> {
     const hub = this.d.hub;
     const k = key(msg.id);
     const subs = hub.subscriptionsOf(session);
@@ -338,6 +381,7 @@ export class Handlers {
         // In a cluster, what its node needs to follow of the table.
         routes: subscriptionRoutes(table.routeBy, table.columns, filter.terms),
         routeBy: table.routeBy,
+        render: msg.render ?? null,
       };
       const snapshot = msg.snapshot;
       if (!snapshot) {

@@ -65,6 +65,16 @@ export class Session implements Peer {
   queued: TurnQueue | null = null;
   /** `held` waits for the policies to be read anew (slot recreated), not for a token. */
   heldForPolicies = false;
+  /**
+   * Reads the connection's frames when it speaks another protocol (the Supabase endpoint) rather
+   * than walcast's; null: walcast's (parsed by the handlers).
+   */
+  frames: ((data: ArrayBuffer, isBinary: boolean) => void) | null = null;
+  /**
+   * Supabase's token rules (its endpoint): a token may carry only a `role` (anonymous), and a new
+   * one may be another user's. walcast's own protocol refuses both.
+   */
+  supabaseTokens = false;
   /** Where replies are deferred while a batch is open (set by the handlers); null: never. */
   replies: ReplyBatch | null = null;
   private queue: (string | Buffer)[] = [];
