@@ -539,6 +539,8 @@ export const SUPABASE = {
   maxTopics: 100,
   /** Frames held for a topic while its join is answered; past it the join fails (retry). */
   maxHeldPerJoin: 1_000,
+  /** Longest config.presence.key: what a cluster's presence codec carries (CLUSTER_CHANNELS.maxKeyLength). */
+  maxPresenceKey: 1_024,
   /** A join not answered within this (the database did not answer the table lookups) fails. */
   joinTimeoutMs: 15_000,
 } as const;

@@ -98,7 +98,7 @@ export class Handlers {
    * within the auth timeout.
    */
   open(session: Session, queryToken: string | null): void {
-    session.replies = this.replies;
+    this.adopt(session);
     if (!this.verify) {
       session.reply(welcome(session.id));
       return;
@@ -109,6 +109,11 @@ export class Handlers {
     );
     if (queryToken !== null) this.authenticate(session, queryToken, { via: 'query' });
     else session.reply(welcome(session.id));
+  }
+
+  /** A connection these handlers serve (another protocol's too): its replies join the batches of Turns. */
+  adopt(session: Session): void {
+    session.replies = this.replies;
   }
 
   /**
@@ -291,11 +296,24 @@ export class Handlers {
     session.identity = v.identity;
     session.clearAuthTimeout();
     session.armExpiry(v.expiresAt, () => session.end(CLOSE.authFailed, 'token expired'));
-    if (source.via === 'callback') source.done(null);
-    else session.reply(source.via === 'query' ? welcome(session.id) : authenticated(v.expiresAt, source.ref));
+    if (source.via !== 'callback') session.reply(source.via === 'query' ? welcome(session.id) : authenticated(v.expiresAt, source.ref));
     // A refresh may take rights away: subscriptions the new identity may not read end here.
     if (previous !== null) this.d.hub.reauthorize(session);
+    if (source.via === 'callback') this.settled(session, () => source.done(null));
     this.release(session);
+  }
+
+  /**
+   * Runs a verification's callback before the messages held meanwhile (they were sent after the
+   * message that verified): what it runs is handled at once, the held ones after it.
+   */
+  private settled(session: Session, done: () => void): void {
+    const held = session.held;
+    session.held = null;
+    done();
+    if (!held || held.length === 0) return;
+    if (session.held) (session.held as (() => void)[]).push(...held);
+    else session.held = held;
   }
 
   private refused(session: Session, err: unknown, source: TokenOrigin): void {
@@ -307,7 +325,7 @@ export class Handlers {
     const e = err as AuthError;
     this.d.log.debug({ session: session.id, reason: e.message }, 'token refused');
     if (source.via === 'callback') {
-      source.done(e);
+      this.settled(session, () => source.done(e));
       this.release(session);
       return;
     }

@@ -1,13 +1,16 @@
 // The HTTP/WebSocket front (uWebSockets.js): /ws for clients, /healthz, /metrics, /status; the
 // last two on a listener of their own when --metrics-port is given.
 import uWS from 'uWebSockets.js';
-import { CLOSE, SERVER_DEFAULTS, WS_PATH } from '../constants.js';
+import { CLOSE, SERVER_DEFAULTS, SUPABASE, WS_PATH } from '../constants.js';
 import type { Hub } from '../hub/hub.js';
 import type { Logger } from '../log.js';
 import { Admission, refusalText } from './admission.js';
 import type { Handlers } from './handlers.js';
 import { listenOn } from './listen.js';
 import { Session, type SessionData } from './session.js';
+import { supabaseRoute } from '../supabase/route.js';
+import type { TokenVerifier } from '../auth/jwt.js';
+import type { ConnectionDeps } from '../supabase/connection.js';
 
 /** uWS's own backpressure ceiling (1 GiB): a frame is only dropped past it. */
 const UWS_BACKPRESSURE_CEILING = 1024 * 1024 * 1024;
@@ -35,6 +38,11 @@ export interface ServerOptions {
   metrics: () => Promise<{ contentType: string; body: string }>;
   /** What `GET /status` answers (walcast status): clients, subscriptions, window. */
   status?: () => unknown;
+  /**
+   * The Supabase Realtime endpoint (src/supabase/, docs/SUPABASE.md) on the same port; absent:
+   * not served. `verify` is the same as the handlers' (null under --no-auth).
+   */
+  supabase?: { verify: TokenVerifier | null; deps: Omit<ConnectionDeps, 'handlers'> } | null;
   /** More HTTP routes on the same port (the `walcast dev` demo page), before the 404. */
   routes?: (app: uWS.TemplatedApp) => void;
 }
@@ -70,7 +78,8 @@ export class Server {
     o.routes?.(app);
     app.any('/*', (res) => {
       const more = separate ? '' : ', GET /metrics, GET /status';
-      res.cork(() => res.writeStatus('404 Not Found').end(`walcast: WebSocket at /ws, GET /healthz${more}\n`));
+      const supabase = o.supabase ? `, Supabase Realtime at ${SUPABASE.wsPath}` : '';
+      res.cork(() => res.writeStatus('404 Not Found').end(`walcast: WebSocket at /ws${supabase}, GET /healthz${more}\n`));
     });
     const reuse = o.reusePort ?? false;
     const main = await listenOn(app, o.host, o.port, reuse, '--port');
@@ -104,6 +113,22 @@ export class Server {
 
   private webSockets(app: uWS.TemplatedApp): void {
     const o = this.o;
+    if (o.supabase) {
+      supabaseRoute(app, {
+        admission: this.admission,
+        hub: o.hub,
+        handlers: o.handlers,
+        verify: o.supabase.verify,
+        deps: o.supabase.deps,
+        maxBackpressure: o.maxBackpressure,
+        maxFrameBytes: o.maxFrameBytes,
+        idleTimeoutSec: o.idleTimeoutSec,
+        backpressureCeiling: UWS_BACKPRESSURE_CEILING,
+        opened: (s) => this.sessions.add(s),
+        closed: (s) => this.sessions.delete(s),
+        slow: () => this.slowCloses++,
+      });
+    }
     const admission = this.admission;
     const retryAfter = String(SERVER_DEFAULTS.refusalRetryAfterSec);
     app.ws<SessionData>(WS_PATH, {

@@ -149,6 +149,11 @@ export class Session implements Peer {
    */
   reply(frame: string): void {
     this.push(frame);
+    this.flushSoon();
+  }
+
+  /** Flushes now, or at the end of the reply batch open (see reply). */
+  flushSoon(): void {
     const batch = this.replies;
     if (batch !== null && batch.open) batch.sessions.add(this);
     else this.flush();

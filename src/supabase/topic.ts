@@ -11,7 +11,6 @@
 // sent after the join's reply: realtime-js matches postgres_changes to bindings by the ids that
 // reply carries.
 import type { BindingRequest } from './bindings.js';
-import type { FrameHead } from './render.js';
 
 export type TopicState = 'joining' | 'joined' | 'gone';
 
@@ -27,8 +26,8 @@ export class Topic {
   state: TopicState = 'joining';
   /** Bindings with their subscriptions; those not yet answered are counted in `waiting`. */
   bindings: Binding[] = [];
-  /** Frame heads the bindings' renderers hold (released when the topic goes). */
-  readonly heads: FrameHead[] = [];
+  /** Binding ids whose frame heads its subscriptions hold, one per acquire (released when the topic goes). */
+  readonly heads: number[] = [];
   /** Parts of the join not yet answered (the channel join, each subscription). */
   waiting = 0;
   /** The first refusal of a part: the join fails with it. */

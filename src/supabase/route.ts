@@ -1,0 +1,134 @@
+// The Supabase endpoint's WebSocket route, on the walcast port: GET /realtime/v1/websocket
+// ?apikey=JWT&vsn=1.0.0|2.0.0. The apikey is verified before the upgrade (as Supabase does: a
+// refused one is an HTTP 401, not a socket); it may be an anon key with only a `role`. The
+// socket is then a walcast Session, counted and bounded like those of /ws.
+import uWS from 'uWebSockets.js';
+import type { TokenVerifier, VerifiedToken } from '../auth/jwt.js';
+import { CLOSE, SERVER_DEFAULTS, SUPABASE } from '../constants.js';
+import { AuthError } from '../errors.js';
+import type { Hub } from '../hub/hub.js';
+import type { Admission } from '../server/admission.js';
+import { refusalText } from '../server/admission.js';
+import type { Handlers } from '../server/handlers.js';
+import type { Session, SessionData } from '../server/session.js';
+import { SupabaseConnection, type ConnectionDeps } from './connection.js';
+import { parseVsn } from './phoenix.js';
+import type { Vsn } from './phoenix.types.js';
+import { PhoenixSession } from './session.js';
+
+export interface SupabaseRouteOptions {
+  admission: Admission;
+  hub: Hub;
+  handlers: Handlers;
+  /** Null under --no-auth: the apikey is not read, identities are null. */
+  verify: TokenVerifier | null;
+  deps: Omit<ConnectionDeps, 'handlers'>;
+  maxBackpressure: number;
+  maxFrameBytes: number;
+  idleTimeoutSec: number;
+  backpressureCeiling: number;
+  opened(session: Session): void;
+  closed(session: Session): void;
+  slow(): void;
+}
+
+interface SocketData {
+  session: PhoenixSession | null;
+  conn: SupabaseConnection | null;
+  vsn: Vsn;
+  verified: VerifiedToken | null;
+}
+
+export function supabaseRoute(app: uWS.TemplatedApp, o: SupabaseRouteOptions): void {
+  const retryAfter = String(SERVER_DEFAULTS.refusalRetryAfterSec);
+  app.ws<SocketData>(SUPABASE.wsPath, {
+    maxPayloadLength: o.maxFrameBytes,
+    maxBackpressure: o.backpressureCeiling,
+    closeOnBackpressureLimit: 0,
+    idleTimeout: o.idleTimeoutSec,
+    sendPingsAutomatically: true,
+    upgrade: (res, req, context) => {
+      // The request lives only during this call: everything needed is copied now.
+      const apikey = req.getQuery('apikey') ?? '';
+      const vsn = parseVsn(req.getQuery('vsn'));
+      const key = req.getHeader('sec-websocket-key');
+      const protocol = req.getHeader('sec-websocket-protocol');
+      const extensions = req.getHeader('sec-websocket-extensions');
+      if (vsn === null) {
+        res.cork(() => res.writeStatus('400 Bad Request').end('walcast: vsn must be 1.0.0 or 2.0.0\n', true));
+        return;
+      }
+      const refused = o.admission.check(true);
+      if (refused) {
+        res.cork(() =>
+          res.writeStatus('503 Service Unavailable').writeHeader('Retry-After', retryAfter).writeHeader('X-Walcast-Refused', refused).end(refusalText(refused, o.admission.limits), true),
+        );
+        return;
+      }
+      const upgrade = (verified: VerifiedToken | null) =>
+        res.cork(() => res.upgrade<SocketData>({ session: null, conn: null, vsn, verified }, key, protocol, extensions, context));
+      if (!o.verify) {
+        upgrade(null);
+        return;
+      }
+      if (apikey === '') {
+        res.cork(() => res.writeStatus('401 Unauthorized').end('walcast: apikey is required (?apikey=JWT)\n', true));
+        return;
+      }
+      let aborted = false;
+      res.onAborted(() => (aborted = true));
+      o.verify(apikey, { anonymous: true }).then(
+        (v) => {
+          if (aborted) return;
+          if (v.expiresAt !== null && v.expiresAt <= Date.now()) throw new AuthError('the token has expired');
+          upgrade(v);
+        },
+        (err: unknown) => {
+          if (aborted) return;
+          const why = err instanceof AuthError ? err.message : 'the token could not be verified';
+          res.cork(() => res.writeStatus('401 Unauthorized').writeHeader('Content-Type', 'text/plain; charset=utf-8').end(`walcast: apikey refused: ${why}\n`, true));
+        },
+      ).catch(() => {
+        if (!aborted) res.cork(() => res.writeStatus('401 Unauthorized').end('walcast: apikey refused: the token has expired\n', true));
+      });
+    },
+    open: (ws) => {
+      const data = ws.getUserData();
+      const session = new PhoenixSession(ws as unknown as uWS.WebSocket<SessionData>, o.maxBackpressure, () => o.slow());
+      session.supabaseTokens = true;
+      session.awaitingAuth = o.admission.opened(true);
+      o.handlers.adopt(session);
+      const v = data.verified;
+      data.verified = null;
+      if (v) {
+        session.identity = v.identity;
+        session.armExpiry(v.expiresAt, () => session.end(CLOSE.authFailed, 'apikey expired'));
+      }
+      data.session = session;
+      data.conn = new SupabaseConnection(session, data.vsn, { ...o.deps, handlers: o.handlers });
+      o.opened(session);
+    },
+    message: (ws, message, isBinary) => {
+      const session = ws.getUserData().session;
+      if (session && !session.closed) o.handlers.message(session, message, isBinary);
+    },
+    drain: (ws) => {
+      const session = ws.getUserData().session;
+      if (session && !session.closed) {
+        session.drained();
+        o.hub.drained(session);
+      }
+    },
+    close: (ws) => {
+      const data = ws.getUserData();
+      const session = data.session;
+      if (!session) return;
+      o.admission.closed(false);
+      session.dispose();
+      data.conn?.closed();
+      o.handlers.closed(session);
+      o.closed(session);
+      o.hub.removePeer(session);
+    },
+  });
+}
