@@ -17,13 +17,15 @@ export interface VerifiedToken {
 
 /**
  * Verifies a token. With `anonymous`, one without `sub` is accepted when it has a `role` (as
- * Supabase's anon key has): its identity's id is `role:<role>` (ANONYMOUS_ID_PREFIX), a
- * subject policies can name. walcast's own protocol requires `sub`; the Supabase endpoint does not.
+ * Supabase's anon key has): its identity's id is `anon:<role>` (ANONYMOUS_ID_PREFIX). Having a
+ * ':', that id is a group name to the authorizer, never a user (src/auth/store.ts): no relation
+ * or rule naming a user matches it; policies address anonymous clients by their claims
+ * (`r.sub.role == "anon"`). walcast's own protocol requires `sub`; the Supabase endpoint does not.
  */
 export type TokenVerifier = (token: string, opts?: { anonymous?: boolean }) => Promise<VerifiedToken>;
 
 /** The id of an anonymous identity (a token with a `role` and no `sub`): this, then the role. */
-export const ANONYMOUS_ID_PREFIX = 'role:';
+export const ANONYMOUS_ID_PREFIX = 'anon:';
 
 export interface VerifierOptions {
   /** HS256 shared secret. */
