@@ -537,6 +537,12 @@ export const SUPABASE = {
   },
   /** Topics one connection may have joined (or be joining) at once. */
   maxTopics: 100,
+  /**
+   * Frames read while a token is verified wait (a client joining its channels at once sends the
+   * token with each join): at most this many, of at most this many bytes; past either, 4400.
+   */
+  maxDeferredFrames: 256,
+  maxDeferredBytes: 1024 * 1024,
   /** Frames held for a topic while its join is answered; past it the join fails (retry). */
   maxHeldPerJoin: 1_000,
   /** Longest config.presence.key: what a cluster's presence codec carries (CLUSTER_CHANNELS.maxKeyLength). */

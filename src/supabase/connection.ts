@@ -6,13 +6,13 @@
 // told apart from everything else and routed to the part of the Phoenix exchange that waits for
 // them. Messages walcast answers only on failure (broadcast, presence) are followed by a `ping`:
 // its `pong` comes after any error, and means success otherwise.
-import { BadRequestError, WireError } from '../errors.js';
+import { AuthError, BadRequestError, WireError } from '../errors.js';
 import type { Catalog } from '../hub/catalog.js';
 import type { Logger } from '../log.js';
 import { validateClientMessage } from '../protocol/parse.js';
 import type { ClientMessage } from '../protocol/types.js';
 import type { Handlers, LabelledPresence, RenderedSubscribe } from '../server/handlers.js';
-import { SUPABASE } from '../constants.js';
+import { CLOSE, SUPABASE } from '../constants.js';
 import { bindingId, echo, readBindings, type BindingRequest } from './bindings.js';
 import { encodeFrame, decodeFrame, PhoenixDecodeError } from './phoenix.js';
 import type { DecodedFrame, Vsn } from './phoenix.types.js';
@@ -52,6 +52,14 @@ export class SupabaseConnection {
   private nextSub = 0;
   /** The last access token accepted (the same one again is not verified again). */
   private token: string | null = null;
+  /**
+   * While a token is verified, the frames after the one that sent it wait here, in order, and
+   * are read once it is decided: a client that joins many channels at once sends the same token
+   * with each, and it is verified once. Bounded (SUPABASE.maxDeferredFrames, maxDeferredBytes).
+   */
+  private verifying = false;
+  private readonly deferred: DecodedFrame[] = [];
+  private deferredBytes = 0;
 
   constructor(
     private readonly session: PhoenixSession,
@@ -80,6 +88,20 @@ export class SupabaseConnection {
       this.session.flushSoon();
       return;
     }
+    if (this.verifying) {
+      this.deferredBytes += data.byteLength;
+      if (this.deferred.length >= SUPABASE.maxDeferredFrames || this.deferredBytes > SUPABASE.maxDeferredBytes) {
+        this.session.end(CLOSE.protocolViolation, `more than ${SUPABASE.maxDeferredFrames} messages (or ${SUPABASE.maxDeferredBytes} bytes) sent while a token was being verified`);
+        return;
+      }
+      this.deferred.push(m);
+      return;
+    }
+    this.handle(m);
+    this.session.flushSoon();
+  }
+
+  private handle(m: DecodedFrame): void {
     if (m.topic === SUPABASE.phoenixTopic) {
       if (m.event === E.heartbeat) this.reply(m.topic, null, m.ref, 'ok', {});
       else this.reply(m.topic, m.joinRef, m.ref, 'error', { reason: `unknown event ${JSON.stringify(m.event)} on topic phoenix` });
@@ -93,7 +115,19 @@ export class SupabaseConnection {
       else if (m.event === E.presence) this.presence(topic, m);
       else this.reply(m.topic, m.joinRef, m.ref, 'error', { reason: `unknown event ${JSON.stringify(m.event)}` });
     }
-    this.session.flushSoon();
+  }
+
+  /** Verifies a token for this connection; `then` runs first, then the frames that waited. */
+  private verify(token: string, then: (err: AuthError | null) => void): void {
+    this.verifying = true;
+    this.d.handlers.authenticateWith(this.session, token, (err) => {
+      this.verifying = false;
+      if (!err) this.token = token;
+      then(err);
+      while (!this.verifying && this.deferred.length > 0 && !this.session.closed) this.handle(this.deferred.shift() as DecodedFrame);
+      if (this.deferred.length === 0) this.deferredBytes = 0;
+      this.session.flushSoon();
+    });
   }
 
   private join(m: DecodedFrame): void {
@@ -125,15 +159,12 @@ export class SupabaseConnection {
       return;
     }
     topic.waiting++;
-    this.d.handlers.authenticateWith(this.session, token, (err) => {
+    this.verify(token, (err) => {
       topic.waiting--;
       if (err) {
         topic.failure ??= err.message;
         this.settle(topic);
-      } else {
-        this.token = token;
-        if (topic.state === 'joining') this.parts(topic, bindings);
-      }
+      } else if (topic.state === 'joining') this.parts(topic, bindings);
     });
   }
 
@@ -296,11 +327,8 @@ export class SupabaseConnection {
     const token = (m.payload as Record<string, unknown>).access_token;
     // realtime-js sends the token to every joined channel: it is verified once.
     if (typeof token !== 'string' || token === '' || token === this.token) return;
-    this.d.handlers.authenticateWith(this.session, token, (err) => {
-      if (!err) {
-        this.token = token;
-        return;
-      }
+    this.verify(token, (err) => {
+      if (!err) return;
       // As Supabase does: the channel is closed with a system message saying why.
       if (topic.state === 'gone') return;
       this.system(topic, 'error', err.message, 'system');
