@@ -12,6 +12,7 @@ import { HistoryRing } from './history/ring.js';
 import { LagGuard } from './history/lag-guard.js';
 import { Catalog } from './hub/catalog.js';
 import { SupabaseChanges } from './supabase/render.js';
+import { supabaseEndpoint } from './supabase/route.js';
 import { Hub } from './hub/hub.js';
 import { Channels, channelLimits, type ChannelLimits } from './hub/channels.js';
 import { SqlBroadcasts } from './hub/sql-broadcast.js';
@@ -193,10 +194,17 @@ export async function startDaemon(given: ServeConfig, log: Logger, extras: Daemo
     healthy: () => (cluster ? cluster.following : capture?.current === 'streaming'),
     metrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
     routes: extras.routes,
-    supabase: {
-      verify,
-      deps: { catalog, changes: new SupabaseChanges((oid) => catalog.typeName(oid)), log, maxMessageBytes: cfg.maxMessageBytes, maxSubscriptions: cfg.maxSubscriptions },
-    },
+    sockets: [
+      supabaseEndpoint({
+        hub,
+        handlers,
+        verify,
+        deps: { catalog, changes: new SupabaseChanges((oid) => catalog.typeName(oid)), log, maxMessageBytes: cfg.maxMessageBytes, maxSubscriptions: cfg.maxSubscriptions },
+        maxBackpressure: cfg.maxBackpressure,
+        maxFrameBytes: cfg.maxFrameBytes,
+        idleTimeoutSec: cfg.idleTimeoutSec,
+      }),
+    ],
     status: () => {
       const w = ring.stats();
       return {

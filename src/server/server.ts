@@ -1,16 +1,13 @@
 // The HTTP/WebSocket front (uWebSockets.js): /ws for clients, /healthz, /metrics, /status; the
 // last two on a listener of their own when --metrics-port is given.
 import uWS from 'uWebSockets.js';
-import { CLOSE, SERVER_DEFAULTS, SUPABASE, WS_PATH } from '../constants.js';
+import { CLOSE, SERVER_DEFAULTS, WS_PATH } from '../constants.js';
 import type { Hub } from '../hub/hub.js';
 import type { Logger } from '../log.js';
 import { Admission, refusalText } from './admission.js';
 import type { Handlers } from './handlers.js';
 import { listenOn } from './listen.js';
 import { Session, type SessionData } from './session.js';
-import { supabaseRoute } from '../supabase/route.js';
-import type { TokenVerifier } from '../auth/jwt.js';
-import type { ConnectionDeps } from '../supabase/connection.js';
 
 /** uWS's own backpressure ceiling (1 GiB): a frame is only dropped past it. */
 const UWS_BACKPRESSURE_CEILING = 1024 * 1024 * 1024;
@@ -39,12 +36,30 @@ export interface ServerOptions {
   /** What `GET /status` answers (walcast status): clients, subscriptions, window. */
   status?: () => unknown;
   /**
-   * The Supabase Realtime endpoint (src/supabase/, docs/SUPABASE.md) on the same port; absent:
-   * not served. `verify` is the same as the handlers' (null under --no-auth).
+   * WebSocket endpoints of other protocols on the same port (the Supabase endpoint,
+   * src/supabase/route.ts): their sockets are counted, bounded and closed with the others.
    */
-  supabase?: { verify: TokenVerifier | null; deps: Omit<ConnectionDeps, 'handlers'> } | null;
+  sockets?: readonly SocketEndpoint[];
   /** More HTTP routes on the same port (the `walcast dev` demo page), before the 404. */
   routes?: (app: uWS.TemplatedApp) => void;
+}
+
+/** What the server lends an endpoint of another protocol (ServerOptions.sockets). */
+export interface SocketHost {
+  readonly admission: Admission;
+  /** uWS's own backpressure ceiling (sessions close themselves far below it). */
+  readonly backpressureCeiling: number;
+  opened(session: Session): void;
+  closed(session: Session): void;
+  /** A session closed for being too slow (counted in the metrics). */
+  slow(): void;
+}
+
+export interface SocketEndpoint {
+  /** Its path, named in the 404 text. */
+  readonly path: string;
+  readonly name: string;
+  attach(app: uWS.TemplatedApp, host: SocketHost): void;
 }
 
 export class Server {
@@ -78,8 +93,8 @@ export class Server {
     o.routes?.(app);
     app.any('/*', (res) => {
       const more = separate ? '' : ', GET /metrics, GET /status';
-      const supabase = o.supabase ? `, Supabase Realtime at ${SUPABASE.wsPath}` : '';
-      res.cork(() => res.writeStatus('404 Not Found').end(`walcast: WebSocket at /ws${supabase}, GET /healthz${more}\n`));
+      const others = (o.sockets ?? []).map((e) => `, ${e.name} at ${e.path}`).join('');
+      res.cork(() => res.writeStatus('404 Not Found').end(`walcast: WebSocket at /ws${others}, GET /healthz${more}\n`));
     });
     const reuse = o.reusePort ?? false;
     const main = await listenOn(app, o.host, o.port, reuse, '--port');
@@ -113,22 +128,14 @@ export class Server {
 
   private webSockets(app: uWS.TemplatedApp): void {
     const o = this.o;
-    if (o.supabase) {
-      supabaseRoute(app, {
-        admission: this.admission,
-        hub: o.hub,
-        handlers: o.handlers,
-        verify: o.supabase.verify,
-        deps: o.supabase.deps,
-        maxBackpressure: o.maxBackpressure,
-        maxFrameBytes: o.maxFrameBytes,
-        idleTimeoutSec: o.idleTimeoutSec,
-        backpressureCeiling: UWS_BACKPRESSURE_CEILING,
-        opened: (s) => this.sessions.add(s),
-        closed: (s) => this.sessions.delete(s),
-        slow: () => this.slowCloses++,
-      });
-    }
+    const host: SocketHost = {
+      admission: this.admission,
+      backpressureCeiling: UWS_BACKPRESSURE_CEILING,
+      opened: (session) => this.sessions.add(session),
+      closed: (session) => this.sessions.delete(session),
+      slow: () => this.slowCloses++,
+    };
+    for (const endpoint of o.sockets ?? []) endpoint.attach(app, host);
     const admission = this.admission;
     const retryAfter = String(SERVER_DEFAULTS.refusalRetryAfterSec);
     app.ws<SessionData>(WS_PATH, {

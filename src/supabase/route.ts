@@ -7,17 +7,16 @@ import type { TokenVerifier, VerifiedToken } from '../auth/jwt.js';
 import { CLOSE, SERVER_DEFAULTS, SUPABASE } from '../constants.js';
 import { AuthError } from '../errors.js';
 import type { Hub } from '../hub/hub.js';
-import type { Admission } from '../server/admission.js';
 import { refusalText } from '../server/admission.js';
+import type { SocketEndpoint, SocketHost } from '../server/server.js';
 import type { Handlers } from '../server/handlers.js';
-import type { Session, SessionData } from '../server/session.js';
+import type { SessionData } from '../server/session.js';
 import { SupabaseConnection, type ConnectionDeps } from './connection.js';
 import { parseVsn } from './phoenix.js';
 import type { Vsn } from './phoenix.types.js';
 import { PhoenixSession } from './session.js';
 
-export interface SupabaseRouteOptions {
-  admission: Admission;
+export interface SupabaseEndpointOptions {
   hub: Hub;
   handlers: Handlers;
   /** Null under --no-auth: the apikey is not read, identities are null. */
@@ -26,10 +25,6 @@ export interface SupabaseRouteOptions {
   maxBackpressure: number;
   maxFrameBytes: number;
   idleTimeoutSec: number;
-  backpressureCeiling: number;
-  opened(session: Session): void;
-  closed(session: Session): void;
-  slow(): void;
 }
 
 interface SocketData {
@@ -39,11 +34,16 @@ interface SocketData {
   verified: VerifiedToken | null;
 }
 
-export function supabaseRoute(app: uWS.TemplatedApp, o: SupabaseRouteOptions): void {
+/** The endpoint, for ServerOptions.sockets. */
+export function supabaseEndpoint(o: SupabaseEndpointOptions): SocketEndpoint {
+  return { path: SUPABASE.wsPath, name: 'Supabase Realtime', attach: (app, host) => route(app, o, host) };
+}
+
+function route(app: uWS.TemplatedApp, o: SupabaseEndpointOptions, host: SocketHost): void {
   const retryAfter = String(SERVER_DEFAULTS.refusalRetryAfterSec);
   app.ws<SocketData>(SUPABASE.wsPath, {
     maxPayloadLength: o.maxFrameBytes,
-    maxBackpressure: o.backpressureCeiling,
+    maxBackpressure: host.backpressureCeiling,
     closeOnBackpressureLimit: 0,
     idleTimeout: o.idleTimeoutSec,
     sendPingsAutomatically: true,
@@ -58,10 +58,10 @@ export function supabaseRoute(app: uWS.TemplatedApp, o: SupabaseRouteOptions): v
         res.cork(() => res.writeStatus('400 Bad Request').end('walcast: vsn must be 1.0.0 or 2.0.0\n', true));
         return;
       }
-      const refused = o.admission.check(true);
+      const refused = host.admission.check(true);
       if (refused) {
         res.cork(() =>
-          res.writeStatus('503 Service Unavailable').writeHeader('Retry-After', retryAfter).writeHeader('X-Walcast-Refused', refused).end(refusalText(refused, o.admission.limits), true),
+          res.writeStatus('503 Service Unavailable').writeHeader('Retry-After', retryAfter).writeHeader('X-Walcast-Refused', refused).end(refusalText(refused, host.admission.limits), true),
         );
         return;
       }
@@ -94,9 +94,9 @@ export function supabaseRoute(app: uWS.TemplatedApp, o: SupabaseRouteOptions): v
     },
     open: (ws) => {
       const data = ws.getUserData();
-      const session = new PhoenixSession(ws as unknown as uWS.WebSocket<SessionData>, o.maxBackpressure, () => o.slow());
+      const session = new PhoenixSession(ws as unknown as uWS.WebSocket<SessionData>, o.maxBackpressure, () => host.slow());
       session.supabaseTokens = true;
-      session.awaitingAuth = o.admission.opened(true);
+      session.awaitingAuth = host.admission.opened(true);
       o.handlers.adopt(session);
       const v = data.verified;
       data.verified = null;
@@ -106,7 +106,7 @@ export function supabaseRoute(app: uWS.TemplatedApp, o: SupabaseRouteOptions): v
       }
       data.session = session;
       data.conn = new SupabaseConnection(session, data.vsn, { ...o.deps, handlers: o.handlers });
-      o.opened(session);
+      host.opened(session);
     },
     message: (ws, message, isBinary) => {
       const session = ws.getUserData().session;
@@ -123,11 +123,11 @@ export function supabaseRoute(app: uWS.TemplatedApp, o: SupabaseRouteOptions): v
       const data = ws.getUserData();
       const session = data.session;
       if (!session) return;
-      o.admission.closed(false);
+      host.admission.closed(false);
       session.dispose();
       data.conn?.closed();
       o.handlers.closed(session);
-      o.closed(session);
+      host.closed(session);
       o.hub.removePeer(session);
     },
   });

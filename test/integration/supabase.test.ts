@@ -7,6 +7,7 @@
 import t from 'tap';
 import WebSocket from 'ws';
 import type { RealtimePostgresChangesPayload } from '@supabase/realtime-js';
+import { createClient } from '@supabase/supabase-js';
 import { query } from '../helpers/capture.js';
 import { startTestDaemon } from '../helpers/daemon.js';
 import { Inbox, subscribed, supabaseClient } from '../helpers/supabase.js';
@@ -255,4 +256,21 @@ t.test('heartbeats are answered', async (t) => {
   c.connect();
   await statuses.find((s) => s === 'ok', 15_000, 'a heartbeat answered');
   t.pass('heartbeat ok');
+});
+
+t.test('supabase-js itself, its URL pointed at walcast (realtime only), with the accessToken option', async (t) => {
+  const supabase = createClient(`http://127.0.0.1:${port}`, anon, {
+    accessToken: async () => hsToken({ sub: 'ben' }),
+    realtime: { transport: WebSocket as never },
+  });
+  t.teardown(() => supabase.removeAllChannels());
+  // The token is fetched asynchronously: a join sent before it is known is anonymous (then
+  // switched to ben when it arrives), as with Supabase. Waiting for it makes the join ben's.
+  await supabase.realtime.setAuth();
+  const got = new Inbox<Payload>();
+  const ch = supabase.channel('room:1:supabase-js').on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'messages', filter: 'room_id=eq.1' }, got.push);
+  t.match(await subscribed(ch), { status: 'SUBSCRIBED' });
+  await query(url, `insert into messages (room_id, body) values (2, 'not for ben'), (1, 'via supabase-js')`);
+  t.match((await got.find(() => true)).new, { room_id: 1, body: 'via supabase-js' });
+  t.equal(got.items.length, 1);
 });
