@@ -44,6 +44,26 @@ export interface ServerOptions {
   routes?: (app: uWS.TemplatedApp) => void;
 }
 
+/** uWS's `message` and `drain` for a session's socket, whichever endpoint it came in by. */
+export function sessionEvents<T extends { session: Session | null }>(
+  hub: Hub,
+  handlers: Handlers,
+): Pick<uWS.WebSocketBehavior<T>, 'message' | 'drain'> {
+  return {
+    message: (ws, data, isBinary) => {
+      const session = ws.getUserData().session;
+      if (session && !session.closed) handlers.message(session, data, isBinary);
+    },
+    drain: (ws) => {
+      const session = ws.getUserData().session;
+      if (session && !session.closed) {
+        session.drained();
+        hub.drained(session);
+      }
+    },
+  };
+}
+
 /** What the server lends an endpoint of another protocol (ServerOptions.sockets). */
 export interface SocketHost {
   readonly admission: Admission;
@@ -181,17 +201,7 @@ export class Server {
         this.sessions.add(session);
         o.handlers.open(session, token);
       },
-      message: (ws, data, isBinary) => {
-        const session = ws.getUserData().session;
-        if (session && !session.closed) o.handlers.message(session, data, isBinary);
-      },
-      drain: (ws) => {
-        const session = ws.getUserData().session;
-        if (session && !session.closed) {
-          session.drained();
-          o.hub.drained(session);
-        }
-      },
+      ...sessionEvents<SessionData>(o.hub, o.handlers),
       close: (ws) => {
         const session = ws.getUserData().session;
         if (!session) return;

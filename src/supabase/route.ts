@@ -8,7 +8,7 @@ import { CLOSE, SERVER_DEFAULTS, SUPABASE } from '../constants.js';
 import { AuthError } from '../errors.js';
 import type { Hub } from '../hub/hub.js';
 import { refusalText } from '../server/admission.js';
-import type { SocketEndpoint, SocketHost } from '../server/server.js';
+import { sessionEvents, type SocketEndpoint, type SocketHost } from '../server/server.js';
 import type { Handlers } from '../server/handlers.js';
 import type { SessionData } from '../server/session.js';
 import { SupabaseConnection, type ConnectionDeps } from './connection.js';
@@ -108,17 +108,7 @@ function route(app: uWS.TemplatedApp, o: SupabaseEndpointOptions, host: SocketHo
       data.conn = new SupabaseConnection(session, data.vsn, { ...o.deps, handlers: o.handlers });
       host.opened(session);
     },
-    message: (ws, message, isBinary) => {
-      const session = ws.getUserData().session;
-      if (session && !session.closed) o.handlers.message(session, message, isBinary);
-    },
-    drain: (ws) => {
-      const session = ws.getUserData().session;
-      if (session && !session.closed) {
-        session.drained();
-        o.hub.drained(session);
-      }
-    },
+    ...sessionEvents<SocketData>(o.hub, o.handlers),
     close: (ws) => {
       const data = ws.getUserData();
       const session = data.session;
