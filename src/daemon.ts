@@ -172,10 +172,19 @@ export async function startDaemon(given: ServeConfig, log: Logger, extras: Daemo
     throw explainConnectError(err, given.db);
   }
   const handlers = new Handlers({ hub, catalog, log, maxMessageBytes: cfg.maxMessageBytes, maxSubscriptions: cfg.maxSubscriptions, verify, authTimeoutMs: cfg.authTimeoutMs, turns: extras.turns, snapshots });
+  const supabase = supabaseEndpoint({
+    hub,
+    handlers,
+    verify,
+    deps: { catalog, changes: new SupabaseChanges((oid) => catalog.typeName(oid)), log, maxMessageBytes: cfg.maxMessageBytes, maxSubscriptions: cfg.maxSubscriptions },
+    maxBackpressure: cfg.maxBackpressure,
+    maxFrameBytes: cfg.maxFrameBytes,
+    idleTimeoutSec: cfg.idleTimeoutSec,
+  });
   let front: Server | null = null; // the metrics read the server created just below
   const registry = createMetrics({ hub, snapshots: () => snapshots.stats, capture: slotCapture, clients: () => front?.clients ?? 0, slowCloses: () => front?.slowCloses ?? 0, auth,
     pendingAuth: () => front?.admission.pending ?? 0, refused: () => front?.admission.refused ?? {}, cluster: cluster ? () => cluster.status() : undefined,
-    bridge: bridge ? () => bridge.stats : undefined });
+    bridge: bridge ? () => bridge.stats : undefined, supabase: () => supabase.stats() });
   const server = new Server({
     host: cfg.host,
     port: cfg.port,
@@ -194,17 +203,7 @@ export async function startDaemon(given: ServeConfig, log: Logger, extras: Daemo
     healthy: () => (cluster ? cluster.following : capture?.current === 'streaming'),
     metrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
     routes: extras.routes,
-    sockets: [
-      supabaseEndpoint({
-        hub,
-        handlers,
-        verify,
-        deps: { catalog, changes: new SupabaseChanges((oid) => catalog.typeName(oid)), log, maxMessageBytes: cfg.maxMessageBytes, maxSubscriptions: cfg.maxSubscriptions },
-        maxBackpressure: cfg.maxBackpressure,
-        maxFrameBytes: cfg.maxFrameBytes,
-        idleTimeoutSec: cfg.idleTimeoutSec,
-      }),
-    ],
+    sockets: [supabase],
     status: () => {
       const w = ring.stats();
       return {
@@ -224,6 +223,7 @@ export async function startDaemon(given: ServeConfig, log: Logger, extras: Daemo
         },
         auth: auth ? { rules: auth.ruleCount, links: auth.linkTotal, ready: auth.ready } : null,
         snapshots: snapshots.stats,
+        supabase: supabase.stats(),
         ...(cluster ? { cluster: { ...cluster.status(), channels: bridge?.stats ?? null } } : {}),
       };
     },

@@ -21,6 +21,8 @@ export interface MetricsSources {
   cluster?: () => ClusterFigures | null;
   /** In a cluster: channels across nodes (src/cluster/channels-bridge.ts stats; structural). */
   bridge?: () => BridgeFigures;
+  /** The Supabase endpoint's connections and channels (src/supabase/route.ts). */
+  supabase?: () => { connections: number; channels: number };
   /** Snapshots (src/snapshot/snapshots.ts stats; structural). */
   snapshots?: () => SnapshotFigures;
 }
@@ -107,6 +109,11 @@ export function createMetrics(src: MetricsSources): MetricsText {
   const { hub, capture } = src;
   gauge('walcast_clients', 'Connected WebSocket clients', src.clients);
   gauge('walcast_subscriptions', 'Active subscriptions (live and catching up)', () => hub.subscriptionCount);
+  if (src.supabase) {
+    const sb = src.supabase;
+    gauge('walcast_supabase_clients', 'Clients connected to the Supabase Realtime endpoint (also in walcast_clients)', () => sb().connections);
+    gauge('walcast_supabase_channels', 'Phoenix channels joined (or joining) on the Supabase Realtime endpoint', () => sb().channels);
+  }
   counter('walcast_transactions_in_total', 'Committed transactions received from the slot', () => hub.counters.transactionsIn);
   counter('walcast_changes_in_total', 'Row changes received from the slot', () => hub.counters.changesIn);
   counter('walcast_deliveries_total', 'Changes sent to subscriptions', () => hub.counters.deliveries);

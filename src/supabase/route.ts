@@ -34,12 +34,30 @@ interface SocketData {
   verified: VerifiedToken | null;
 }
 
-/** The endpoint, for ServerOptions.sockets. */
-export function supabaseEndpoint(o: SupabaseEndpointOptions): SocketEndpoint {
-  return { path: SUPABASE.wsPath, name: 'Supabase Realtime', attach: (app, host) => route(app, o, host) };
+/** What `/status` and the metrics say of the endpoint. */
+export interface SupabaseStats {
+  /** Connections open on the endpoint (also counted among walcast's clients). */
+  connections: number;
+  /** Phoenix channels they have joined or are joining. */
+  channels: number;
 }
 
-function route(app: uWS.TemplatedApp, o: SupabaseEndpointOptions, host: SocketHost): void {
+/** The endpoint, for ServerOptions.sockets, with its figures. */
+export function supabaseEndpoint(o: SupabaseEndpointOptions): SocketEndpoint & { stats(): SupabaseStats } {
+  const open = new Set<SupabaseConnection>();
+  return {
+    path: SUPABASE.wsPath,
+    name: 'Supabase Realtime',
+    attach: (app, host) => route(app, o, host, open),
+    stats: () => {
+      let channels = 0;
+      for (const c of open) channels += c.size;
+      return { connections: open.size, channels };
+    },
+  };
+}
+
+function route(app: uWS.TemplatedApp, o: SupabaseEndpointOptions, host: SocketHost, open: Set<SupabaseConnection>): void {
   const retryAfter = String(SERVER_DEFAULTS.refusalRetryAfterSec);
   app.ws<SocketData>(SUPABASE.wsPath, {
     maxPayloadLength: o.maxFrameBytes,
@@ -106,6 +124,7 @@ function route(app: uWS.TemplatedApp, o: SupabaseEndpointOptions, host: SocketHo
       }
       data.session = session;
       data.conn = new SupabaseConnection(session, data.vsn, { ...o.deps, handlers: o.handlers });
+      open.add(data.conn);
       host.opened(session);
     },
     ...sessionEvents<SocketData>(o.hub, o.handlers),
@@ -115,7 +134,10 @@ function route(app: uWS.TemplatedApp, o: SupabaseEndpointOptions, host: SocketHo
       if (!session) return;
       host.admission.closed(false);
       session.dispose();
-      data.conn?.closed();
+      if (data.conn) {
+        data.conn.closed();
+        open.delete(data.conn);
+      }
       o.handlers.closed(session);
       host.closed(session);
       o.hub.removePeer(session);

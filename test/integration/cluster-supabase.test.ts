@@ -3,7 +3,6 @@
 // is on (whichever holds the slot), and broadcast and presence cross nodes between realtime-js
 // and walcast clients, a Supabase presence key (a label) included.
 import t from 'tap';
-import WebSocket from 'ws';
 import type { RealtimePostgresChangesPayload } from '@supabase/realtime-js';
 import { resolveServeConfig } from '../../src/config.js';
 import { startDaemon, type Daemon } from '../../src/daemon.js';

@@ -256,6 +256,10 @@ t.test('heartbeats are answered', async (t) => {
   c.connect();
   await statuses.find((s) => s === 'ok', 15_000, 'a heartbeat answered');
   t.pass('heartbeat ok');
+  const status = (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { supabase: { connections: number; channels: number }; clients: number };
+  t.ok(status.supabase.connections >= 1, `/status counts the endpoint's connections (${status.supabase.connections})`);
+  t.ok(status.clients >= status.supabase.connections, 'among the clients');
+  t.match(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text(), /^walcast_supabase_clients \d+$/m);
 });
 
 t.test('supabase-js itself, its URL pointed at walcast (realtime only), with the accessToken option', async (t) => {
