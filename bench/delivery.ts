@@ -17,9 +17,13 @@
 //             the clients from the first delivery to the last. The raw uWS server publishes
 //             the very frames walcast sent (recorded by a client) to the same number of
 //             clients; the naive server gets the same writes through a trigger's pg_notify.
+//             Right after walcast's own, the same fan-out by the same daemon to as many clients
+//             of its Supabase endpoint (Phoenix channels, bench/lib/supabase-client.ts), all
+//             joined to one channel with one postgres_changes binding on the table.
 //   memory    RSS of the server process (after full GCs) before and after 5,000 idle
 //             connections, each with one unfiltered subscription (walcast), or subscribed to
-//             the one topic (raw uWS), or tracked by the ws server (naive).
+//             the one topic (raw uWS), or tracked by the ws server (naive); and with walcast's
+//             Supabase endpoint, each joined to the channel with its binding.
 //
 // Prints one JSON line, then readable tables and the targets, each marked met or missed. Exits 0
 // whatever the figures; non-zero only when the benchmark itself failed.
@@ -38,12 +42,16 @@ import { pacedInserts, type PacedWrites } from './lib/writer.js';
 import { machine, ms2, printMachineLine, printTargets, type Target } from './lib/report.js';
 import { cpuMsOf, Helper, nowMs, rssOf } from './lib/rpc.js';
 import { fmtInt, percentile, round, spread, Stopwatch, table, type Spread } from './lib/stats.js';
+import { supabaseChangePrefix, supabasePath } from './lib/supabase-client.js';
 
-const TARGETS = { p50Ms: 5, p99Ms: 25, vsRaw: 0.5, vsNaive: 5, bytesPerConnection: 4096 };
+const TARGETS = { p50Ms: 5, p99Ms: 25, vsRaw: 0.5, vsNaive: 5, supabaseVsNative: 0.8, bytesPerConnection: 4096 };
 const HOST = '127.0.0.1';
 const SLOT = 'bench_delivery';
 const TABLE = 'bench_msgs';
 const CHANGE_PREFIX = '{"type":"change"';
+/** The one channel every Supabase client joins (so they share frames, as walcast's clients do). */
+const SB_TOPIC = 'realtime:bench';
+const SB_PREFIX = supabaseChangePrefix(SB_TOPIC);
 /** row_to_json(NEW) of bench_msgs starts so. */
 const NAIVE_PREFIX = '{"id":';
 const MEM_MARK = '@@bench-mem '; // written by bench/lib/daemon-hook.ts
@@ -63,7 +71,8 @@ const { values: args } = parseArgs({
     'client-procs': { type: 'string', default: '2' },
     'raw-mode': { type: 'string', default: 'publish' },
     'raw-unbatched-rows': { type: 'string', default: '200' },
-    systems: { type: 'string', default: 'walcast,raw,naive' },
+    systems: { type: 'string', default: 'walcast,supabase,raw,naive' },
+    only: { type: 'string', default: 'latency,fanout,memory' },
     'profile-daemon': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
@@ -84,9 +93,11 @@ const RAW_UNBATCHED_ROWS = Number(args['raw-unbatched-rows']);
 if (!Number.isInteger(RAW_UNBATCHED_ROWS) || RAW_UNBATCHED_ROWS < 0) usage(`--raw-unbatched-rows must be 0 or more, got ${JSON.stringify(args['raw-unbatched-rows'])}`);
 const RAW_MODE = args['raw-mode'] as 'publish' | 'send';
 if (RAW_MODE !== 'publish' && RAW_MODE !== 'send') usage(`--raw-mode is publish or send, got ${JSON.stringify(RAW_MODE)}`);
-type System = 'walcast' | 'raw' | 'naive';
-const SYSTEMS = new Set((args.systems ?? '').split(',').map((s) => s.trim()) as System[]);
-if (SYSTEMS.size === 0 || [...SYSTEMS].some((s) => s !== 'walcast' && s !== 'raw' && s !== 'naive')) usage(`--systems takes walcast,raw,naive, got ${JSON.stringify(args.systems)}`);
+/** supabase: walcast's daemon again, its clients on the Supabase endpoint (fan-out and memory only). */
+type System = 'walcast' | 'supabase' | 'raw' | 'naive';
+const SYSTEMS = listOption<System>('systems', ['walcast', 'supabase', 'raw', 'naive']);
+type Part = 'latency' | 'fanout' | 'memory';
+const PARTS = listOption<Part>('only', ['latency', 'fanout', 'memory']);
 const PROFILE_DIR = args['profile-daemon'] ? path.resolve(args['profile-daemon']) : null;
 
 // ── rows ──────────────────────────────────────────────────────────────────────────────────
@@ -152,11 +163,13 @@ class ClientPool extends StatsPool<ClientStats> {
   }
 
   /** `total` connections, split over the client processes; resolves when all are ready. */
-  async connect(port: number, total: number, subscribe?: ConnectArgs['subscribe']): Promise<number> {
+  async connect(port: number, total: number, subscribe?: ConnectArgs['subscribe'], supabase = false): Promise<number> {
     const w = new Stopwatch();
+    // --no-auth: the apikey is not read.
+    const how = supabase ? { path: supabasePath('bench'), supabase: { topic: SB_TOPIC } } : { path: '/ws' };
     await Promise.all(
       this.split(total, Math.ceil(total / this.procs.length)).map(({ count, offset }, i) => {
-        const a: ConnectArgs = { host: HOST, port, path: '/ws', count, offset, subscribe, timeoutMs: 90_000 };
+        const a: ConnectArgs = { host: HOST, port, ...how, count, offset, subscribe, timeoutMs: 90_000 };
         return this.procs[i].call('connect', a, 100_000);
       }),
     );
@@ -270,17 +283,17 @@ interface MemoryResult {
   gcForced: boolean;
 }
 
-async function measureMemory(server: Server, clients: ClientPool, subscribe: ConnectArgs['subscribe']): Promise<MemoryResult> {
+async function measureMemory(server: Server, clients: ClientPool, subscribe: ConnectArgs['subscribe'], supabase = false): Promise<MemoryResult> {
   await sleep(500);
   const before = await server.mem();
   // In two halves: the second half's growth is the marginal cost of a connection, free of
   // one-time growth the first burst causes (V8's young generation grows by tens of MB under
   // the allocation rate of thousands of connects; that is not a per-connection cost).
   const half = Math.floor(MEM_CONNS / 2);
-  let connectMs = await clients.connect(server.port, half, subscribe);
+  let connectMs = await clients.connect(server.port, half, subscribe, supabase);
   await sleep(1_500); // idle: let the server settle (welcome, subscribed, a progress tick)
   const mid = await server.mem();
-  connectMs += await clients.connect(server.port, MEM_CONNS - half, subscribe);
+  connectMs += await clients.connect(server.port, MEM_CONNS - half, subscribe, supabase);
   await sleep(1_500);
   const after = await server.mem();
   const r: MemoryResult = {
@@ -294,7 +307,7 @@ async function measureMemory(server: Server, clients: ClientPool, subscribe: Con
     gcForced: before.gc && after.gc,
   };
   log(
-    `${server.name}: ${fmtInt(MEM_CONNS)} idle connections in ${fmtInt(connectMs)} ms; RSS ${mib(before.rss)} → ${mib(after.rss)} MiB = ` +
+    `${server.name}${supabase ? ' (supabase)' : ''}: ${fmtInt(MEM_CONNS)} idle connections in ${fmtInt(connectMs)} ms; RSS ${mib(before.rss)} → ${mib(after.rss)} MiB = ` +
       `${fmtInt(r.averageBytesPerConnection)} B/connection on average, ${fmtInt(r.bytesPerConnection)} B marginal (JS heap used ${fmtInt(r.heapBytesPerConnection)} B, committed ${fmtInt(r.heapCommittedBytesPerConnection)} B)`,
   );
   return r;
@@ -321,10 +334,19 @@ interface FanoutResult {
   clientCores: number;
   unexpectedCloses: number;
   closeCodes: Record<string, number>;
+  /** The server's RSS when the last delivery was counted (no GC forced). */
+  serverRssAfter: number;
   detail: string;
 }
 
-async function fanout(server: Server, clients: ClientPool, expected: number, payloads: number, run: () => Promise<unknown>, detail: string): Promise<FanoutResult> {
+/** The fan-out's connections (raw, naive): those of the memory phase when it left as many, or new ones. */
+async function fanoutConnections(server: Server, clients: ClientPool): Promise<void> {
+  if (PARTS.has('memory') && MEM_CONNS === FAN_SUBS) return;
+  await clients.closeAll();
+  await clients.connect(server.port, FAN_SUBS);
+}
+
+async function fanout(server: Server, clients: ClientPool, expected: number, payloads: number, run: () => Promise<unknown>, detail: string, name: string = server.name): Promise<FanoutResult> {
   const cpu0 = cpuMsOf(server.pid);
   const t0 = nowMs();
   await run();
@@ -348,10 +370,11 @@ async function fanout(server: Server, clients: ClientPool, expected: number, pay
     clientCores: round(s.cpuMs / startToLast, 2),
     unexpectedCloses: s.unexpectedCloses,
     closeCodes: s.closeCodes,
+    serverRssAfter: rssOf(server.pid),
     detail,
   };
   log(
-    `${server.name}: fan-out ${fmtInt(r.deliveries)}/${fmtInt(expected)} deliveries in ${fmtInt(firstToLast)} ms = ${fmtInt(r.deliveriesPerSec)}/s ` +
+    `${name}: fan-out ${fmtInt(r.deliveries)}/${fmtInt(expected)} deliveries in ${fmtInt(firstToLast)} ms = ${fmtInt(r.deliveriesPerSec)}/s ` +
       `(server cpu ${fmtInt(cpuMs)} ms, ${r.serverCores} cores; clients ${r.clientCores} cores, ELU ${r.clientElu.join('/')})`,
   );
   return r;
@@ -452,36 +475,54 @@ async function main(): Promise<void> {
     const lat: LatencyResult[] = [];
     let frames: string[] = [];
 
-    if (SYSTEMS.has('walcast')) {
+    const sub = { table: TABLE };
+    const memOrFan = PARTS.has('memory') || PARTS.has('fanout');
+    if (SYSTEMS.has('walcast') || SYSTEMS.has('supabase')) {
       log('walcast: starting the daemon');
       const daemon = await startDaemon(url);
       try {
-        // Warm-up (not reported): code paths, pools and the catalog, before the memory baseline.
-        await clients.connect(daemon.port, 200, { table: TABLE });
-        await clients.reset({ prefix: CHANGE_PREFIX });
-        await burst(db, 50);
-        await clients.wait(200 * 50, 5_000, 30_000);
-        await clients.closeAll();
-
-        memory.walcast = await measureMemory(daemon, clients, { table: TABLE });
-        if (MEM_CONNS !== FAN_SUBS) {
+        // walcast's own endpoint and its Supabase endpoint: both warmed up (not reported; code
+        // paths, pools and the catalog, before the memory baselines), then the memory of each,
+        // then the fan-out of each, one right after the other on connections made for it.
+        const kinds = [false, true].filter((supabase) => SYSTEMS.has(supabase ? 'supabase' : 'walcast'));
+        const prefixOf = (supabase: boolean): string => (supabase ? SB_PREFIX : CHANGE_PREFIX);
+        for (const supabase of memOrFan ? kinds : []) {
+          await clients.connect(daemon.port, 200, sub, supabase);
+          await clients.reset({ prefix: prefixOf(supabase) });
+          await burst(db, 50);
+          await clients.wait(200 * 50, 5_000, 30_000);
           await clients.closeAll();
-          await clients.connect(daemon.port, FAN_SUBS, { table: TABLE });
         }
-        await clients.reset({ prefix: CHANGE_PREFIX, record: FAN_ROWS });
-        fan.walcast = await fanout(daemon, clients, FAN_SUBS * FAN_ROWS, FAN_ROWS, () => burst(db, FAN_ROWS), `${fmtInt(FAN_ROWS)} single-row transactions (a procedure committing after each insert)`);
-        frames = await clients.recorded();
-        await clients.closeAll();
+        for (const supabase of PARTS.has('memory') ? kinds : []) {
+          memory[supabase ? 'supabase' : 'walcast'] = await measureMemory(daemon, clients, sub, supabase);
+          await clients.closeAll();
+        }
+        const writes = `${fmtInt(FAN_ROWS)} single-row transactions (a procedure committing after each insert)`;
+        for (const supabase of PARTS.has('fanout') ? kinds : []) {
+          await clients.connect(daemon.port, FAN_SUBS, sub, supabase);
+          await sleep(1_000); // idle: let the server settle after the connects
+          await clients.reset({ prefix: prefixOf(supabase), record: supabase ? 0 : FAN_ROWS });
+          if (!supabase) {
+            fan.walcast = await fanout(daemon, clients, FAN_SUBS * FAN_ROWS, FAN_ROWS, () => burst(db, FAN_ROWS), writes);
+            frames = await clients.recorded();
+          } else {
+            const how = `the same daemon's /realtime/v1/websocket?apikey=…&vsn=2.0.0, every client joined to ${SB_TOPIC} with one postgres_changes binding on ${TABLE}; ${writes}`;
+            fan.supabase = await fanout(daemon, clients, FAN_SUBS * FAN_ROWS, FAN_ROWS, () => burst(db, FAN_ROWS), how, 'walcast (supabase)');
+          }
+          await clients.closeAll();
+        }
 
-        lat.push(await latency(daemon, clients, writers, { name: 'filtered', subscribers: LAT_SUBS, rate: LAT_RATE, seconds: LAT_SECONDS, filtered: true, withTarget: true }));
-        lat.push(await latency(daemon, clients, writers, { name: 'unfiltered', subscribers: LAT_SUBS, rate: UNF_RATE, seconds: UNF_SECONDS, filtered: false, withTarget: false }));
+        if (SYSTEMS.has('walcast') && PARTS.has('latency')) {
+          lat.push(await latency(daemon, clients, writers, { name: 'filtered', subscribers: LAT_SUBS, rate: LAT_RATE, seconds: LAT_SECONDS, filtered: true, withTarget: true }));
+          lat.push(await latency(daemon, clients, writers, { name: 'unfiltered', subscribers: LAT_SUBS, rate: UNF_RATE, seconds: UNF_SECONDS, filtered: false, withTarget: false }));
+        }
       } finally {
         await daemon.stop();
         await dropSlot(db, SLOT);
       }
     }
 
-    if (SYSTEMS.has('raw')) {
+    if (SYSTEMS.has('raw') && memOrFan) {
       if (frames.length < FAN_ROWS) frames = syntheticFrames(FAN_ROWS);
       log(`raw uWS: starting (mode ${RAW_MODE})`);
       const raw = await startHelperServer('raw', 'raw-server.js', []);
@@ -492,22 +533,21 @@ async function main(): Promise<void> {
         await clients.wait(200 * 50, 5_000, 30_000);
         await clients.closeAll();
 
-        memory.raw = await measureMemory(raw, clients, undefined);
-        if (MEM_CONNS !== FAN_SUBS) {
-          await clients.closeAll();
-          await clients.connect(raw.port, FAN_SUBS);
-        }
-        await clients.reset({ prefix: CHANGE_PREFIX });
-        const payloads = frames.slice(0, FAN_ROWS);
-        const how = RAW_MODE === 'publish' ? 'app.publish(topic, frame)' : 'ws.cork(() => ws.send(frame)) on every socket';
-        // Max rate: every payload in one synchronous loop (uWS then writes each socket's share in
-        // few syscalls). The figure the targets compare with.
-        fan.raw = await fanout(raw, clients, FAN_SUBS * FAN_ROWS, FAN_ROWS, () => raw.helper.call('publish', { payloads, mode: RAW_MODE, perTick: payloads.length }, 150_000), `${how} for all ${fmtInt(FAN_ROWS)} payloads in one loop (max rate), walcast's recorded frames`);
-        if (RAW_UNBATCHED_ROWS > 0) {
-          // Diagnostic: one payload per event-loop turn, so each socket gets one write per payload.
-          const few = payloads.slice(0, RAW_UNBATCHED_ROWS);
+        if (PARTS.has('memory')) memory.raw = await measureMemory(raw, clients, undefined);
+        if (PARTS.has('fanout')) {
+          await fanoutConnections(raw, clients);
           await clients.reset({ prefix: CHANGE_PREFIX });
-          fan.rawUnbatched = await fanout(raw, clients, FAN_SUBS * few.length, few.length, () => raw.helper.call('publish', { payloads: few, mode: RAW_MODE, perTick: 1 }, 150_000), `${how}, one payload per event-loop turn (setImmediate between), first ${fmtInt(few.length)} of walcast's recorded frames`);
+          const payloads = frames.slice(0, FAN_ROWS);
+          const how = RAW_MODE === 'publish' ? 'app.publish(topic, frame)' : 'ws.cork(() => ws.send(frame)) on every socket';
+          // Max rate: every payload in one synchronous loop (uWS then writes each socket's share in
+          // few syscalls). The figure the targets compare with.
+          fan.raw = await fanout(raw, clients, FAN_SUBS * FAN_ROWS, FAN_ROWS, () => raw.helper.call('publish', { payloads, mode: RAW_MODE, perTick: payloads.length }, 150_000), `${how} for all ${fmtInt(FAN_ROWS)} payloads in one loop (max rate), walcast's recorded frames`);
+          if (RAW_UNBATCHED_ROWS > 0) {
+            // Diagnostic: one payload per event-loop turn, so each socket gets one write per payload.
+            const few = payloads.slice(0, RAW_UNBATCHED_ROWS);
+            await clients.reset({ prefix: CHANGE_PREFIX });
+            fan.rawUnbatched = await fanout(raw, clients, FAN_SUBS * few.length, few.length, () => raw.helper.call('publish', { payloads: few, mode: RAW_MODE, perTick: 1 }, 150_000), `${how}, one payload per event-loop turn (setImmediate between), first ${fmtInt(few.length)} of walcast's recorded frames`);
+          }
         }
         await clients.closeAll();
       } finally {
@@ -515,7 +555,7 @@ async function main(): Promise<void> {
       }
     }
 
-    if (SYSTEMS.has('naive')) {
+    if (SYSTEMS.has('naive') && memOrFan) {
       log('naive: starting the ws + LISTEN server');
       const naive = await startHelperServer('naive', 'naive-server.js', [url]);
       await db.query(`create trigger bench_notify after insert on ${TABLE} for each row execute function bench_notify()`);
@@ -526,13 +566,12 @@ async function main(): Promise<void> {
         await clients.wait(200 * 50, 5_000, 30_000);
         await clients.closeAll();
 
-        memory.naive = await measureMemory(naive, clients, undefined);
-        if (MEM_CONNS !== FAN_SUBS) {
-          await clients.closeAll();
-          await clients.connect(naive.port, FAN_SUBS);
+        if (PARTS.has('memory')) memory.naive = await measureMemory(naive, clients, undefined);
+        if (PARTS.has('fanout')) {
+          await fanoutConnections(naive, clients);
+          await clients.reset({ prefix: NAIVE_PREFIX });
+          fan.naive = await fanout(naive, clients, FAN_SUBS * FAN_ROWS, FAN_ROWS, () => burst(db, FAN_ROWS), `trigger pg_notify('bench', row_to_json(new)::text), ws server looping client.send(); same writes as walcast`);
         }
-        await clients.reset({ prefix: NAIVE_PREFIX });
-        fan.naive = await fanout(naive, clients, FAN_SUBS * FAN_ROWS, FAN_ROWS, () => burst(db, FAN_ROWS), `trigger pg_notify('bench', row_to_json(new)::text), ws server looping client.send(); same writes as walcast`);
         await clients.closeAll();
       } finally {
         await db.query(`drop trigger if exists bench_notify on ${TABLE}`);
@@ -543,6 +582,10 @@ async function main(): Promise<void> {
     // ── report ──
     const vsRaw = fan.walcast && fan.raw ? round(fan.walcast.deliveriesPerSec / fan.raw.deliveriesPerSec, 3) : null;
     const vsNaive = fan.walcast && fan.naive ? round(fan.walcast.deliveriesPerSec / fan.naive.deliveriesPerSec, 2) : null;
+    const sbVsNative = fan.walcast && fan.supabase ? round(fan.supabase.deliveriesPerSec / fan.walcast.deliveriesPerSec, 3) : null;
+    // The same by the daemon's CPU per delivery: what the ratio would be with a core of its own
+    // (the clients' work grows with the bytes too, and on 2 cores takes from the daemon's).
+    const sbVsNativeCpu = fan.walcast && fan.supabase ? round(fan.walcast.serverCpuMs / fan.walcast.deliveries / (fan.supabase.serverCpuMs / fan.supabase.deliveries), 3) : null;
     const filtered = lat.find((l) => l.name === 'filtered');
     const targets: Target[] = [
       {
@@ -557,6 +600,11 @@ async function main(): Promise<void> {
       },
       { name: `fan-out ≥ ${TARGETS.vsRaw * 100}% of raw uWS`, value: vsRaw, met: vsRaw === null ? null : vsRaw >= TARGETS.vsRaw && !!fan.walcast?.complete },
       { name: `fan-out ≥ ${TARGETS.vsNaive}x the naive approach`, value: vsNaive, met: vsNaive === null ? null : vsNaive >= TARGETS.vsNaive && !!fan.walcast?.complete },
+      {
+        name: `supabase fan-out ≥ ${TARGETS.supabaseVsNative * 100}% of native`,
+        value: sbVsNative,
+        met: sbVsNative === null ? null : sbVsNative >= TARGETS.supabaseVsNative && !!fan.supabase?.complete && !!fan.walcast?.complete,
+      },
       {
         name: `≤ ${fmtInt(TARGETS.bytesPerConnection)} B per idle subscribed connection (marginal RSS)`,
         value: memory.walcast?.bytesPerConnection ?? null,
@@ -577,15 +625,18 @@ async function main(): Promise<void> {
         subscribers: FAN_SUBS,
         rows: FAN_ROWS,
         walcast: fan.walcast ?? null,
+        supabase: fan.supabase ?? null,
         rawUws: fan.raw ?? null,
         rawUwsOnePerTurn: fan.rawUnbatched ?? null,
         naive: fan.naive ?? null,
         walcastVsRaw: vsRaw,
         walcastVsRawOnePerTurn: fan.walcast && fan.rawUnbatched ? round(fan.walcast.deliveriesPerSec / fan.rawUnbatched.deliveriesPerSec, 3) : null,
         walcastVsNaive: vsNaive,
+        supabaseVsNative: sbVsNative,
+        supabaseVsNativeByServerCpu: sbVsNativeCpu,
         rawMode: RAW_MODE,
       },
-      memory: { connections: MEM_CONNS, walcast: memory.walcast ?? null, rawUws: memory.raw ?? null, naive: memory.naive ?? null },
+      memory: { connections: MEM_CONNS, walcast: memory.walcast ?? null, supabase: memory.supabase ?? null, rawUws: memory.raw ?? null, naive: memory.naive ?? null },
       targets,
       totalSeconds: round(total.elapsedMs() / 1000, 1),
     };
@@ -619,6 +670,7 @@ async function main(): Promise<void> {
     }
     const fanRows: Array<[string, FanoutResult]> = [];
     if (fan.walcast) fanRows.push(['walcast', fan.walcast]);
+    if (fan.supabase) fanRows.push(['walcast supabase', fan.supabase]);
     if (fan.raw) fanRows.push(['raw uWS', fan.raw]);
     if (fan.rawUnbatched) fanRows.push(['raw uWS 1/turn', fan.rawUnbatched]);
     if (fan.naive) fanRows.push(['naive', fan.naive]);
@@ -626,7 +678,7 @@ async function main(): Promise<void> {
       process.stdout.write(`\nFan-out to ${fmtInt(FAN_SUBS)} subscribers (deliveries/s from first to last delivery at the clients)\n`);
       process.stdout.write(
         table(
-          ['server', 'deliveries/s', 'payloads', 'deliveries', 'first→last ms', 'start→last ms', 'bytes/frame', 'server cpu ms', 'server cores', 'client cores', 'client ELU'],
+          ['server', 'deliveries/s', 'payloads', 'deliveries', 'first→last ms', 'start→last ms', 'bytes/frame', 'server cpu ms', 'server cores', 'server RSS MiB', 'client cores', 'client ELU'],
           fanRows.map(([n, f]) => [
             n,
             fmtInt(f.deliveriesPerSec),
@@ -637,15 +689,20 @@ async function main(): Promise<void> {
             fmtInt(f.avgPayloadBytes),
             fmtInt(f.serverCpuMs),
             f.serverCores.toFixed(2),
+            mib(f.serverRssAfter),
             f.clientCores.toFixed(2),
             f.clientElu.join('/'),
           ]),
         ) + '\n',
       );
       for (const [n, f] of fanRows) process.stdout.write(`  ${n}: ${f.detail}\n`);
+      if (sbVsNative !== null && sbVsNativeCpu !== null) {
+        process.stdout.write(`  supabase / native = ${(sbVsNative * 100).toFixed(1)}% of deliveries/s; ${(sbVsNativeCpu * 100).toFixed(1)}% by the daemon's CPU time per delivery\n`);
+      }
     }
     const memRows: Array<[string, MemoryResult, string]> = [];
     if (memory.walcast) memRows.push(['walcast', memory.walcast, 'one unfiltered subscription']);
+    if (memory.supabase) memRows.push(['walcast supabase', memory.supabase, 'one channel, one postgres_changes binding']);
     if (memory.raw) memRows.push(['raw uWS', memory.raw, 'subscribed to one topic']);
     if (memory.naive) memRows.push(['naive', memory.naive, 'tracked by the ws server']);
     if (memRows.length) {
@@ -690,6 +747,13 @@ function mib(bytes: number): string {
   return (bytes / 1024 / 1024).toFixed(1);
 }
 
+/** A comma-separated option whose items are all in `allowed`, as a set. */
+function listOption<T extends string>(name: 'systems' | 'only', allowed: readonly T[]): Set<T> {
+  const items = (args[name] ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (items.length === 0 || items.some((s) => !allowed.includes(s as T))) usage(`--${name} takes ${allowed.join(',')}, got ${JSON.stringify(args[name])}`);
+  return new Set(items as T[]);
+}
+
 function positive(v: string | undefined, name: string): number {
   return positiveOf(v, name, usage);
 }
@@ -697,8 +761,9 @@ function positive(v: string | undefined, name: string): number {
 function usage(msg: string): never {
   process.stderr.write(
     `${msg ? msg + '\n' : ''}usage: node dist/bench/delivery.js [--latency-rate 1000] [--latency-seconds 10] [--latency-subscribers 1000] [--rooms 100]\n` +
-      `  [--unfiltered-rate 25] [--unfiltered-seconds 5] [--fanout-subscribers 5000] [--fanout-rows 1000] [--memory-connections 5000]\n` +
-      `  [--client-procs 2] [--raw-mode publish|send] [--raw-unbatched-rows 200] [--systems walcast,raw,naive] [--profile-daemon DIR]\n`,
+      `  [--unfiltered-rate 25] [--unfiltered-seconds 5] [--fanout-subscribers 5000] [--fanout-rows 400] [--memory-connections 5000]\n` +
+      `  [--client-procs 2] [--raw-mode publish|send] [--raw-unbatched-rows 200] [--systems walcast,supabase,raw,naive]\n` +
+      `  [--only latency,fanout,memory] [--profile-daemon DIR]\n`,
   );
   process.exit(msg ? 2 : 0);
 }

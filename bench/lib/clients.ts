@@ -2,7 +2,9 @@
 // connections (bench/lib/mini-ws.ts) to one server and counts what arrives:
 //
 //   connect  open `count` connections; each waits for a welcome frame and, for walcast, sends
-//            one subscribe and waits for `subscribed`. Resolves when all are ready.
+//            one subscribe and waits for `subscribed`; on the Supabase endpoint, each sends one
+//            phx_join (bench/lib/supabase-client.ts) and waits for its ok reply. Resolves when
+//            all are ready.
 //   reset    zero the counters and say what to count: text frames starting with `prefix` are
 //            deliveries; with `latency`, each delivery's "sent_at_ms" is read and
 //            now - sent_at_ms kept; with `record`, the first `record` deliveries of this
@@ -13,6 +15,7 @@
 import { connectMany, countClose, parseBeforeReady, ProcessLoad } from './connect-many.js';
 import { MiniWs } from './mini-ws.js';
 import { nowMs, serveCommands } from './rpc.js';
+import { supabaseJoin, supabaseJoinReply } from './supabase-client.js';
 
 export interface ConnectArgs {
   host: string;
@@ -23,6 +26,8 @@ export interface ConnectArgs {
   offset: number;
   /** walcast: subscribe once welcomed. Absent: ready at the welcome frame. */
   subscribe?: { table: string; filterColumn?: string; filterMod?: number };
+  /** The Supabase endpoint (`path` is its): join `topic` with `subscribe` as its postgres_changes binding. */
+  supabase?: { topic: string };
   /** Connections in flight at once. */
   concurrency?: number;
   timeoutMs?: number;
@@ -108,14 +113,18 @@ function isDelivery(buf: Buffer, start: number, end: number): boolean {
 async function connect(a: ConnectArgs): Promise<{ ready: number; ms: number }> {
   const t0 = performance.now();
   const sub = a.subscribe;
+  const sb = a.supabase;
   const ready = await connectMany(a.count, a.concurrency ?? 200, a.timeoutMs ?? 60_000, (i, onReady, fail) => {
     const n = a.offset + i;
+    const filter = sub?.filterColumn && sub.filterMod ? `${sub.filterColumn}=eq.${n % sub.filterMod}` : undefined;
     const ws: Conn = new MiniWs(
       a.host,
       a.port,
       a.path,
       {
-        open: () => {},
+        open: (c) => {
+          if (sb) c.sendText(supabaseJoin(sb.topic, sub?.table ?? '', filter));
+        },
         text: (c, buf, start, end) => {
           const w = c as Conn;
           if (w.ready) {
@@ -125,10 +134,14 @@ async function connect(a: ConnectArgs): Promise<{ ready: number; ms: number }> {
           }
           const msg = parseBeforeReady<{ type?: string; code?: string; message?: string }>(buf, start, end, `connection ${n}`, fail);
           if (!msg) return;
-          if (msg.type === 'welcome') {
+          if (sb) {
+            const r = supabaseJoinReply(msg);
+            if (r === 'ok') onReady(w);
+            else if (r) fail(`connection ${n}: ${r.error}`);
+            else other++;
+          } else if (msg.type === 'welcome') {
             if (!sub) onReady(w);
             else {
-              const filter = sub.filterColumn && sub.filterMod ? `${sub.filterColumn}=eq.${n % sub.filterMod}` : undefined;
               w.sendText(JSON.stringify({ type: 'subscribe', id: 1, table: sub.table, filter, ref: n }));
             }
           } else if (msg.type === 'subscribed') {
