@@ -1,0 +1,183 @@
+// The Supabase endpoint's connection (src/supabase/connection.ts) on the real handlers, hub and
+// channels, without sockets: a fake WebSocket records what is sent, tokens are verified when a
+// test says so. Races a real socket makes rare (a frame arriving while a token is verified, an
+// event during the verification) are made here at will.
+import t from 'tap';
+import type { Identity, TokenVerifier, VerifiedToken } from '../../src/auth/jwt.js';
+import type { Authorizer } from '../../src/auth/types.js';
+import { AuthError } from '../../src/errors.js';
+import { HistoryRing, LAST_INDEX } from '../../src/history/ring.js';
+import type { Catalog, TableInfo } from '../../src/hub/catalog.js';
+import { Channels } from '../../src/hub/channels.js';
+import { Hub } from '../../src/hub/hub.js';
+import { silentLogger } from '../../src/log.js';
+import { Handlers } from '../../src/server/handlers.js';
+import { SupabaseConnection } from '../../src/supabase/connection.js';
+import { SupabaseChanges } from '../../src/supabase/render.js';
+import { PhoenixSession } from '../../src/supabase/session.js';
+
+type Frame = [string | null, string | null, string, string, Record<string, unknown>];
+
+const table = (name: string): TableInfo => {
+  const columns = [{ name: 'id', typeOid: 23 }] as TableInfo['columns'];
+  return { qualified: `public.${name}`, schema: 'public', name, columns, rowColumns: columns, routeBy: null };
+};
+
+/** Who may do what: `read[user]` tables, `join[user]` channels (absent: everything). */
+interface Rules {
+  read?: Record<string, string[]>;
+  join?: Record<string, string[]>;
+}
+
+function authorizer(rules: Rules): Authorizer {
+  return {
+    ready: true,
+    epoch: 0,
+    whenReady: () => Promise.resolve(),
+    mayEverRead: (identity, tbl) => !rules.read || (rules.read[identity.id] ?? []).includes(tbl),
+    mayAct: (identity, _kind, name) => !rules.join || (rules.join[identity.id] ?? []).includes(name),
+    mayRead: (identity, tbl) => !rules.read || (rules.read[identity.id] ?? []).includes(tbl),
+    reach: () => null,
+    apply: () => false,
+    forget: () => {},
+  };
+}
+
+/** A daemon's parts, with tokens that are user ids, verified when `pass()` is called. */
+function daemon(rules: Rules = {}) {
+  const auth = authorizer(rules);
+  const r = { messages: { burst: 1000, perSecond: 1000 }, bytes: { burst: 1e6, perSecond: 1e6 } };
+  const channels = new Channels({
+    auth, maxPerPeer: 100, maxPayloadBytes: 10_000, presenceBurst: 1000, presencePerSecond: 1000,
+    presence: { metasPerKey: 10, bytesPerKey: 100_000, metasTotal: 1000, bytesTotal: 1e6 },
+    broadcastPerConnection: r, broadcastPerUser: r,
+  });
+  const ring = new HistoryRing({ maxBytes: 1e9, maxAgeMs: 1e9 });
+  const hub = new Hub({ ring, auth, channels });
+  hub.reset({ lsn: 0xfffn, index: LAST_INDEX }, null);
+  const tables = new Map(['notes', 'secrets'].map((n) => [`public.${n}`, table(n)]));
+  const catalog = {
+    table: async (q: string) => tables.get(q) ?? null,
+    tablesIn: async (schema: string) => [...tables.values()].filter((x) => x.schema === schema),
+    typeName: () => undefined,
+  } as unknown as Catalog;
+  const pending: (() => void)[] = [];
+  // A token is the user id; `bad` is refused. Verified when pass() is called.
+  const verify: TokenVerifier = (token) =>
+    new Promise<VerifiedToken>((resolve, reject) =>
+      pending.push(() => (token === 'bad' ? reject(new AuthError('bad token')) : resolve({ identity: { id: token } as Identity, expiresAt: null }))),
+    );
+  const handlers = new Handlers({ hub, catalog, log: silentLogger, maxMessageBytes: 65536, maxSubscriptions: 100, verify });
+  const changes = new SupabaseChanges(() => undefined);
+  /** Lets the verifications asked so far finish, and what they started run. */
+  const pass = async () => {
+    while (pending.length > 0) pending.shift()?.();
+    for (let i = 0; i < 5; i++) await new Promise((res) => setImmediate(res));
+  };
+  /** A Supabase client connected with `apikey` (a user id). */
+  const client = (apikey: string) => {
+    const sent: Frame[] = [];
+    let closed: number | null = null;
+    const ws = {
+      send: (f: string | Buffer) => (sent.push(JSON.parse(String(f)) as Frame), 1),
+      cork: (fn: () => void) => fn(),
+      getBufferedAmount: () => 0,
+      end: (code: number) => {
+        closed = code;
+        session.dispose();
+        conn.closed();
+        handlers.closed(session);
+        hub.removePeer(session);
+      },
+    };
+    const session = new PhoenixSession(ws as never, 1e9, () => {});
+    session.supabaseTokens = true;
+    handlers.adopt(session);
+    session.identity = { id: apikey } as Identity;
+    const conn = new SupabaseConnection(session, '2.0.0', { handlers, catalog, changes, log: silentLogger, maxMessageBytes: 65536, maxSubscriptions: 100 });
+    let ref = 0;
+    const c = {
+      session,
+      conn,
+      sent,
+      get closed() {
+        return closed;
+      },
+      /** Sends a push; its ref. */
+      push(topic: string, event: string, payload: Record<string, unknown>, joinRef: string | null = null): string {
+        const r = String(++ref);
+        handlers.message(session, new TextEncoder().encode(JSON.stringify([joinRef, r, topic, event, payload])).buffer as ArrayBuffer, false);
+        return r;
+      },
+      reply: (r: string) => sent.find((f) => f[3] === 'phx_reply' && f[1] === r)?.[4] as { status: string; response: Record<string, unknown> } | undefined,
+      of: (topic: string, event: string) => sent.filter((f) => f[2] === topic && f[3] === event),
+      /** Closes the socket, as the client going away does. */
+      close: () => session.end(1000, 'bye'),
+    };
+    return c;
+  };
+  return { hub, channels, client, pass };
+}
+
+const join = (config: Record<string, unknown> = {}, token?: string) => ({ config: { broadcast: { ack: true }, presence: { enabled: true }, postgres_changes: [], ...config }, ...(token ? { access_token: token } : {}) });
+const track = (state: Record<string, unknown>) => ({ type: 'presence', event: 'track', payload: state });
+const presenceKeys = (f: Frame | undefined) => Object.keys((f?.[4] ?? {}) as object);
+
+t.test('presence tracked before the user switched goes when the connection leaves', async (t) => {
+  const d = daemon();
+  const a = d.client('anon:anon');
+  const jr = a.push('realtime:lobby', 'phx_join', join());
+  await d.pass();
+  t.match(a.reply(jr), { status: 'ok' });
+  const tr = a.push('realtime:lobby', 'presence', track({ online: 1 }), jr);
+  await d.pass();
+  t.match(a.reply(tr), { status: 'ok' }, 'tracked as anon:anon');
+  a.push('realtime:lobby', 'access_token', { access_token: 'ann' }, jr); // an anonymous client signs in
+  await d.pass();
+  t.equal(a.session.identity?.id, 'ann');
+  a.push('realtime:lobby', 'phx_leave', {}, jr);
+  await d.pass();
+  const b = d.client('bob');
+  const jb = b.push('realtime:lobby', 'phx_join', join());
+  await d.pass();
+  t.match(b.reply(jb), { status: 'ok' });
+  t.same(presenceKeys(b.of('realtime:lobby', 'presence_state').at(-1)), [], 'nobody is in the lobby: no ghost of the anonymous presence');
+  b.push('realtime:lobby', 'phx_leave', {}, jb);
+  await d.pass();
+  t.equal(d.channels.count, 0, 'the channel is gone with its last member');
+});
+
+t.test('presence tracked before the user switched goes when the socket closes', async (t) => {
+  const d = daemon();
+  for (let i = 0; i < 3; i++) {
+    const a = d.client('anon:anon');
+    const jr = a.push(`realtime:room${i}`, 'phx_join', join());
+    await d.pass();
+    a.push(`realtime:room${i}`, 'presence', track({ i }), jr);
+    a.push(`realtime:room${i}`, 'access_token', { access_token: `user${i}` }, jr);
+    await d.pass();
+    a.close();
+  }
+  t.equal(d.channels.count, 0, 'no channel kept alive by the presence of a connection long gone');
+});
+
+t.test('presence moves to the new user: the old key leaves, the new one joins', async (t) => {
+  const d = daemon();
+  const w = d.client('walt');
+  const jw = w.push('realtime:lobby', 'phx_join', join());
+  const a = d.client('anon:anon');
+  const jr = a.push('realtime:lobby', 'phx_join', join());
+  await d.pass();
+  a.push('realtime:lobby', 'presence', track({ online: 1 }), jr);
+  await d.pass();
+  a.push('realtime:lobby', 'access_token', { access_token: 'ann' }, jr);
+  await d.pass();
+  a.push('realtime:lobby', 'presence', track({ online: 2 }), jr);
+  await d.pass();
+  t.ok(w.reply(jw));
+  const state = d.channels.localPresence('lobby') ?? {};
+  t.same(Object.keys(state), ['ann'], 'only the user the connection is now');
+  a.push('realtime:lobby', 'presence', { type: 'presence', event: 'untrack' }, jr);
+  await d.pass();
+  t.same(Object.keys(d.channels.localPresence('lobby') ?? {}), [], 'untrack takes it all away');
+});
