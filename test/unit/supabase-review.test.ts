@@ -181,3 +181,28 @@ t.test('presence moves to the new user: the old key leaves, the new one joins', 
   await d.pass();
   t.same(Object.keys(d.channels.localPresence('lobby') ?? {}), [], 'untrack takes it all away');
 });
+
+t.test('a rejoin read while a token is verified stays a member of its channel', async (t) => {
+  // bob may not read notes: his token ends ann's binding (system error, phx_error), and the
+  // rejoin the client sent meanwhile must not be undone by what the old join's end left behind.
+  const d = daemon({ read: { ann: ['public.notes'], walt: [] } });
+  const a = d.client('ann');
+  const bindings = { postgres_changes: [{ event: '*', schema: 'public', table: 'notes' }] };
+  const j1 = a.push('realtime:room', 'phx_join', join(bindings));
+  await d.pass();
+  t.match(a.reply(j1), { status: 'ok' });
+  a.push('realtime:room', 'access_token', { access_token: 'bob' }, j1);
+  const j2 = a.push('realtime:room', 'phx_join', join()); // read once bob's token is decided
+  await d.pass();
+  t.equal(a.of('realtime:room', 'phx_error').length, 1, 'the old join ended');
+  t.match(a.reply(j2), { status: 'ok' }, 'rejoined');
+  const w = d.client('walt');
+  const jw = w.push('realtime:room', 'phx_join', join());
+  await d.pass();
+  w.push('realtime:room', 'broadcast', { type: 'broadcast', event: 'hi', payload: { n: 1 } }, jw);
+  await d.pass();
+  t.equal(a.of('realtime:room', 'broadcast').length, 1, "the rejoined channel gets walt's broadcast");
+  const b = a.push('realtime:room', 'broadcast', { type: 'broadcast', event: 'yo', payload: {} }, j2);
+  await d.pass();
+  t.match(a.reply(b), { status: 'ok' }, 'and may broadcast on it');
+});
