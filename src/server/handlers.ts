@@ -297,6 +297,9 @@ export class Handlers {
     session.clearAuthTimeout();
     session.armExpiry(v.expiresAt, () => session.end(CLOSE.authFailed, 'token expired'));
     if (source.via !== 'callback') session.reply(source.via === 'query' ? welcome(session.id) : authenticated(v.expiresAt, source.ref));
+    // Another protocol's handler undoes what the refresh ends (a join's parts) at once: unheld,
+    // those are not its client's messages (a switch may end a hundred joins).
+    if (source.via === 'callback') this.release(session);
     // A refresh may take rights away: subscriptions the new identity may not read end here.
     if (previous !== null) this.d.hub.reauthorize(session);
     if (source.via === 'callback') this.settled(session, () => source.done(null));
@@ -306,8 +309,8 @@ export class Handlers {
   /**
    * Runs a verification's callback after what was held meanwhile. Another protocol's handler
    * (the Supabase endpoint) keeps its client's later frames itself: what waits here is what it
-   * asked during the verification (undoing a join the refresh's reauthorize ended), which came
-   * first. Its callback may start another verification: that one's hold is kept.
+   * asked during the verification (undoing a join an event ended, say), which came first. Its
+   * callback may start another verification: that one's hold is kept.
    */
   private settled(session: Session, done: () => void): void {
     this.release(session);

@@ -206,3 +206,19 @@ t.test('a rejoin read while a token is verified stays a member of its channel', 
   await d.pass();
   t.match(a.reply(b), { status: 'ok' }, 'and may broadcast on it');
 });
+
+t.test('a switch to a user who may read none of many joined channels ends them, not the connection', async (t) => {
+  const d = daemon({ read: { ann: ['public.notes'] } });
+  const a = d.client('ann');
+  const bindings = { postgres_changes: [{ event: '*', schema: 'public', table: 'notes' }] };
+  const refs: string[] = [];
+  for (let i = 0; i < 50; i++) refs.push(a.push(`realtime:room${i}`, 'phx_join', join(bindings)));
+  await d.pass();
+  t.ok(refs.every((r) => a.reply(r)?.status === 'ok'), '50 channels joined');
+  a.push('realtime:room0', 'access_token', { access_token: 'bob' }, refs[0]); // bob may read nothing
+  await d.pass();
+  t.equal(a.closed, null, 'the connection stays open');
+  t.equal(a.sent.filter((f) => f[3] === 'phx_error').length, 50, 'every channel ended with phx_error');
+  t.equal(d.hub.subscriptionCount, 0, 'no subscription left');
+  t.equal(d.channels.count, 0, 'no channel membership left');
+});
