@@ -5,10 +5,11 @@
 import t from 'tap';
 import type { Identity, TokenVerifier, VerifiedToken } from '../../src/auth/jwt.js';
 import type { Authorizer } from '../../src/auth/types.js';
+import { SERVER_DEFAULTS } from '../../src/constants.js';
 import { AuthError } from '../../src/errors.js';
 import { HistoryRing, LAST_INDEX } from '../../src/history/ring.js';
 import type { Catalog, TableInfo } from '../../src/hub/catalog.js';
-import { Channels } from '../../src/hub/channels.js';
+import { Channels, channelLimits } from '../../src/hub/channels.js';
 import { Hub } from '../../src/hub/hub.js';
 import { silentLogger } from '../../src/log.js';
 import { Handlers } from '../../src/server/handlers.js';
@@ -46,11 +47,10 @@ function authorizer(rules: Rules): Authorizer {
 /** A daemon's parts, with tokens that are user ids, verified when `pass()` is called. */
 function daemon(rules: Rules = {}) {
   const auth = authorizer(rules);
-  const r = { messages: { burst: 1000, perSecond: 1000 }, bytes: { burst: 1e6, perSecond: 1e6 } };
   const channels = new Channels({
     auth, maxPerPeer: 100, maxPayloadBytes: 10_000, presenceBurst: 1000, presencePerSecond: 1000,
-    presence: { metasPerKey: 10, bytesPerKey: 100_000, metasTotal: 1000, bytesTotal: 1e6 },
-    broadcastPerConnection: r, broadcastPerUser: r,
+    ...channelLimits(SERVER_DEFAULTS, { maxBackpressure: 4e6, broadcastRate: SERVER_DEFAULTS.broadcastPerSecond, broadcastBytesRate: SERVER_DEFAULTS.broadcastBytesPerSecond }),
+    now: () => 0, // budgets never refill: a test's bursts are what counts
   });
   const ring = new HistoryRing({ maxBytes: 1e9, maxAgeMs: 1e9 });
   const hub = new Hub({ ring, auth, channels });
@@ -221,4 +221,29 @@ t.test('a switch to a user who may read none of many joined channels ends them, 
   t.equal(a.sent.filter((f) => f[3] === 'phx_error').length, 50, 'every channel ended with phx_error');
   t.equal(d.hub.subscriptionCount, 0, 'no subscription left');
   t.equal(d.channels.count, 0, 'no channel membership left');
+});
+
+t.test('anonymous clients do not share one presence key and one broadcast budget', { todo: 'anon:<role> is one presence key and one broadcast budget for all anonymous clients' }, async (t) => {
+  const d = daemon();
+  const refused: string[] = [];
+  for (let i = 0; i < 11; i++) {
+    const a = d.client('anon:anon');
+    const jr = a.push('realtime:lobby', 'phx_join', join({ broadcast: { ack: true } }));
+    await d.pass();
+    const tr = a.push('realtime:lobby', 'presence', track({ i }), jr);
+    await d.pass();
+    if (a.reply(tr)?.status !== 'ok') refused.push(`presence ${i}`);
+  }
+  t.same(refused, [], 'an eleventh visitor may be present too');
+  for (let f = 0; f < 2; f++) {
+    const flooder = d.client('anon:anon');
+    const jf = flooder.push('realtime:hall', 'phx_join', join());
+    for (let i = 0; i < SERVER_DEFAULTS.broadcastBurst; i++) flooder.push('realtime:hall', 'broadcast', { type: 'broadcast', event: 'x', payload: {} }, jf);
+  }
+  const other = d.client('anon:anon');
+  const jo = other.push('realtime:hall', 'phx_join', join());
+  await d.pass();
+  const b = other.push('realtime:hall', 'broadcast', { type: 'broadcast', event: 'hi', payload: {} }, jo);
+  await d.pass();
+  t.match(other.reply(b), { status: 'ok' }, "two visitors' floods do not silence the others");
 });
