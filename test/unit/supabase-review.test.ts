@@ -55,9 +55,12 @@ function daemon(rules: Rules = {}) {
   const ring = new HistoryRing({ maxBytes: 1e9, maxAgeMs: 1e9 });
   const hub = new Hub({ ring, auth, channels });
   hub.reset({ lsn: 0xfffn, index: LAST_INDEX }, null);
-  const tables = new Map(['notes', 'secrets'].map((n) => [`public.${n}`, table(n)]));
+  const tables = new Map(['notes', 'secrets', 'slow'].map((n) => [`public.${n}`, table(n)]));
+  // public.slow is looked up once openSlow() is called (a database slow to answer).
+  let openSlow = () => {};
+  const slow = new Promise<void>((res) => (openSlow = res));
   const catalog = {
-    table: async (q: string) => tables.get(q) ?? null,
+    table: async (q: string) => (q === 'public.slow' ? slow.then(() => tables.get(q)) : (tables.get(q) ?? null)),
     tablesIn: async (schema: string) => [...tables.values()].filter((x) => x.schema === schema),
     typeName: () => undefined,
   } as unknown as Catalog;
@@ -94,7 +97,7 @@ function daemon(rules: Rules = {}) {
     session.supabaseTokens = true;
     handlers.adopt(session);
     session.identity = { id: apikey } as Identity;
-    const conn = new SupabaseConnection(session, '2.0.0', { handlers, catalog, changes, log: silentLogger, maxMessageBytes: 65536, maxSubscriptions: 100 });
+    const conn = new SupabaseConnection(session, '2.0.0', { handlers, catalog, changes, log: silentLogger, maxMessageBytes: 65536, maxSubscriptions: 100, maxHeldBytes: 4 * 1024 * 1024 });
     let ref = 0;
     const c = {
       session,
@@ -116,7 +119,7 @@ function daemon(rules: Rules = {}) {
     };
     return c;
   };
-  return { hub, channels, client, pass };
+  return { hub, channels, client, pass, openSlow: () => openSlow() };
 }
 
 const join = (config: Record<string, unknown> = {}, token?: string) => ({ config: { broadcast: { ack: true }, presence: { enabled: true }, postgres_changes: [], ...config }, ...(token ? { access_token: token } : {}) });
@@ -246,4 +249,28 @@ t.test('anonymous clients do not share one presence key and one broadcast budget
   const b = other.push('realtime:hall', 'broadcast', { type: 'broadcast', event: 'hi', payload: {} }, jo);
   await d.pass();
   t.match(other.reply(b), { status: 'ok' }, "two visitors' floods do not silence the others");
+});
+
+t.test('frames held while joins are answered are bounded in bytes per connection, as a socket is', async (t) => {
+  const d = daemon();
+  const a = d.client('ann');
+  // Each join waits for public.slow; meanwhile notes' changes are held, one copy per topic.
+  const bindings = { postgres_changes: [{ event: '*', schema: 'public', table: 'notes' }, { event: '*', schema: 'public', table: 'slow' }] };
+  const refs: string[] = [];
+  for (let i = 0; i < 20; i++) refs.push(a.push(`realtime:room${i}`, 'phx_join', join(bindings)));
+  await d.pass();
+  const rel = { oid: 1, schema: 'public', name: 'notes', qualified: 'public.notes', replicaIdentity: 'full', columns: [{ name: 'id', key: true, typeOid: 23, typeMod: -1 }, { name: 'body', key: false, typeOid: 25, typeMod: -1 }], decoders: [] };
+  const body = 'x'.repeat(64 * 1024);
+  for (let i = 0; i < 40; i++) {
+    const lsn = 0x2000n + BigInt(i) * 0x100n;
+    d.hub.onTransaction({ xid: i + 1, lsn, lsnText: `0/${lsn.toString(16)}`, endLsn: lsn + 8n, commitTime: new Date().toISOString(), changes: [{ index: 0, tag: 'insert', relation: rel, new: { id: i, body } }] } as never);
+  }
+  const topics = (a.conn as unknown as { topics: Map<string, { held: (string | Buffer)[] | null }> }).topics;
+  let held = 0;
+  for (const topic of topics.values()) for (const f of topic.held ?? []) held += f.length;
+  t.ok(held <= 4 * 1024 * 1024, `at most maxBackpressure held (${(held / 1048576).toFixed(1)} MiB)`);
+  d.openSlow();
+  await d.pass();
+  t.ok(refs.every((r) => a.reply(r) !== undefined), 'every join answered');
+  t.ok(refs.some((r) => /retry/.test(String(a.reply(r)?.response.reason))), 'those past the bound fail, to be retried');
 });
