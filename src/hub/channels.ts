@@ -241,7 +241,7 @@ export class Channels {
       // The policies may have changed during the wait.
       if (m.epoch !== epoch && !this.may(peer, ch.name, 'join')) {
         this.remove(peer, ch);
-        peer.push(errorMsgFrom(new ForbiddenError(`no policy allows ${who(peer)} to join ${ch.name}`), { ref: refs[0] }));
+        for (const ref of refs) peer.push(errorMsgFrom(new ForbiddenError(`no policy allows ${who(peer)} to join ${ch.name}`), { ref }));
         peer.flush();
         continue;
       }
@@ -430,9 +430,11 @@ export class Channels {
   }
 
   private evict(peer: Peer, ch: ChannelRoom): void {
+    // Still waiting for `joined` (the room is opening): its joins are answered, on their refs.
+    const refs = ch.members.get(peer)?.pending ?? [undefined];
     this.remove(peer, ch);
     if (peer.closed) return;
-    peer.push(errorMsgFrom(new ForbiddenError(`${who(peer)} may no longer join ${ch.name}`)));
+    for (const ref of refs) peer.push(errorMsgFrom(new ForbiddenError(`${who(peer)} may no longer join ${ch.name}`), { ref }));
     peer.push(left(ch.name));
     peer.flush();
   }

@@ -9,7 +9,7 @@ import { SERVER_DEFAULTS } from '../../src/constants.js';
 import { AuthError } from '../../src/errors.js';
 import { HistoryRing, LAST_INDEX } from '../../src/history/ring.js';
 import type { Catalog, TableInfo } from '../../src/hub/catalog.js';
-import { Channels, channelLimits } from '../../src/hub/channels.js';
+import { Channels, channelLimits, type ChannelBridge } from '../../src/hub/channels.js';
 import { Hub } from '../../src/hub/hub.js';
 import { silentLogger } from '../../src/log.js';
 import { Handlers } from '../../src/server/handlers.js';
@@ -45,13 +45,14 @@ function authorizer(rules: Rules): Authorizer {
 }
 
 /** A daemon's parts, with tokens that are user ids, verified when `pass()` is called. */
-function daemon(rules: Rules = {}) {
+function daemon(rules: Rules = {}, bridge?: ChannelBridge) {
   const auth = authorizer(rules);
   const channels = new Channels({
     auth, maxPerPeer: 100, maxPayloadBytes: 10_000, presenceBurst: 1000, presencePerSecond: 1000,
     ...channelLimits(SERVER_DEFAULTS, { maxBackpressure: 4e6, broadcastRate: SERVER_DEFAULTS.broadcastPerSecond, broadcastBytesRate: SERVER_DEFAULTS.broadcastBytesPerSecond }),
     now: () => 0, // budgets never refill: a test's bursts are what counts
   });
+  if (bridge) channels.attach(bridge);
   const ring = new HistoryRing({ maxBytes: 1e9, maxAgeMs: 1e9 });
   const hub = new Hub({ ring, auth, channels });
   hub.reset({ lsn: 0xfffn, index: LAST_INDEX }, null);
@@ -273,4 +274,26 @@ t.test('frames held while joins are answered are bounded in bytes per connection
   await d.pass();
   t.ok(refs.every((r) => a.reply(r) !== undefined), 'every join answered');
   t.ok(refs.some((r) => /retry/.test(String(a.reply(r)?.response.reason))), 'those past the bound fail, to be retried');
+});
+
+t.test('a join waiting for the cluster to open its channel is answered when the user may no longer join', async (t) => {
+  let open = () => {};
+  const bridge: ChannelBridge = {
+    opened: () => new Promise<void>((res) => (open = res)), // the other nodes' presence, gathered later
+    closed: () => {},
+    broadcast: () => {},
+    presence: () => {},
+    remoteState: () => [],
+  };
+  const d = daemon({ join: { ann: ['room'] } }, bridge);
+  const a = d.client('ann');
+  const jr = a.push('realtime:room', 'phx_join', join());
+  await d.pass();
+  t.equal(a.reply(jr), undefined, 'waiting for the other nodes');
+  a.push('realtime:room', 'access_token', { access_token: 'bob' }, jr); // bob may not join
+  await d.pass();
+  open();
+  await d.pass();
+  t.match(a.reply(jr), { status: 'error' }, 'the join is refused now, not at its timeout');
+  t.equal((a.conn as unknown as { waiting: Map<string, unknown> }).waiting.size, 0, 'no reply left awaited');
 });
