@@ -98,6 +98,11 @@ interface Member {
   epoch: number;
   /** Joined while the room was opening (ChannelBridge.opened): the refs `joined` is owed to. */
   pending: (Ref | undefined)[] | null;
+  /**
+   * The key its presence is tracked under, null when none: a Supabase connection may switch
+   * users, and what it tracked as the old one must still be found to be untracked.
+   */
+  tracked: string | null;
 }
 
 class ChannelRoom {
@@ -207,7 +212,7 @@ export class Channels {
       opening = this.bridge?.opened(name) ?? null;
       if (opening) ch.ready = false;
     }
-    ch.members.set(peer, { epoch: this.o.auth?.epoch ?? 0, pending: ch.ready ? null : [ref] });
+    ch.members.set(peer, { epoch: this.o.auth?.epoch ?? 0, pending: ch.ready ? null : [ref], tracked: null });
     if (mine) mine.add(ch);
     else this.byPeer.set(peer, new Set([ch]));
     if (opening) {
@@ -236,7 +241,7 @@ export class Channels {
       // The policies may have changed during the wait.
       if (m.epoch !== epoch && !this.may(peer, ch.name, 'join')) {
         this.remove(peer, ch);
-        peer.push(errorMsgFrom(new ForbiddenError(`no policy allows ${who(peer)} to join ${ch.name}`), { ref: refs[0] }));
+        for (const ref of refs) peer.push(errorMsgFrom(new ForbiddenError(`no policy allows ${who(peer)} to join ${ch.name}`), { ref }));
         peer.flush();
         continue;
       }
@@ -289,15 +294,31 @@ export class Channels {
    */
   presence(peer: Peer, name: string, state: Record<string, unknown> | null, label?: string): void {
     const ch = this.joinedOrThrow(peer, name);
+    const m = ch.members.get(peer) as Member;
     if (!this.take(peer)) throw new LimitExceededError(`presence updates are limited to ${this.o.presencePerSecond} per second per connection`);
     let diff: PresenceDiff | null;
-    if (state === null) diff = ch.presence.untrack(keyOf(peer), peer.id);
+    if (state === null) diff = this.untrack(peer, ch, m);
     else {
       const bytes = Buffer.byteLength(JSON.stringify(state));
       if (bytes > this.o.maxPayloadBytes) throw new TooLargeError(`a presence state is at most ${this.o.maxPayloadBytes} bytes of JSON`);
       if (!this.may(peer, name, 'presence')) throw new ForbiddenError(`no policy allows ${who(peer)} to share presence on ${name}`);
+      // Tracked as another user (the connection switched): that user's presence goes first.
+      if (m.tracked !== null && m.tracked !== keyOf(peer)) this.dropPresence(peer, ch, m);
       diff = ch.presence.track(keyOf(peer), peer.id, state, bytes, label);
+      m.tracked = keyOf(peer);
     }
+    if (diff) this.presenceChanged(ch, diff);
+  }
+
+  /** Untracks a member's presence, under the key it was tracked under; null when it had none. */
+  private untrack(peer: Peer, ch: ChannelRoom, m: Member | undefined): PresenceDiff | null {
+    const diff = ch.presence.untrack(m?.tracked ?? keyOf(peer), peer.id);
+    if (m) m.tracked = null;
+    return diff;
+  }
+
+  private dropPresence(peer: Peer, ch: ChannelRoom, m: Member): void {
+    const diff = this.untrack(peer, ch, m);
     if (diff) this.presenceChanged(ch, diff);
   }
 
@@ -328,11 +349,17 @@ export class Channels {
     this.deferred.push([ch, frame, except]);
   }
 
-  /** The socket's identity changed (token refresh): channels it may no longer join are left. */
+  /**
+   * The socket's identity changed (token refresh): channels it may no longer join are left, and
+   * in the others, what it tracked as another user (a Supabase connection switched) is untracked.
+   */
   reauthorize(peer: Peer): void {
     for (const ch of [...(this.byPeer.get(peer) ?? [])]) {
-      if (this.may(peer, ch.name, 'join')) continue;
-      this.evict(peer, ch);
+      if (!this.may(peer, ch.name, 'join')) this.evict(peer, ch);
+      else {
+        const m = ch.members.get(peer);
+        if (m && m.tracked !== null && m.tracked !== keyOf(peer)) this.dropPresence(peer, ch, m);
+      }
     }
   }
 
@@ -357,10 +384,11 @@ export class Channels {
   }
 
   private remove(peer: Peer, ch: ChannelRoom): void {
+    const m = ch.members.get(peer);
     ch.members.delete(peer);
     this.byPeer.get(peer)?.delete(ch);
     if (this.byPeer.get(peer)?.size === 0) this.byPeer.delete(peer);
-    const diff = ch.presence.untrack(keyOf(peer), peer.id);
+    const diff = this.untrack(peer, ch, m);
     if (diff) this.presenceChanged(ch, diff);
     if (ch.members.size === 0 && ch.presence.keys === 0 && this.channels.get(ch.name) === ch) {
       this.channels.delete(ch.name);
@@ -402,9 +430,11 @@ export class Channels {
   }
 
   private evict(peer: Peer, ch: ChannelRoom): void {
+    // Still waiting for `joined` (the room is opening): its joins are answered, on their refs.
+    const refs = ch.members.get(peer)?.pending ?? [undefined];
     this.remove(peer, ch);
     if (peer.closed) return;
-    peer.push(errorMsgFrom(new ForbiddenError(`${who(peer)} may no longer join ${ch.name}`)));
+    for (const ref of refs) peer.push(errorMsgFrom(new ForbiddenError(`${who(peer)} may no longer join ${ch.name}`), { ref }));
     peer.push(left(ch.name));
     peer.flush();
   }

@@ -297,23 +297,25 @@ export class Handlers {
     session.clearAuthTimeout();
     session.armExpiry(v.expiresAt, () => session.end(CLOSE.authFailed, 'token expired'));
     if (source.via !== 'callback') session.reply(source.via === 'query' ? welcome(session.id) : authenticated(v.expiresAt, source.ref));
+    // Another protocol's handler undoes what the refresh ends (a join's parts) at once: unheld,
+    // those are not its client's messages (a switch may end a hundred joins).
+    if (source.via === 'callback') this.release(session);
     // A refresh may take rights away: subscriptions the new identity may not read end here.
     if (previous !== null) this.d.hub.reauthorize(session);
     if (source.via === 'callback') this.settled(session, () => source.done(null));
-    this.release(session);
+    else this.release(session);
   }
 
   /**
-   * Runs a verification's callback before the messages held meanwhile (they were sent after the
-   * message that verified): what it runs is handled at once, the held ones after it.
+   * Runs a verification's callback after what was held meanwhile. Another protocol's handler
+   * (the Supabase endpoint) keeps its client's later frames itself: what waits here is what it
+   * asked during the verification (undoing a join an event ended, say), which came first. Its
+   * callback may start another verification: that one's hold is kept.
    */
   private settled(session: Session, done: () => void): void {
-    const held = session.held;
-    session.held = null;
-    done();
-    if (!held || held.length === 0) return;
-    if (session.held) (session.held as (() => void)[]).push(...held);
-    else session.held = held;
+    this.release(session);
+    if (session.held) (session.held as (() => void)[]).push(done);
+    else done();
   }
 
   private refused(session: Session, err: unknown, source: TokenOrigin): void {
@@ -326,7 +328,6 @@ export class Handlers {
     this.d.log.debug({ session: session.id, reason: e.message }, 'token refused');
     if (source.via === 'callback') {
       this.settled(session, () => source.done(e));
-      this.release(session);
       return;
     }
     if (source.via === 'message') session.reply(errorMsgFrom(e, { ref: source.ref }));

@@ -28,6 +28,8 @@ export interface ConnectionDeps {
   log: Logger;
   maxMessageBytes: number;
   maxSubscriptions: number;
+  /** Bytes of frames held for joining topics, all together (a socket's backpressure bound). */
+  maxHeldBytes: number;
 }
 
 /** A walcast frame, parsed. */
@@ -50,6 +52,8 @@ export class SupabaseConnection {
   private readonly waiting = new Map<string, Waiter>();
   private nextRef = 0;
   private nextSub = 0;
+  /** Bytes held by the topics being joined (each topic copies its changes: one frame per topic). */
+  private heldBytes = 0;
   /** The last access token accepted (the same one again is not verified again). */
   private token: string | null = null;
   /**
@@ -261,8 +265,7 @@ export class SupabaseConnection {
     if (bindings.length > 0) {
       this.system(topic, 'ok', 'Subscribed to PostgreSQL', E.postgresChanges);
     }
-    const held = topic.held ?? [];
-    topic.held = null;
+    const held = this.unhold(topic);
     for (const f of held) {
       if (typeof f === 'string') this.session.out(f);
       else this.session.pushFrame(f);
@@ -304,7 +307,7 @@ export class SupabaseConnection {
   private drop(topic: Topic): void {
     if (topic.state === 'gone') return;
     topic.state = 'gone';
-    topic.held = null;
+    this.unhold(topic);
     if (topic.timer) clearTimeout(topic.timer);
     topic.timer = null;
     for (const b of topic.bindings) {
@@ -450,9 +453,26 @@ export class SupabaseConnection {
   private holdFrame(topic: Topic, frame: string | Buffer): boolean {
     if (topic.state === 'gone') return true; // its subscriptions are being ended: nothing more for it
     if (topic.held === null) return false;
-    if (topic.held.length < SUPABASE.maxHeldPerJoin) topic.held.push(frame);
-    else topic.failure ??= 'too many messages for the channel while it was being joined; retry';
+    if (topic.failure === null && topic.held.length < SUPABASE.maxHeldPerJoin && this.heldBytes + frame.length <= this.d.maxHeldBytes) {
+      topic.held.push(frame);
+      topic.heldBytes += frame.length;
+      this.heldBytes += frame.length;
+      return true;
+    }
+    // The join fails (realtime-js retries): what it held goes now, not when it is answered.
+    topic.failure ??= 'too many messages for the channel while it was being joined; retry';
+    this.unhold(topic);
+    topic.held = [];
     return true;
+  }
+
+  /** A topic's held frames, no longer held (sent, or dropped). */
+  private unhold(topic: Topic): (string | Buffer)[] {
+    const held = topic.held ?? [];
+    topic.held = null;
+    this.heldBytes -= topic.heldBytes;
+    topic.heldBytes = 0;
+    return held;
   }
 
   /** The Phoenix text of a frame all members of a channel get, written once per serializer and topic. */

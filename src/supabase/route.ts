@@ -21,7 +21,7 @@ export interface SupabaseEndpointOptions {
   handlers: Handlers;
   /** Null under --no-auth: the apikey is not read, identities are null. */
   verify: TokenVerifier | null;
-  deps: Omit<ConnectionDeps, 'handlers'>;
+  deps: Omit<ConnectionDeps, 'handlers' | 'maxHeldBytes'>;
   maxBackpressure: number;
   maxFrameBytes: number;
   idleTimeoutSec: number;
@@ -123,7 +123,7 @@ function route(app: uWS.TemplatedApp, o: SupabaseEndpointOptions, host: SocketHo
         session.armExpiry(v.expiresAt, () => session.end(CLOSE.authFailed, 'apikey expired'));
       }
       data.session = session;
-      data.conn = new SupabaseConnection(session, data.vsn, { ...o.deps, handlers: o.handlers });
+      data.conn = new SupabaseConnection(session, data.vsn, { ...o.deps, handlers: o.handlers, maxHeldBytes: o.maxBackpressure });
       open.add(data.conn);
       host.opened(session);
     },

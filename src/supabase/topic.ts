@@ -38,6 +38,8 @@ export class Topic {
   presence: boolean;
   /** Frames for the topic while joining, in order (strings: Phoenix text; Buffers: changes). */
   held: (string | Buffer)[] | null = [];
+  /** Their bytes (string lengths for text). */
+  heldBytes = 0;
   timer: NodeJS.Timeout | null = null;
 
   constructor(
