@@ -27,6 +27,14 @@ export type TokenVerifier = (token: string, opts?: { anonymous?: boolean }) => P
 /** The id of an anonymous identity (a token with a `role` and no `sub`): this, then the role. */
 export const ANONYMOUS_ID_PREFIX = 'anon:';
 
+/**
+ * Whether an identity is anonymous (an anon key's): everyone holding the key shares its id, so
+ * what walcast keeps per user (presence keys, broadcast budgets) is kept per connection for it.
+ */
+export function isAnonymous(identity: Identity): boolean {
+  return identity.sub === undefined && identity.id.startsWith(ANONYMOUS_ID_PREFIX);
+}
+
 export interface VerifierOptions {
   /** HS256 shared secret. */
   secret?: string;

@@ -8,6 +8,7 @@
 // In a cluster a bridge (ChannelBridge, src/cluster/channels-bridge.ts) carries broadcasts and
 // presence to and from the members on other nodes; without one, channels are this node's alone.
 import type { Authorizer } from '../auth/types.js';
+import { isAnonymous } from '../auth/jwt.js';
 import { BadRequestError, ForbiddenError, LimitExceededError, TooLargeError } from '../errors.js';
 import { broadcastMsg, joined, left, presenceDiff, presenceState } from '../protocol/frames.js';
 import { errorMsgFrom } from '../protocol/wire-errors.js';
@@ -457,8 +458,10 @@ export class Channels {
 }
 
 /** Presence key: the user (its sockets are one key), or the socket under --no-auth. */
+/** A peer's presence key: its user's id; the connection's own for anonymous clients and under --no-auth. */
 function keyOf(peer: Peer): string {
-  return peer.identity?.id ?? peer.id;
+  const identity = peer.identity;
+  return identity && !isAnonymous(identity) ? identity.id : peer.id;
 }
 
 function who(peer: Peer): string {

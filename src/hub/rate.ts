@@ -4,6 +4,7 @@
 // kept only while the user has a connection that used it, so the map stays bounded by the
 // connected users.
 import type { Peer } from './types.js';
+import { isAnonymous } from '../auth/jwt.js';
 
 /** A bucket of `burst` tokens, refilled at `perSecond`. */
 export interface Rate {
@@ -106,8 +107,9 @@ export class BroadcastBudgets {
   private userBudget(peer: Peer, now: number): Budget | null {
     let id = this.userOf.get(peer);
     if (id === undefined) {
-      // Under --no-auth there is no user: the connection's own budget is all there is.
-      if (!peer.identity) return null;
+      // Under --no-auth there is no user, and anonymous clients (an anon key) are not one user:
+      // the connection's own budget is all there is.
+      if (!peer.identity || isAnonymous(peer.identity)) return null;
       id = peer.identity.id;
       this.userOf.set(peer, id);
       const u = this.byUser.get(id);

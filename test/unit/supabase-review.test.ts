@@ -227,7 +227,7 @@ t.test('a switch to a user who may read none of many joined channels ends them, 
   t.equal(d.channels.count, 0, 'no channel membership left');
 });
 
-t.test('anonymous clients do not share one presence key and one broadcast budget', { todo: 'anon:<role> is one presence key and one broadcast budget for all anonymous clients' }, async (t) => {
+t.test('anonymous clients do not share one presence key and one broadcast budget', async (t) => {
   const d = daemon();
   const refused: string[] = [];
   for (let i = 0; i < 11; i++) {
