@@ -62,8 +62,14 @@ export class SupabaseConnection {
    * with each, and it is verified once. Bounded (SUPABASE.maxDeferredFrames, maxDeferredBytes).
    */
   private verifying = false;
-  private readonly deferred: DecodedFrame[] = [];
+  private readonly deferred: { m: DecodedFrame; bytes: number }[] = [];
   private deferredBytes = 0;
+  /**
+   * Subscribes not answered yet, by walcast id → the ref their answer carries: a subscription
+   * ended before it went live (a cluster catch-up cut short) is answered by a resync or error
+   * naming its id, without the ref.
+   */
+  private readonly unanswered = new Map<number, string>();
 
   constructor(
     private readonly session: PhoenixSession,
@@ -98,7 +104,7 @@ export class SupabaseConnection {
         this.session.end(CLOSE.protocolViolation, `more than ${SUPABASE.maxDeferredFrames} messages (or ${SUPABASE.maxDeferredBytes} bytes) sent while a token was being verified`);
         return;
       }
-      this.deferred.push(m);
+      this.deferred.push({ m, bytes: data.byteLength });
       return;
     }
     this.handle(m);
@@ -128,8 +134,11 @@ export class SupabaseConnection {
       this.verifying = false;
       if (!err) this.token = token;
       then(err);
-      while (!this.verifying && this.deferred.length > 0 && !this.session.closed) this.handle(this.deferred.shift() as DecodedFrame);
-      if (this.deferred.length === 0) this.deferredBytes = 0;
+      while (!this.verifying && this.deferred.length > 0 && !this.session.closed) {
+        const d = this.deferred.shift() as { m: DecodedFrame; bytes: number };
+        this.deferredBytes -= d.bytes;
+        this.handle(d.m);
+      }
       this.session.flushSoon();
     });
   }
@@ -234,7 +243,8 @@ export class SupabaseConnection {
       render,
     };
     topic.waiting++;
-    this.request(msg, (f) => {
+    const ref = this.request(msg, (f) => {
+      this.unanswered.delete(id);
       topic.waiting--;
       if (f.type === 'subscribed') {
         if (topic.state === 'gone') this.request({ type: 'unsubscribe', id });
@@ -248,6 +258,17 @@ export class SupabaseConnection {
       }
       this.settle(topic);
     });
+    if (this.waiting.has(ref)) this.unanswered.set(id, ref);
+  }
+
+  /** A resync or error naming a subscription whose subscribe is unanswered: its answer. */
+  private answerOf(id: unknown, f: Native): boolean {
+    const ref = typeof id === 'number' ? this.unanswered.get(id) : undefined;
+    const waiter = ref === undefined ? undefined : this.waiting.get(ref);
+    if (ref === undefined || !waiter) return false;
+    this.waiting.delete(ref);
+    waiter(f);
+    return true;
   }
 
   /** Every part answered: the join's reply, then what was held for the topic meanwhile. */
@@ -427,12 +448,14 @@ export class SupabaseConnection {
         return;
       }
       case 'resync': {
+        if (this.answerOf(f.sub, f)) return;
         const topic = this.bySub.get(f.sub as number);
         if (topic) this.errored(topic, `changes can no longer be delivered in order (${String(f.reason)}); rejoining`);
         return;
       }
       case 'error': {
         // A subscription ended by walcast (a refreshed token may not read its table).
+        if (this.answerOf(f.id, f)) return;
         const topic = typeof f.id === 'number' ? this.bySub.get(f.id) : undefined;
         if (topic) this.errored(topic, String(f.message));
         return;
@@ -489,10 +512,11 @@ export class SupabaseConnection {
   // ── helpers ─────────────────────────────────────────────────────────────────────────────
 
   /** Runs a walcast message; `then` gets its reply (none: the reply is dropped). */
-  private request(msg: ClientMessage | RenderedSubscribe, then?: Waiter): void {
+  private request(msg: ClientMessage | RenderedSubscribe, then?: Waiter): string {
     const ref = `${REF_PREFIX}${++this.nextRef}`;
     this.waiting.set(ref, then ?? noop);
     this.d.handlers.run(this.session, { ...msg, ref } as ClientMessage);
+    return ref;
   }
 
   /** Runs a message walcast answers only on failure; `answer(null)` when it succeeded. */
@@ -532,6 +556,7 @@ export class SupabaseConnection {
     this.byChannel.clear();
     this.bySub.clear();
     this.waiting.clear();
+    this.unanswered.clear();
   }
 }
 
@@ -558,7 +583,9 @@ function topicConfig(config: Record<string, unknown>): TopicConfig {
 }
 
 function messageOf(f: Native): string {
-  return typeof f.message === 'string' ? f.message : `unexpected reply ${JSON.stringify(f.type)}`;
+  if (typeof f.message === 'string') return f.message;
+  if (f.type === 'resync') return `the subscription ended before it went live (${String(f.reason)}); retry`;
+  return `unexpected reply ${JSON.stringify(f.type)}`;
 }
 
 function reasonOf(err: unknown): string {
