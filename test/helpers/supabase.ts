@@ -72,3 +72,61 @@ export class Inbox<T> {
     );
   }
 }
+
+export type PhoenixFrame = [string | null, string | null, string, string, Record<string, unknown>];
+
+/** A raw vsn 2.0.0 Phoenix client of the Supabase endpoint (frames as sent, no realtime-js), closed when `t` ends. */
+export class RawPhoenix {
+  readonly frames: PhoenixFrame[] = [];
+  closed: { code: number } | null = null;
+  private readonly waiters = new Waiters();
+  private ref = 0;
+
+  private constructor(readonly ws: WebSocket) {
+    ws.on('message', (data, binary) => {
+      if (!binary) this.frames.push(JSON.parse(data.toString()) as PhoenixFrame);
+      this.waiters.notify();
+    });
+    ws.on('close', (code) => {
+      this.closed = { code };
+      this.waiters.notify();
+    });
+  }
+
+  static async open(t: Test, port: number, apikey: string): Promise<RawPhoenix> {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/realtime/v1/websocket?apikey=${apikey}&vsn=2.0.0`);
+    await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+    t.teardown(() => ws.close());
+    return new RawPhoenix(ws);
+  }
+
+  /** Sends a push; returns its ref. */
+  push(topic: string, event: string, payload: unknown, joinRef: string | null = null): string {
+    const ref = String(++this.ref);
+    this.ws.send(JSON.stringify([joinRef, ref, topic, event, payload]));
+    return ref;
+  }
+
+  /** The phx_reply to push `ref`. */
+  reply(ref: string, timeoutMs = 10_000): Promise<{ status: string; response: Record<string, unknown> }> {
+    return this.next((f) => f[3] === 'phx_reply' && f[1] === ref, timeoutMs).then((f) => f[4] as never);
+  }
+
+  next(pred: (f: PhoenixFrame) => boolean, timeoutMs = 10_000): Promise<PhoenixFrame> {
+    return this.waiters.wait<PhoenixFrame>(
+      (s) => {
+        const f = this.frames.find(pred);
+        if (!f) return false;
+        s.resolve(f);
+        return true;
+      },
+      timeoutMs,
+      () => new Error(`no such frame; have ${JSON.stringify(this.frames.slice(-5))}`),
+    );
+  }
+
+  /** A heartbeat answered: the connection is alive and in order. */
+  async alive(): Promise<boolean> {
+    return (await this.reply(this.push('phoenix', 'heartbeat', {}))).status === 'ok';
+  }
+}

@@ -4,11 +4,10 @@
 // connection and the daemon carry on.
 
 import t from 'tap';
-import WebSocket from 'ws';
 import { SERVER_DEFAULTS, SUPABASE } from '../../src/constants.js';
 import { startTestDaemon } from '../helpers/daemon.js';
 import { hsToken } from '../helpers/tokens.js';
-import { Waiters } from '../helpers/waiters.js';
+import { RawPhoenix } from '../helpers/supabase.js';
 
 const { daemon, as } = await startTestDaemon(
   t,
@@ -21,68 +20,12 @@ const { daemon, as } = await startTestDaemon(
      ('p', '*', 'channel', 'room:*', 'presence', 'true');`,
 );
 
-type Frame = [string | null, string | null, string, string, Record<string, unknown>];
-
-/** A raw vsn 2.0.0 Phoenix client. */
-class Raw {
-  readonly frames: Frame[] = [];
-  closed: { code: number } | null = null;
-  private readonly waiters = new Waiters();
-  private ref = 0;
-
-  private constructor(readonly ws: WebSocket) {
-    ws.on('message', (data, binary) => {
-      if (!binary) this.frames.push(JSON.parse(data.toString()) as Frame);
-      this.waiters.notify();
-    });
-    ws.on('close', (code) => {
-      this.closed = { code };
-      this.waiters.notify();
-    });
-  }
-
-  static async open(token: string): Promise<Raw> {
-    const ws = new WebSocket(`ws://127.0.0.1:${daemon.port}/realtime/v1/websocket?apikey=${token}&vsn=2.0.0`);
-    await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
-    return new Raw(ws);
-  }
-
-  /** Sends a push; returns its ref. */
-  push(topic: string, event: string, payload: unknown, joinRef: string | null = null): string {
-    const ref = String(++this.ref);
-    this.ws.send(JSON.stringify([joinRef, ref, topic, event, payload]));
-    return ref;
-  }
-
-  /** The phx_reply to push `ref`. */
-  reply(ref: string, timeoutMs = 10_000): Promise<{ status: string; response: Record<string, unknown> }> {
-    return this.next((f) => f[3] === 'phx_reply' && f[1] === ref, timeoutMs).then((f) => f[4] as never);
-  }
-
-  next(pred: (f: Frame) => boolean, timeoutMs = 10_000): Promise<Frame> {
-    return this.waiters.wait<Frame>(
-      (s) => {
-        const f = this.frames.find(pred);
-        if (!f) return false;
-        s.resolve(f);
-        return true;
-      },
-      timeoutMs,
-      () => new Error(`no such frame; have ${JSON.stringify(this.frames.slice(-5))}`),
-    );
-  }
-
-  /** A heartbeat answered: the connection is alive and in order. */
-  async alive(): Promise<boolean> {
-    return (await this.reply(this.push('phoenix', 'heartbeat', {}))).status === 'ok';
-  }
-}
 
 const token = await hsToken({ sub: 'ann' });
 const joinPayload = (extra: Record<string, unknown> = {}) => ({ config: { broadcast: { ack: true, self: false }, presence: { key: '' }, postgres_changes: [], ...extra }, access_token: token });
 
 t.test('malformed, unknown and misaddressed frames are answered or dropped; the connection goes on', async (t) => {
-  const c = await Raw.open(token);
+  const c = await RawPhoenix.open(t, daemon.port, token);
   c.ws.send('not json');
   c.ws.send('{"topic":"realtime:x"}');
   c.ws.send('[1,2,3]');
@@ -116,7 +59,7 @@ t.test('malformed, unknown and misaddressed frames are answered or dropped; the 
 });
 
 t.test('oversized frames and binary broadcast payloads', async (t) => {
-  const c = await Raw.open(token);
+  const c = await RawPhoenix.open(t, daemon.port, token);
   const joinRef = c.push('realtime:room:2', 'phx_join', joinPayload());
   await c.reply(joinRef);
   c.ws.send(JSON.stringify([joinRef, '99', 'realtime:room:2', 'broadcast', { type: 'broadcast', event: 'big', payload: 'x'.repeat(70_000) }]));
@@ -132,13 +75,13 @@ t.test('oversized frames and binary broadcast payloads', async (t) => {
 });
 
 t.test('bounds: channels per connection, bindings per channel, presence keys, frames held while joining', async (t) => {
-  const c = await Raw.open(token);
+  const c = await RawPhoenix.open(t, daemon.port, token);
   for (let i = 0; i < SUPABASE.maxTopics; i++) c.push(`realtime:room:t${i}`, 'phx_join', joinPayload());
   await c.next((f) => f[2] === `realtime:room:t${SUPABASE.maxTopics - 1}` && f[3] === 'phx_reply');
   t.match(await c.reply(c.push('realtime:room:one-more', 'phx_join', joinPayload())), { status: 'error', response: { reason: new RegExp(`at most ${SUPABASE.maxTopics} channels`) } });
   t.match(await c.reply(c.push('realtime:room:t0', 'phx_join', joinPayload())), { status: 'ok' }, 'joining a topic again replaces it (not one more)');
 
-  const d = await Raw.open(token);
+  const d = await RawPhoenix.open(t, daemon.port, token);
   const many = Array.from({ length: SERVER_DEFAULTS.maxSubscriptionsPerSocket + 1 }, (_, i) => ({ event: '*', schema: 'public', table: 'messages', filter: `id=eq.${i}` }));
   t.match(await d.reply(d.push('realtime:room:many', 'phx_join', joinPayload({ postgres_changes: many }))), { status: 'error', response: { reason: /at most/ } });
   t.match(await d.reply(d.push('realtime:room:key', 'phx_join', joinPayload({ presence: { key: 'k'.repeat(SUPABASE.maxPresenceKey + 1) } }))), { status: 'error', response: { reason: /presence.key/ } });
@@ -146,7 +89,7 @@ t.test('bounds: channels per connection, bindings per channel, presence keys, fr
 });
 
 t.test('config.presence.key is a label: walcast clients still see who tracked', async (t) => {
-  const c = await Raw.open(token);
+  const c = await RawPhoenix.open(t, daemon.port, token);
   const joinRef = c.push('realtime:room:pose', 'phx_join', joinPayload({ presence: { key: 'ben', enabled: true } }));
   t.match(await c.reply(joinRef), { status: 'ok' });
   const native = await as('ben');
@@ -158,12 +101,12 @@ t.test('config.presence.key is a label: walcast clients still see who tracked', 
 });
 
 t.test('a flood of pushes is bounded like native messages; the daemon stays up', async (t) => {
-  const c = await Raw.open(token);
+  const c = await RawPhoenix.open(t, daemon.port, token);
   const n = SERVER_DEFAULTS.maxQueuedMessages * 2;
   const frame = JSON.stringify([null, '1', 'phoenix', 'heartbeat', {}]);
   for (let i = 0; i < n; i++) c.ws.send(frame);
   await c.next(() => c.closed !== null || c.frames.length >= n, 30_000).catch(() => null);
   t.ok(c.closed === null ? c.frames.length >= n : c.closed.code === 1013, `all ${n} answered, or closed with 1013 (got ${c.closed?.code ?? c.frames.length})`);
-  const d = await Raw.open(token);
+  const d = await RawPhoenix.open(t, daemon.port, token);
   t.ok(await d.alive(), 'another connection is served');
 });
