@@ -222,13 +222,27 @@ t.test('access_token: an anonymous client signs in and switches users, row by ro
     .on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'messages', filter: 'room_id=eq.1' }, room1.push)
     .on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'messages', filter: 'room_id=eq.2' }, room2.push);
   t.match(await subscribed(ch), { status: 'SUBSCRIBED' }, 'anonymous: subscribed, rows judged one by one');
-  await query(url, `insert into messages (room_id, body) values (1, 'anon-1')`);
+  // Rows are judged as whoever the connection is when they are dispatched. The marker (a note,
+  // which anonymous clients may read, committed with the row) says the row was dispatched; a
+  // heartbeat answered after setAuth says the new token was applied (pushes are read in order).
+  const marker = new Inbox<Payload>();
+  t.match(await subscribed(visitor.channel('signin:marker').on('postgres_changes', { event: 'INSERT', schema: 'public', table: 'notes' }, marker.push)), { status: 'SUBSCRIBED' });
+  await query(url, `begin; insert into messages (room_id, body) values (1, 'anon-1'); insert into notes (body) values ('anon-1 sent'); commit;`);
+  await marker.find((p) => (p.new as Row).body === 'anon-1 sent');
+  const applied = async () => {
+    const beats = new Inbox<string>();
+    visitor.onHeartbeat((s) => beats.push(s));
+    await visitor.sendHeartbeat();
+    await beats.find((s) => s === 'ok', 10_000, 'a heartbeat answered');
+  };
   await visitor.setAuth(await hsToken({ sub: 'ann' }));
+  await applied();
   await query(url, `insert into messages (room_id, body) values (1, 'ann-1')`);
   await room1.find((p) => (p.new as Row).body === 'ann-1', 10_000, 'a row of room 1 once signed in as ann');
   t.notOk(room1.items.some((p) => (p.new as Row).body === 'anon-1'), 'nothing of room 1 while anonymous');
 
   await visitor.setAuth(await hsToken({ sub: 'cat' }));
+  await applied();
   await query(url, `insert into messages (room_id, body) values (1, 'cat-1'); insert into messages (room_id, body) values (2, 'cat-2')`);
   await room2.find((p) => (p.new as Row).body === 'cat-2', 10_000, 'a row of room 2 once cat');
   t.notOk(room1.items.some((p) => (p.new as Row).body === 'cat-1'), 'cat never gets a row of room 1 (written before his own)');
