@@ -84,8 +84,10 @@ t.test('a transaction open while the snapshot is taken arrives once, as a change
   const { rows } = await open.query<{ id: string }>("insert into items (room, body) values (1, 'in flight') returning id::text as id");
   await open.query("update items set body = 'changed in flight' where id = 1");
   const pending = snapshotOf(alice, { id: 'open', table: 'items', filter: 'room=eq.1', snapshot: true });
-  // Commit while the snapshot is read (or just after it was taken).
-  setTimeout(() => void open.query('commit'), 30);
+  // Commit while the snapshot is read (or just after it was taken). Awaited before the test ends:
+  // its change can arrive before its own reply, and the client is closed at the end.
+  let committed: Promise<unknown> = Promise.resolve();
+  setTimeout(() => (committed = open.query('commit')), 30);
   const s = await pending;
   const rowsAfter = await alice.waitChanges('open', 0).then(() => alice.changes('open'));
   await alice.waitFor(() => alice.changes('open').some((c) => c.new?.body === 'in flight'), 10_000, 'the open transaction as changes');
@@ -95,6 +97,7 @@ t.test('a transaction open while the snapshot is taken arrives once, as a change
   t.equal(inFlight[0].from, 'insert', 'as an insert change, not in the snapshot');
   const first = all.filter((x) => x.id === 1);
   t.same(first.map((x) => x.body), ['row 1', 'changed in flight'], `row 1 as it was, then its update: ${JSON.stringify(first)} (${rowsAfter.length})`);
+  await committed;
 });
 
 t.test('refusals: snapshot with since, unknown table, bad order, bad limit', async (t) => {
