@@ -233,7 +233,7 @@ export class SupabaseConnection {
     const r = binding.request;
     const head = this.d.changes.acquire(this.vsn, topic.name, binding.id);
     topic.heads.push(binding.id);
-    const render = new BindingRender(this.d.changes, head, (frame) => this.holdFrame(topic, frame));
+    const render = new BindingRender(this.d.changes, head, topic, (frame) => this.holdFrame(topic, frame));
     const msg: RenderedSubscribe = {
       type: 'subscribe',
       id,

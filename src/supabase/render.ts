@@ -45,6 +45,10 @@ export class SupabaseChanges {
   private stamp = -1;
   private readonly data: (string | null)[] = new Array<string | null>(KINDS).fill(null);
   private readonly frames: Map<FrameHead, Buffer>[] = Array.from({ length: KINDS }, () => new Map());
+  /** The last frame returned during this change: the next subscriber usually has the same head. */
+  private lastHead: FrameHead | null = null;
+  private lastKind: DeliveryKind | null = null;
+  private lastFrame: Buffer | null = null;
 
   /** @param typeName a column type's pg_type name (the catalog's), undefined when unknown. */
   constructor(private readonly typeName: (oid: number) => string | undefined) {}
@@ -83,7 +87,8 @@ export class SupabaseChanges {
       this.stamp = stamp;
       this.data.fill(null);
       for (const m of this.frames) m.clear();
-    }
+      this.lastHead = null;
+    } else if (head === this.lastHead && kind === this.lastKind) return this.lastFrame;
     const k = KIND_INDEX[kind];
     const frames = this.frames[k];
     let f = frames.get(head);
@@ -91,6 +96,9 @@ export class SupabaseChanges {
       const data = (this.data[k] ??= this.render(tx, c, kind));
       frames.set(head, (f = Buffer.concat([head.head, Buffer.from(data), head.tail])));
     }
+    this.lastHead = head;
+    this.lastKind = kind;
+    this.lastFrame = f;
     return f;
   }
 
@@ -150,12 +158,14 @@ export class BindingRender implements ChangeRender {
   constructor(
     private readonly changes: SupabaseChanges,
     private readonly head: FrameHead,
+    /** Its topic: joined (nothing held, not gone) is the common case, checked without a call. */
+    private readonly topic: { readonly held: unknown[] | null; readonly state: string },
     private readonly hold: (frame: Buffer) => boolean,
   ) {}
 
   frame(tx: Transaction, c: CapturedChange, kind: DeliveryKind, live: boolean, stamp: number): Buffer | null {
     const f = this.changes.frame(this.head, tx, c, kind, live, stamp);
-    if (f === null || this.hold(f)) return null;
-    return f;
+    if (f === null || (this.topic.held === null && this.topic.state !== 'gone')) return f;
+    return this.hold(f) ? null : f;
   }
 }
