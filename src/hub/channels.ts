@@ -457,8 +457,7 @@ export class Channels {
   }
 }
 
-/** Presence key: the user (its sockets are one key), or the socket under --no-auth. */
-/** A peer's presence key: its user's id; the connection's own for anonymous clients and under --no-auth. */
+/** A peer's presence key: its user's id (its sockets are one key); the socket's own for anonymous clients and under --no-auth. */
 function keyOf(peer: Peer): string {
   const identity = peer.identity;
   return identity && !isAnonymous(identity) ? identity.id : peer.id;

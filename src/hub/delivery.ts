@@ -14,7 +14,7 @@ import type { Authorizer } from '../auth/types.js';
 import type { Identity } from '../auth/jwt.js';
 import { changeBody, encodeBody, enterBody, leaveBody } from './render.js';
 import type { HubSubscription } from './subscriptions.js';
-import type { ChangeRender, DeliveryKind, Peer } from './types.js';
+import type { Peer } from './types.js';
 
 type RowChange = CapturedChange & { relation: { qualified: string } };
 type Update = CapturedChange & { tag: 'update' };
@@ -73,18 +73,15 @@ export class Delivery {
       default:
         return 0;
     }
-    const render = sub.render;
-    if (render !== null) return this.rendered(render, tx, c, sub, leave ? 'leave' : enter ? 'enter' : 'change', live, stamp);
-    const frame = leave ? Buffer.concat([sub.prefix, Buffer.from(leaveBody(tx, c as Update))]) : enter ? this.enterFrame(tx, c as Update, sub.prefix, live, stamp) : this.frame(entry, tx, c, sub.prefix, live);
-    sub.peer.pushFrame(frame);
-    this.counters.deliveries++;
-    if (live) this.touched.add(sub.peer);
-    return frame.length;
-  }
-
-  /** A frame of another wire format (ChangeRender), for what deliver() decided the subscription may see. */
-  private rendered(render: ChangeRender, tx: Transaction, c: CapturedChange, sub: HubSubscription, kind: DeliveryKind, live: boolean, stamp: number): number {
-    const frame = render.frame(tx, c, kind, live, stamp);
+    // Another wire format (ChangeRender) writes its own frame, or none, for what was decided here.
+    const frame =
+      sub.render !== null
+        ? sub.render.frame(tx, c, leave ? 'leave' : enter ? 'enter' : 'change', live, stamp)
+        : leave
+          ? Buffer.concat([sub.prefix, Buffer.from(leaveBody(tx, c as Update))])
+          : enter
+            ? this.enterFrame(tx, c as Update, sub.prefix, live, stamp)
+            : this.frame(entry, tx, c, sub.prefix, live);
     if (frame === null) return 0;
     sub.peer.pushFrame(frame);
     this.counters.deliveries++;

@@ -72,6 +72,7 @@ export class ChannelPresence {
     const l = this.limits;
     const km = this.byKey.get(key);
     const old = km?.entries.get(session);
+    // A label adds `,"label":` (9 bytes) and its quoted text to the meta.
     const bytes = metaBytes(key, session, stateBytes) + (label === undefined ? 0 : Buffer.byteLength(JSON.stringify(label)) + 9);
     const keyMetas = (km?.entries.size ?? 0) + (old ? 0 : 1);
     const keyBytes = (km?.bytes ?? 0) - (old?.bytes ?? 0) + bytes;
