@@ -1,25 +1,24 @@
 // The Supabase Realtime protocol of one connection (docs/SUPABASE.md), on top of walcast's: each
 // Phoenix push becomes walcast client messages, run by the same handlers (same authentication,
-// limits, policies and ordering), and walcast's replies and frames become Phoenix messages.
-//
-// walcast replies to the messages made here carry refs of our own ("sb1", "sb2"...), so they are
-// told apart from everything else and routed to the part of the Phoenix exchange that waits for
-// them. Messages walcast answers only on failure (broadcast, presence) are followed by a `ping`:
-// its `pong` comes after any error, and means success otherwise.
-import { AuthError, BadRequestError, WireError } from '../errors.js';
+// limits, policies and ordering; requests.ts), and walcast's replies and frames become Phoenix
+// messages.
+import { AuthError, BadRequestError } from '../errors.js';
 import type { Catalog } from '../hub/catalog.js';
 import type { Logger } from '../log.js';
 import { validateClientMessage } from '../protocol/parse.js';
 import type { ClientMessage } from '../protocol/types.js';
-import type { Handlers, LabelledPresence, RenderedSubscribe } from '../server/handlers.js';
+import type { Handlers, RenderedSubscribe } from '../server/handlers.js';
+import { messageOf, Requests } from './requests.js';
+import { broadcastMessage, presenceMessage, reasonOf } from './pushes.js';
+import { parsed } from './shared-frames.js';
+import { translate, type Outbound } from './outbound.js';
 import { CLOSE, SUPABASE } from '../constants.js';
 import { bindingId, echo, readBindings, type BindingRequest } from './bindings.js';
 import { encodeFrame, decodeFrame, PhoenixDecodeError } from './phoenix.js';
 import type { DecodedFrame, Vsn } from './phoenix.types.js';
-import { diffToPhoenix, toPhoenix, type WalcastPresence } from './presence.js';
 import { BindingRender, type SupabaseChanges } from './render.js';
 import type { PhoenixSession } from './session.js';
-import { Topic, type Binding, type TopicConfig } from './topic.js';
+import { optionalObject, readTopicConfig, Topic, type Binding, type HeldBudget } from './topic.js';
 
 export interface ConnectionDeps {
   handlers: Handlers;
@@ -32,28 +31,18 @@ export interface ConnectionDeps {
   maxHeldBytes: number;
 }
 
-/** A walcast frame, parsed. */
-type Native = { type: string; [field: string]: unknown };
-type Waiter = (f: Native) => void;
-
 const E = SUPABASE.events;
-const REF_PREFIX = 'sb';
-
-/**
- * The last walcast frame translated, and its Phoenix forms: one broadcast or presence frame is
- * the same string for every member of a channel, so it is parsed and written once, not per member.
- */
-const last = { frame: '', parsed: null as Native | null, out: new Map<string, string>() };
+/** walcast's `progress` frames (frames.ts): nothing for a Supabase client, dropped unparsed. */
+const PROGRESS = '{"type":"progress"';
 
 export class SupabaseConnection {
   private readonly topics = new Map<string, Topic>();
   private readonly byChannel = new Map<string, Topic>();
   private readonly bySub = new Map<number, Topic>();
-  private readonly waiting = new Map<string, Waiter>();
-  private nextRef = 0;
+  private readonly requests: Requests;
+  private readonly outbound: Outbound;
   private nextSub = 0;
-  /** Bytes held by the topics being joined (each topic copies its changes: one frame per topic). */
-  private heldBytes = 0;
+  private readonly held: HeldBudget;
   /** The last access token accepted (the same one again is not verified again). */
   private token: string | null = null;
   /**
@@ -64,18 +53,21 @@ export class SupabaseConnection {
   private verifying = false;
   private readonly deferred: { m: DecodedFrame; bytes: number }[] = [];
   private deferredBytes = 0;
-  /**
-   * Subscribes not answered yet, by walcast id → the ref their answer carries: a subscription
-   * ended before it went live (a cluster catch-up cut short) is answered by a resync or error
-   * naming its id, without the ref.
-   */
-  private readonly unanswered = new Map<number, string>();
 
   constructor(
     private readonly session: PhoenixSession,
     readonly vsn: Vsn,
     private readonly d: ConnectionDeps,
   ) {
+    this.requests = new Requests(d.handlers, session);
+    this.outbound = {
+      vsn,
+      ofChannel: (channel) => this.byChannel.get(channel),
+      ofSub: (id) => this.bySub.get(id),
+      emit: (topic, text) => this.emit(topic, text),
+      errored: (topic, message) => this.errored(topic, message),
+    };
+    this.held = { bytes: 0, max: d.maxHeldBytes };
     session.translate = (frame) => this.fromWalcast(frame);
     session.frames = (data, isBinary) => this.onFrame(data, isBinary);
   }
@@ -151,13 +143,13 @@ export class SupabaseConnection {
       if (!m.topic.startsWith(SUPABASE.topicPrefix)) throw new BadRequestError(`topics are "${SUPABASE.topicPrefix}<channel>", not ${JSON.stringify(m.topic)}`);
       const channel = m.topic.slice(SUPABASE.topicPrefix.length);
       validateClientMessage({ type: 'join', channel }); // walcast's rules for channel names
-      const config = object(payload.config, 'config');
+      const config = optionalObject(payload.config, 'config');
       bindings = readBindings(config.postgres_changes, this.d.maxSubscriptions);
       const old = this.topics.get(m.topic);
       // Joined again (the client lost the reply, or rejoins): the old join goes, silently.
       if (old) this.drop(old);
       if (this.topics.size >= SUPABASE.maxTopics) throw new BadRequestError(`at most ${SUPABASE.maxTopics} channels per connection`);
-      topic = new Topic(m.topic, channel, m.joinRef, m.ref, topicConfig(config));
+      topic = new Topic(m.topic, channel, m.joinRef, m.ref, readTopicConfig(config), this.d.changes, this.vsn);
     } catch (err) {
       this.reply(m.topic, m.joinRef, m.ref, 'error', { reason: reasonOf(err) });
       return;
@@ -186,12 +178,12 @@ export class SupabaseConnection {
     // Parts may be answered at once (as they are made): the join is settled once all are made.
     topic.waiting++;
     topic.waiting++;
-    this.request({ type: 'join', channel: topic.channel }, (f) => {
+    this.requests.run({ type: 'join', channel: topic.channel }, (f) => {
       topic.waiting--;
       if (f.type === 'joined') {
         // Joined for a topic gone meanwhile: left, unless a newer topic holds the channel now.
         if (topic.state !== 'gone') topic.member = true;
-        else if (!this.byChannel.has(topic.channel)) this.request({ type: 'leave', channel: topic.channel });
+        else if (!this.byChannel.has(topic.channel)) this.requests.run({ type: 'leave', channel: topic.channel });
       } else if (bindings.length === 0) {
         // A channel for broadcast and presence only: not being a member is the join's refusal. With
         // postgres_changes, the join stands for them (and broadcast, presence are refused later).
@@ -231,9 +223,8 @@ export class SupabaseConnection {
   private subscribe(topic: Topic, binding: Binding, schema: string, table: string, schemaWide: boolean): void {
     const id = ++this.nextSub;
     const r = binding.request;
-    const head = this.d.changes.acquire(this.vsn, topic.name, binding.id);
-    topic.heads.push(binding.id);
-    const render = new BindingRender(this.d.changes, head, topic, (frame) => this.holdFrame(topic, frame));
+    const head = topic.head(binding.id);
+    const render = new BindingRender(this.d.changes, head, topic, (frame) => topic.hold(frame, this.held));
     const msg: RenderedSubscribe = {
       type: 'subscribe',
       id,
@@ -243,11 +234,10 @@ export class SupabaseConnection {
       render,
     };
     topic.waiting++;
-    const ref = this.request(msg, (f) => {
-      this.unanswered.delete(id);
+    this.requests.run(msg, (f) => {
       topic.waiting--;
       if (f.type === 'subscribed') {
-        if (topic.state === 'gone') this.request({ type: 'unsubscribe', id });
+        if (topic.state === 'gone') this.requests.run({ type: 'unsubscribe', id });
         else {
           binding.subs.push(id);
           this.bySub.set(id, topic);
@@ -258,17 +248,6 @@ export class SupabaseConnection {
       }
       this.settle(topic);
     });
-    if (this.waiting.has(ref)) this.unanswered.set(id, ref);
-  }
-
-  /** A resync or error naming a subscription whose subscribe is unanswered: its answer. */
-  private answerOf(id: unknown, f: Native): boolean {
-    const ref = typeof id === 'number' ? this.unanswered.get(id) : undefined;
-    const waiter = ref === undefined ? undefined : this.waiting.get(ref);
-    if (ref === undefined || !waiter) return false;
-    this.waiting.delete(ref);
-    waiter(f);
-    return true;
   }
 
   /** Every part answered: the join's reply, then what was held for the topic meanwhile. */
@@ -286,8 +265,7 @@ export class SupabaseConnection {
     if (bindings.length > 0) {
       this.system(topic, 'ok', 'Subscribed to PostgreSQL', E.postgresChanges);
     }
-    const held = this.unhold(topic);
-    for (const f of held) {
+    for (const f of topic.unhold(this.held)) {
       if (typeof f === 'string') this.session.out(f);
       else this.session.pushFrame(f);
     }
@@ -313,36 +291,33 @@ export class SupabaseConnection {
    * message and phx_error, and realtime-js joins it again, judged anew, from now.
    */
   private errored(topic: Topic, message: string): void {
-    if (topic.state === 'joining') {
-      topic.failure ??= message;
-      return;
-    }
+    if (topic.state === 'joining') topic.failure ??= message;
+    else this.end(topic, message, E.error);
+  }
+
+  /** A joined topic ends on the server's side: a system message says why, then `event` (phx_error or phx_close). */
+  private end(topic: Topic, message: string, event: string): void {
     if (topic.state === 'gone') return;
     this.system(topic, 'error', message, 'system');
     this.drop(topic);
-    this.send(topic.name, topic.joinRef, topic.joinRef, E.error, {});
+    this.send(topic.name, topic.joinRef, topic.joinRef, event, {});
     this.session.flushSoon();
   }
 
   /** Undoes a topic's walcast side: its subscriptions, its channel membership, its frame heads. */
   private drop(topic: Topic): void {
     if (topic.state === 'gone') return;
-    topic.state = 'gone';
-    this.unhold(topic);
-    if (topic.timer) clearTimeout(topic.timer);
-    topic.timer = null;
+    topic.close(this.held);
     for (const b of topic.bindings) {
       for (const id of b.subs) {
         this.bySub.delete(id);
-        this.request({ type: 'unsubscribe', id });
+        this.requests.run({ type: 'unsubscribe', id });
       }
       b.subs.length = 0;
     }
-    if (topic.member) this.request({ type: 'leave', channel: topic.channel });
+    if (topic.member) this.requests.run({ type: 'leave', channel: topic.channel });
     topic.member = false;
     // (A join of this topic's channel still unanswered is left when answered: see parts().)
-    for (const id of topic.heads) this.d.changes.release(this.vsn, topic.name, id);
-    topic.heads.length = 0;
     if (this.topics.get(topic.name) === topic) this.topics.delete(topic.name);
     if (this.byChannel.get(topic.channel) === topic) this.byChannel.delete(topic.channel);
   }
@@ -351,186 +326,56 @@ export class SupabaseConnection {
     const token = (m.payload as Record<string, unknown>).access_token;
     // realtime-js sends the token to every joined channel: it is verified once.
     if (typeof token !== 'string' || token === '' || token === this.token) return;
-    this.verify(token, (err) => {
-      if (!err) return;
-      // As Supabase does: the channel is closed with a system message saying why.
-      if (topic.state === 'gone') return;
-      this.system(topic, 'error', err.message, 'system');
-      this.drop(topic);
-      this.send(topic.name, topic.joinRef, topic.joinRef, E.close, {});
-      this.session.flushSoon();
-    });
+    // Refused: as Supabase does, the channel is closed with a system message saying why.
+    this.verify(token, (err) => err && this.end(topic, err.message, E.close));
   }
 
   private broadcast(topic: Topic, m: DecodedFrame): void {
-    const p = m.payload as Record<string, unknown>;
-    const answer = (err: string | null) => {
+    this.acknowledged(() => broadcastMessage(topic, m), (err) => {
       if (err !== null) this.reply(topic.name, m.joinRef, m.ref, 'error', { reason: err });
       else if (topic.config.ack) this.reply(topic.name, m.joinRef, m.ref, 'ok', {});
-    };
-    let msg: ClientMessage;
-    try {
-      if (m.binary && m.payload.encoding === 'binary') throw new BadRequestError('binary broadcast payloads are not supported by walcast: send JSON');
-      msg = validateClientMessage({ type: 'broadcast', channel: topic.channel, event: p.event, payload: p.payload ?? null, self: topic.config.self });
-    } catch (err) {
-      answer(reasonOf(err));
-      return;
-    }
-    this.acknowledged(msg, answer);
+    });
   }
 
   private presence(topic: Topic, m: DecodedFrame): void {
-    const p = m.payload as Record<string, unknown>;
-    const answer = (err: string | null) => this.reply(topic.name, m.joinRef, m.ref, err === null ? 'ok' : 'error', err === null ? {} : { reason: err });
-    let msg: LabelledPresence;
+    const made = () => {
+      const msg = presenceMessage(topic, m);
+      if (msg.state !== null) topic.presence = true; // it tracks: it wants to see presence too
+      return msg;
+    };
+    this.acknowledged(made, (err) => this.reply(topic.name, m.joinRef, m.ref, err === null ? 'ok' : 'error', err === null ? {} : { reason: err }));
+  }
+
+  /** Runs a message walcast answers only on failure (requests.ts); `answer` gets the refusal, or null. */
+  private acknowledged(make: () => ClientMessage, answer: (err: string | null) => void): void {
+    let msg: ClientMessage;
     try {
-      if (p.event !== 'track' && p.event !== 'untrack') throw new BadRequestError('presence.event must be "track" or "untrack"');
-      const state = p.event === 'track' ? (p.payload ?? {}) : null;
-      msg = { ...(validateClientMessage({ type: 'presence', channel: topic.channel, state }) as LabelledPresence), label: topic.config.presenceKey };
+      msg = make();
     } catch (err) {
       answer(reasonOf(err));
       return;
     }
-    if (msg.state !== null) topic.presence = true; // it tracks: it wants to see presence too
-    this.acknowledged(msg, answer);
+    this.requests.acknowledged(msg, (err) => {
+      answer(err);
+      this.session.flushSoon();
+    });
   }
 
   // ── walcast frames out ──────────────────────────────────────────────────────────────────
 
   /** A walcast frame for this connection: a reply we wait for, or something to translate. */
   private fromWalcast(frame: string): void {
-    let f: Native | null;
-    if (frame === last.frame) f = last.parsed;
-    else {
-      try {
-        f = JSON.parse(frame) as Native;
-      } catch {
-        f = null;
-      }
-      last.frame = frame;
-      last.parsed = f;
-      last.out.clear();
-    }
-    if (f === null || typeof f !== 'object') return;
-    const ref = f.ref;
-    if (typeof ref === 'string' && ref.startsWith(REF_PREFIX)) {
-      const waiter = this.waiting.get(ref);
-      if (waiter) {
-        this.waiting.delete(ref);
-        waiter(f);
-        return;
-      }
-    }
-    switch (f.type) {
-      case 'broadcast': {
-        const topic = this.byChannel.get(f.channel as string);
-        if (topic?.member) this.emit(topic, this.shared(frame, topic, E.broadcast, () => ({ type: 'broadcast', event: f.event, payload: f.payload })));
-        return;
-      }
-      case 'presence_state': {
-        const topic = this.byChannel.get(f.channel as string);
-        if (topic?.member && topic.presence) this.emit(topic, this.shared(frame, topic, E.presenceState, () => toPhoenix(f.state as WalcastPresence)));
-        return;
-      }
-      case 'presence_diff': {
-        const topic = this.byChannel.get(f.channel as string);
-        if (!topic?.member || !topic.presence) return;
-        const diff = diffToPhoenix(f.joins as WalcastPresence, f.leaves as WalcastPresence);
-        if (Object.keys(diff.joins).length + Object.keys(diff.leaves).length > 0) this.emit(topic, this.shared(frame, topic, E.presenceDiff, () => diff));
-        return;
-      }
-      case 'left': {
-        // Not ours: the channel's policies no longer let this user in.
-        const topic = this.byChannel.get(f.channel as string);
-        if (!topic?.member) return;
-        topic.member = false;
-        this.errored(topic, `no longer a member of ${topic.channel}`);
-        return;
-      }
-      case 'resync': {
-        if (this.answerOf(f.sub, f)) return;
-        const topic = this.bySub.get(f.sub as number);
-        if (topic) this.errored(topic, `changes can no longer be delivered in order (${String(f.reason)}); rejoining`);
-        return;
-      }
-      case 'error': {
-        // A subscription ended by walcast (a refreshed token may not read its table).
-        if (this.answerOf(f.id, f)) return;
-        const topic = typeof f.id === 'number' ? this.bySub.get(f.id) : undefined;
-        if (topic) this.errored(topic, String(f.message));
-        return;
-      }
-      default:
-      // welcome, progress, pong, authenticated...: nothing for a Supabase client.
-    }
+    if (frame.startsWith(PROGRESS)) return;
+    const f = parsed(frame);
+    if (f !== null && !this.requests.answer(f)) translate(f, frame, this.outbound);
   }
 
   /** A Phoenix frame for a topic, held while its join is being answered. */
   private emit(topic: Topic, text: string): void {
-    if (topic.state === 'gone') return;
-    if (topic.held === null) this.session.out(text);
-    else this.holdFrame(topic, text);
-  }
-
-  /** Holds a frame for a joining topic (true); false when the topic is joined. */
-  private holdFrame(topic: Topic, frame: string | Buffer): boolean {
-    if (topic.state === 'gone') return true; // its subscriptions are being ended: nothing more for it
-    if (topic.held === null) return false;
-    if (topic.failure === null && topic.held.length < SUPABASE.maxHeldPerJoin && this.heldBytes + frame.length <= this.d.maxHeldBytes) {
-      topic.held.push(frame);
-      topic.heldBytes += frame.length;
-      this.heldBytes += frame.length;
-      return true;
-    }
-    // The join fails (realtime-js retries): what it held goes now, not when it is answered.
-    topic.failure ??= 'too many messages for the channel while it was being joined; retry';
-    this.unhold(topic);
-    topic.held = [];
-    return true;
-  }
-
-  /** A topic's held frames, no longer held (sent, or dropped). */
-  private unhold(topic: Topic): (string | Buffer)[] {
-    const held = topic.held ?? [];
-    topic.held = null;
-    this.heldBytes -= topic.heldBytes;
-    topic.heldBytes = 0;
-    return held;
-  }
-
-  /** The Phoenix text of a frame all members of a channel get, written once per serializer and topic. */
-  private shared(frame: string, topic: Topic, event: string, payload: () => unknown): string {
-    const key = `${this.vsn}\u0000${topic.name}`;
-    let text = last.frame === frame ? last.out.get(key) : undefined;
-    if (text === undefined) {
-      text = encodeFrame(this.vsn, { joinRef: null, ref: null, topic: topic.name, event, payload: payload() });
-      if (last.frame === frame) last.out.set(key, text);
-    }
-    return text;
+    if (!topic.hold(text, this.held)) this.session.out(text);
   }
 
   // ── helpers ─────────────────────────────────────────────────────────────────────────────
-
-  /** Runs a walcast message; `then` gets its reply (none: the reply is dropped). */
-  private request(msg: ClientMessage | RenderedSubscribe, then?: Waiter): string {
-    const ref = `${REF_PREFIX}${++this.nextRef}`;
-    this.waiting.set(ref, then ?? noop);
-    this.d.handlers.run(this.session, { ...msg, ref } as ClientMessage);
-    return ref;
-  }
-
-  /** Runs a message walcast answers only on failure; `answer(null)` when it succeeded. */
-  private acknowledged(msg: ClientMessage, answer: (err: string | null) => void): void {
-    let err: string | null = null;
-    const ref = `${REF_PREFIX}${++this.nextRef}`;
-    this.waiting.set(ref, (f) => (err = messageOf(f)));
-    this.d.handlers.run(this.session, { ...msg, ref } as ClientMessage);
-    this.request({ type: 'ping' }, () => {
-      this.waiting.delete(ref);
-      answer(err);
-      this.session.flushSoon();
-    });
-  }
 
   private reply(topic: string, joinRef: string | null, ref: string | null, status: 'ok' | 'error', response: unknown): void {
     this.send(topic, joinRef, ref, E.reply, { status, response });
@@ -546,49 +391,10 @@ export class SupabaseConnection {
 
   /** The connection closed: timers stop, frame heads are let go (the hub and channels drop the rest). */
   closed(): void {
-    for (const topic of [...this.topics.values()]) {
-      topic.state = 'gone';
-      if (topic.timer) clearTimeout(topic.timer);
-      for (const id of topic.heads) this.d.changes.release(this.vsn, topic.name, id);
-      topic.heads.length = 0;
-    }
+    for (const topic of this.topics.values()) topic.close(this.held);
     this.topics.clear();
     this.byChannel.clear();
     this.bySub.clear();
-    this.waiting.clear();
-    this.unanswered.clear();
+    this.requests.clear();
   }
-}
-
-function noop(): void {}
-
-function object(v: unknown, what: string): Record<string, unknown> {
-  if (v === undefined || v === null) return {};
-  if (typeof v !== 'object' || Array.isArray(v)) throw new BadRequestError(`${what} must be an object`);
-  return v as Record<string, unknown>;
-}
-
-function topicConfig(config: Record<string, unknown>): TopicConfig {
-  const broadcast = object(config.broadcast, 'config.broadcast');
-  const presence = object(config.presence, 'config.presence');
-  const key = presence.key;
-  if (key !== undefined && key !== null && typeof key !== 'string') throw new BadRequestError('config.presence.key must be a string');
-  if (typeof key === 'string' && key.length > SUPABASE.maxPresenceKey) throw new BadRequestError(`config.presence.key is at most ${SUPABASE.maxPresenceKey} characters`);
-  return {
-    self: broadcast.self === true,
-    ack: broadcast.ack === true,
-    presenceKey: typeof key === 'string' && key !== '' ? key : undefined,
-    presenceEnabled: presence.enabled === true,
-  };
-}
-
-function messageOf(f: Native): string {
-  if (typeof f.message === 'string') return f.message;
-  if (f.type === 'resync') return `the subscription ended before it went live (${String(f.reason)}); retry`;
-  return `unexpected reply ${JSON.stringify(f.type)}`;
-}
-
-function reasonOf(err: unknown): string {
-  if (err instanceof WireError) return err.message;
-  return 'internal error';
 }

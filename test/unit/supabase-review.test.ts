@@ -295,5 +295,5 @@ t.test('a join waiting for the cluster to open its channel is answered when the 
   open();
   await d.pass();
   t.match(a.reply(jr), { status: 'error' }, 'the join is refused now, not at its timeout');
-  t.equal((a.conn as unknown as { waiting: Map<string, unknown> }).waiting.size, 0, 'no reply left awaited');
+  t.equal((a.conn as unknown as { requests: { waiting: Map<string, unknown> } }).requests.waiting.size, 0, 'no reply left awaited');
 });
