@@ -70,6 +70,7 @@ export interface SocketHost {
   /** uWS's own backpressure ceiling (sessions close themselves far below it). */
   readonly backpressureCeiling: number;
   opened(session: Session): void;
+  /** Its socket closed: counted, disposed, and everything it held in the handlers and the hub let go. */
   closed(session: Session): void;
   /** A session closed for being too slow (counted in the metrics). */
   slow(): void;
@@ -152,7 +153,7 @@ export class Server {
       admission: this.admission,
       backpressureCeiling: UWS_BACKPRESSURE_CEILING,
       opened: (session) => this.sessions.add(session),
-      closed: (session) => this.sessions.delete(session),
+      closed: (session) => this.closed(session),
       slow: () => this.slowCloses++,
     };
     for (const endpoint of o.sockets ?? []) endpoint.attach(app, host);
@@ -204,15 +205,19 @@ export class Server {
       ...sessionEvents<SessionData>(o.hub, o.handlers),
       close: (ws) => {
         const session = ws.getUserData().session;
-        if (!session) return;
-        admission.closed(session.awaitingAuth);
-        session.awaitingAuth = false;
-        session.dispose();
-        o.handlers.closed(session);
-        this.sessions.delete(session);
-        o.hub.removePeer(session);
+        if (session) this.closed(session);
       },
     });
+  }
+
+  /** A session's socket closed (uWS `close`), whichever endpoint it came in by: all it held goes. */
+  private closed(session: Session): void {
+    this.admission.closed(session.awaitingAuth);
+    session.awaitingAuth = false;
+    session.dispose();
+    this.o.handlers.closed(session);
+    this.sessions.delete(session);
+    this.o.hub.removePeer(session);
   }
 
   private healthz(res: uWS.HttpResponse): void {

@@ -132,15 +132,11 @@ function route(app: uWS.TemplatedApp, o: SupabaseEndpointOptions, host: SocketHo
       const data = ws.getUserData();
       const session = data.session;
       if (!session) return;
-      host.admission.closed(false);
-      session.dispose();
       if (data.conn) {
         data.conn.closed();
         open.delete(data.conn);
       }
-      o.handlers.closed(session);
       host.closed(session);
-      o.hub.removePeer(session);
     },
   });
 }
